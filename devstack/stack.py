@@ -1,0 +1,158 @@
+"""The local stack: which processes `jobstream up` runs, in what order, and how each proves it is healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import grpc
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from temporalio.client import Client
+
+from devstack import kafka, minio, temporal, triton
+from devstack.bootstrap import Tools
+from devstack.supervisor import Child, Probe
+from jobstream.readiness import is_ready
+from jobstream.settings import Settings
+from workers.pipelines import load_pipelines
+
+PYTHON = sys.executable
+
+
+def http_ok(url: str) -> Probe:
+    async def probe(_pid: int) -> bool:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return (await client.get(url)).status_code == 200
+
+    return probe
+
+
+def temporal_ok(settings: Settings) -> Probe:
+    async def probe(_pid: int) -> bool:
+        client = await asyncio.wait_for(
+            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace), 3.0
+        )
+        return await client.service_client.check_health()
+
+    return probe
+
+
+def kafka_ok(settings: Settings) -> Probe:
+    async def probe(_pid: int) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+        await admin.start()
+        try:
+            await admin.list_topics()
+            return True
+        finally:
+            await admin.close()
+
+    return probe
+
+
+def grpc_serving(target: str) -> Probe:
+    async def probe(_pid: int) -> bool:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+def file_ready(role: str) -> Probe:
+    async def probe(pid: int) -> bool:
+        return is_ready(role, pid)
+
+    return probe
+
+
+def servers(settings: Settings, tools: Tools) -> list[Child]:
+    """The four real servers, in the order they must start."""
+    state = settings.state_dir
+    host = settings.host
+    kafka_props = kafka.prepare(
+        tools.kafka_libs, state / "kafka", host, settings.kafka_port, settings.kafka_controller_port
+    )
+    return [
+        Child(
+            "temporal",
+            temporal.command(tools.temporal, settings),
+            temporal_ok(settings),
+            ports=[
+                (settings.temporal_port, "JOBSTREAM_TEMPORAL_PORT"),
+                (settings.temporal_ui_port, "JOBSTREAM_TEMPORAL_UI_PORT"),
+            ],
+        ),
+        Child(
+            "minio",
+            minio.command(tools.minio, settings),
+            http_ok(f"http://{settings.minio_endpoint}/minio/health/live"),
+            env=minio.environment(settings),
+            ports=[
+                (settings.minio_port, "JOBSTREAM_MINIO_PORT"),
+                (settings.minio_console_port, "JOBSTREAM_MINIO_CONSOLE_PORT"),
+            ],
+        ),
+        Child(
+            "kafka",
+            kafka.command(tools.kafka_libs, kafka_props, settings.kafka_heap_mb),
+            kafka_ok(settings),
+            ports=[
+                (settings.kafka_port, "JOBSTREAM_KAFKA_PORT"),
+                (settings.kafka_controller_port, "JOBSTREAM_KAFKA_CONTROLLER_PORT"),
+            ],
+            ready_timeout_s=90.0,
+        ),
+        Child(
+            "triton",
+            triton.command(
+                tools.venv,
+                tools.triton_backends,
+                settings.model_repository,
+                host,
+                settings.triton_http_port,
+                settings.triton_grpc_port,
+                settings.triton_metrics_port,
+            ),
+            http_ok(f"http://{host}:{settings.triton_http_port}/v2/health/ready"),
+            env=triton.environment(tools.venv),
+            ports=[
+                (settings.triton_http_port, "JOBSTREAM_TRITON_HTTP_PORT"),
+                (settings.triton_grpc_port, "JOBSTREAM_TRITON_GRPC_PORT"),
+                (settings.triton_metrics_port, "JOBSTREAM_TRITON_METRICS_PORT"),
+            ],
+            after_exit=triton.cleanup_shm,
+        ),
+    ]
+
+
+def services(settings: Settings) -> list[Child]:
+    """jobstream's own processes; each command line names its role for `ps`."""
+    children = [
+        Child(
+            "job-service",
+            [PYTHON, "-m", "services.job_service"],
+            grpc_serving(settings.grpc_target),
+            ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT")],
+        ),
+        Child(
+            "cpu-worker",
+            [PYTHON, "-m", "workers.cpu_worker"],
+            file_ready("cpu-worker"),
+        ),
+    ]
+    for model in sorted(load_pipelines().models()):
+        role = f"gpu-worker-{model}"
+        children.append(Child(role, [PYTHON, "-m", "workers.gpu_worker", "--model", model], file_ready(role)))
+    children.append(
+        Child(
+            "sse-bridge",
+            [PYTHON, "-m", "sse_bridge"],
+            http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
+            ports=[(settings.bridge_port, "JOBSTREAM_BRIDGE_PORT")],
+        )
+    )
+    return children

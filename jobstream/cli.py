@@ -1,0 +1,169 @@
+"""The `jobstream` command: run the local stack, and submit, follow, inspect, list and cancel jobs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from jobstream.auth import ensure_dev_key
+from jobstream.events import TERMINAL_TYPES, event_data
+from jobstream.settings import get_settings
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
+from jobstream.v1.job_service_pb2_grpc import JobServiceStub
+
+
+def api_key() -> str:
+    return os.environ.get("JOBSTREAM_API_KEY") or ensure_dev_key(get_settings())
+
+
+def metadata() -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key()}"),)
+
+
+def status_name(status: int) -> str:
+    return JobStatus.Name(status).removeprefix("JOB_STATUS_")
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return json_format.MessageToDict(job, preserving_proto_field_name=True)
+
+
+def print_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job_json(job)))
+        return
+    line = f"{job.job_id}  {status_name(job.status):9}  {job.pipeline:18} stage={job.stage or '-'}"
+    line += f" progress={job.progress:.0%} tokens={job.tokens_generated} attempt={job.attempt}"
+    print(line)
+    if job.HasField("error") and job.error.code:
+        print(f"  error: {job.error.code}: {job.error.message}")
+    if job.WhichOneof("result") == "result_text":
+        print(f"  result: {job.result_text}")
+    elif job.WhichOneof("result") == "result_url":
+        print(f"  result: {job.result_url}")
+
+
+async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: bool) -> int:
+    """Print the job's tokens as they stream, then its final status; exit code 0 only if it succeeded."""
+    final = ""
+    async for response in stub.WatchJob(api.WatchJobRequest(job_id=job_id), metadata=metadata()):
+        event = response.event
+        if as_json:
+            print(json.dumps({"id": event.id, **event_data(event)}), flush=True)
+        elif event.type == "token":
+            print(event.token.text, end="", flush=True)
+        if event.type in TERMINAL_TYPES:
+            final = event.type
+    if not as_json:
+        print()
+        job = (await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=metadata())).job
+        print(f"{status_name(job.status)}", end="")
+        if job.error.code:
+            print(f": {job.error.code}: {job.error.message}", end="")
+        print()
+    return 0 if final == "job.completed" else 1
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        stub = JobServiceStub(channel)
+        if args.command == "submit":
+            params = GenerationParams(max_tokens=args.max_tokens)
+            if args.seed is not None:
+                params.seed = args.seed
+            if args.temperature is not None:
+                params.temperature = args.temperature
+            request = api.SubmitJobRequest(
+                pipeline=args.pipeline,
+                prompt=args.prompt,
+                params=params,
+                idempotency_key=args.idempotency_key,
+            )
+            reply = await stub.SubmitJob(request, metadata=metadata())
+            if args.json:
+                print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)), flush=True)
+            else:
+                print(reply.job_id, flush=True)
+            return await follow(stub, reply.job_id, args.json) if args.follow else 0
+        if args.command == "follow":
+            return await follow(stub, args.job_id, args.json)
+        if args.command == "status":
+            job = (await stub.GetJob(api.GetJobRequest(job_id=args.job_id), metadata=metadata())).job
+            print_job(job, args.json)
+            return 0
+        if args.command == "cancel":
+            job = (await stub.CancelJob(api.CancelJobRequest(job_id=args.job_id), metadata=metadata())).job
+            print_job(job, args.json)
+            return 0
+        if args.command == "list":
+            status = (
+                getattr(JobStatus, f"JOB_STATUS_{args.status.upper()}")
+                if args.status
+                else JobStatus.JOB_STATUS_UNSPECIFIED
+            )
+            listing = await stub.ListJobs(api.ListJobsRequest(page_size=args.limit, status=status), metadata=metadata())
+            for job in listing.jobs:
+                print_job(job, args.json)
+            return 0
+    raise AssertionError(args.command)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="jobstream", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the whole local stack in the foreground (Ctrl-C stops it)")
+    up.add_argument("--fresh", action="store_true", help="delete the state directory first")
+    submit = commands.add_parser("submit", help="submit a job; prints its id first")
+    submit.add_argument("prompt")
+    submit.add_argument("--pipeline", default="generate")
+    submit.add_argument("--max-tokens", type=int, default=64)
+    submit.add_argument("--seed", type=int)
+    submit.add_argument("--temperature", type=float)
+    submit.add_argument("--idempotency-key", default="")
+    submit.add_argument("--follow", action="store_true", help="stream the tokens, then the final status")
+    for name, text in (
+        ("follow", "stream a job's events"),
+        ("status", "show a job"),
+        ("cancel", "cancel a job"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job_id")
+    listing = commands.add_parser("list", help="list your jobs, newest first")
+    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    listing.add_argument("--limit", type=int, default=20)
+    commands.add_parser("api-key", help="print the development API key (for grpcurl)")
+    for command in (submit, listing, *(commands.choices[n] for n in ("follow", "status", "cancel"))):
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "up":
+        from devstack.up import run as run_up  # the stack's own dependencies load only here
+
+        return asyncio.run(run_up(args.fresh))
+    if args.command == "api-key":
+        print(api_key())
+        return 0
+    try:
+        return asyncio.run(run(args))
+    except grpc.aio.AioRpcError as exc:
+        print(f"jobstream {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

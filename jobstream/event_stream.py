@@ -1,0 +1,218 @@
+"""Fan-out of the event log to many watchers: one shared tail consumer, a small pool for replays.
+
+`EventStream.watch(job_id, after)` yields the job's events after the cursor `after`, exactly once and in
+order: replay of what is already in the log (from where the job's story starts) joins the live tail with
+no gap and no duplicate, because every event carries a cursor that sorts in story order and a watcher
+yields only events whose cursor sorts after the last one it yielded.
+
+Used by the SSE bridge and by JobService.WatchJob, so both serve the same events with the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from jobstream.events import TERMINAL_TYPES, parse_event
+from jobstream.settings import Settings
+from jobstream.v1.event_pb2 import JobEvent
+
+log = logging.getLogger(__name__)
+
+# Where a job's story starts in the log: (partition, offset), or None while it has not started.
+Locator = Callable[[str], Awaitable[tuple[int, int] | None]]
+# The terminal event built from a finished job's state, for jobs whose events left Kafka's retention.
+Fallback = Callable[[str], Awaitable[JobEvent | None]]
+
+POLL_MS = 100
+REPLAY_CONSUMERS = 4
+
+
+class SlowConsumerError(Exception):
+    """The watcher fell too far behind; it should reconnect with its last event id."""
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    job_id: str
+    queue: asyncio.Queue[JobEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=1024))
+    overflowed: bool = False
+
+
+class EventStream:
+    def __init__(self, settings: Settings, locate: Locator, fallback: Fallback, queue_size: int = 1024) -> None:
+        self.settings = settings
+        self.topic = settings.events_topic
+        self.locate = locate
+        self.fallback = fallback
+        self.queue_size = queue_size
+        self._subscribers: dict[str, set[_Subscriber]] = {}
+        self._tail: AIOKafkaConsumer | None = None
+        self._tail_task: asyncio.Task[None] | None = None
+        self._replays: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
+        # Per partition, the offset the tail will read next: everything before it was routed already.
+        self._positions: dict[int, int] = {}
+        self._ready = asyncio.Event()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=POLL_MS,
+            max_partition_fetch_bytes=1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        self._tail = self._consumer()
+        await self._tail.start()
+        partitions = await self._partitions(self._tail)
+        self._tail.assign(partitions)
+        await self._tail.seek_to_end(*partitions)
+        for tp in partitions:
+            self._positions[tp.partition] = await self._tail.position(tp)
+        for _ in range(REPLAY_CONSUMERS):
+            consumer = self._consumer()
+            await consumer.start()
+            self._replays.put_nowait(consumer)
+        self._tail_task = asyncio.create_task(self._run_tail(partitions))
+        self._ready.set()
+
+    async def stop(self) -> None:
+        if self._tail_task:
+            self._tail_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tail_task
+        if self._tail:
+            await self._tail.stop()
+        while not self._replays.empty():
+            await self._replays.get_nowait().stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        for _ in range(100):
+            found = consumer.partitions_for_topic(self.topic)
+            if found:
+                return [TopicPartition(self.topic, p) for p in sorted(found)]
+            await consumer.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {self.topic} not found in Kafka")
+
+    async def _run_tail(self, partitions: list[TopicPartition]) -> None:
+        assert self._tail is not None
+        while True:
+            try:
+                batch = await self._tail.getmany(*partitions, timeout_ms=POLL_MS)
+            except Exception:  # the broker restarting must not kill every stream: retry
+                log.exception("tail consumer failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batch.items():
+                for record in records:
+                    self._route(record)
+                if records:
+                    self._positions[tp.partition] = records[-1].offset + 1
+
+    def _route(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.key is None or record.value is None:
+            return
+        subscribers = self._subscribers.get(record.key.decode(errors="replace"))
+        if not subscribers:
+            return
+        event = parse_event(record.value)
+        for subscriber in subscribers:
+            if subscriber.overflowed:
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A slow client loses its connection, not the other clients their latency.
+                subscriber.overflowed = True
+
+    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+        await self._ready.wait()
+        subscriber = _Subscriber(job_id, asyncio.Queue(maxsize=self.queue_size))
+        self._subscribers.setdefault(job_id, set()).add(subscriber)
+        try:
+            last = after
+            start = await self._wait_for_start(job_id)
+            if start is None:
+                event = await self.fallback(job_id)
+                if event is not None and event.id > last:
+                    yield event
+                return
+            partition, offset = start
+            # Subscribed first, so anything the tail routes from now on is queued; replay up to the
+            # tail's position at this moment, and the two overlap rather than leave a gap.
+            boundary = self._positions.get(partition, 0)
+            try:
+                async for event in self._replay(job_id, partition, offset, boundary):
+                    if event.id > last:
+                        last = event.id
+                        yield event
+                        if event.type in TERMINAL_TYPES:
+                            return
+            except _Expired:
+                # The job's events have left Kafka's retention: answer with its final state.
+                event = await self.fallback(job_id)
+                if event is not None and event.id > last:
+                    yield event
+                return
+            while True:
+                if subscriber.overflowed and subscriber.queue.empty():
+                    raise SlowConsumerError(f"watcher of {job_id} fell behind; resume after {last}")
+                event = await subscriber.queue.get()
+                if event.id > last:
+                    last = event.id
+                    yield event
+                    if event.type in TERMINAL_TYPES:
+                        return
+        finally:
+            watchers = self._subscribers.get(job_id)
+            if watchers is not None:
+                watchers.discard(subscriber)
+                if not watchers:
+                    del self._subscribers[job_id]
+
+    async def _wait_for_start(self, job_id: str) -> tuple[int, int] | None:
+        """The job's first offset; waits while the job exists but has not published job.started yet."""
+        while True:
+            try:
+                return await self.locate(job_id)
+            except NotStartedYet:
+                await asyncio.sleep(0.1)
+
+    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncIterator[JobEvent]:
+        if offset >= boundary:
+            return
+        consumer = await self._replays.get()
+        key = job_id.encode()
+        try:
+            tp = TopicPartition(self.topic, partition)
+            consumer.assign([tp])
+            if offset < (await consumer.beginning_offsets([tp]))[tp]:
+                raise _Expired
+            consumer.seek(tp, offset)
+            while True:
+                position = await consumer.position(tp)
+                if position >= boundary:
+                    return
+                batch = await consumer.getmany(tp, timeout_ms=POLL_MS)
+                for record in batch.get(tp, []):
+                    if record.offset >= boundary:
+                        return
+                    if record.key == key and record.value is not None:
+                        yield parse_event(record.value)
+        finally:
+            self._replays.put_nowait(consumer)
+
+
+class NotStartedYet(Exception):
+    """Raised by a Locator for a job that exists but has not published its first event yet."""
+
+
+class _Expired(Exception):
+    pass

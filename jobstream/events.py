@@ -1,0 +1,81 @@
+"""The one event log: every job's events, in order, on one Kafka topic keyed by job id.
+
+Workers write `JobEvent` protobufs here; the SSE bridge and `WatchJob` read them back and render the same
+events (SSE `id:` / `event:` / JSON `data:`, or the protobuf itself).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from google.protobuf import json_format
+
+from jobstream.settings import Settings
+from jobstream.v1.event_pb2 import JobEvent
+
+TERMINAL_TYPES = frozenset({"job.completed", "job.failed", "job.cancelled"})
+
+
+@dataclass(frozen=True)
+class Published:
+    partition: int
+    offset: int
+
+
+class EventLog:
+    """An idempotent, acks=all producer: a retried send never duplicates and an ack means replicated."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.events_topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            # Tokens are tiny and latency-bound: send at once rather than waiting to fill a batch.
+            linger_ms=0,
+            request_timeout_ms=10_000,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, event: JobEvent) -> Published:
+        metadata = await self._producer.send_and_wait(self.topic, event.SerializeToString(), key=event.job_id.encode())
+        return Published(metadata.partition, metadata.offset)
+
+    async def send(self, event: JobEvent) -> Any:
+        """Enqueue without waiting for the ack; await the returned future (or `flush()`) to confirm."""
+        return await self._producer.send(self.topic, event.SerializeToString(), key=event.job_id.encode())
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+def event_data(event: JobEvent) -> dict[str, Any]:
+    """The JSON body of an event: `job_id`, `type`, `time` and the payload's fields at the top level."""
+    data: dict[str, Any] = {"job_id": event.job_id, "type": event.type}
+    if event.HasField("time"):
+        data["time"] = event.time.ToJsonString()
+    which = event.WhichOneof("payload")
+    if which:
+        payload = json_format.MessageToDict(
+            getattr(event, which), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        data.update(payload)
+    return data
+
+
+def event_json(event: JobEvent) -> str:
+    return json.dumps(event_data(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_event(value: bytes) -> JobEvent:
+    event = JobEvent()
+    event.ParseFromString(value)
+    return event

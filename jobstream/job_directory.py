@@ -1,0 +1,80 @@
+"""What the event readers need to know about a job from Temporal: its owner, where its events start, and
+(once its events have left Kafka) a terminal event rebuilt from its final state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobstream import cursors
+from jobstream.event_stream import NotStartedYet
+from jobstream.payload_store import PayloadStore
+from jobstream.search_attributes import JOB_TENANT
+from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFailed
+from jobstream.v1.job_pb2 import JobError
+from workers.pipeline.types import JobResult
+
+
+class JobDirectory:
+    def __init__(self, client: Client, store: PayloadStore) -> None:
+        self.client = client
+        self.store = store
+
+    async def describe(self, job_id: str) -> WorkflowExecutionDescription | None:
+        try:
+            return await self.client.get_workflow_handle(job_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def tenant(self, job_id: str) -> str | None:
+        description = await self.describe(job_id)
+        return description.typed_search_attributes.get(JOB_TENANT) if description else None
+
+    async def locate(self, job_id: str) -> tuple[int, int] | None:
+        description = await self.describe(job_id)
+        if description is None:
+            return None
+        memo: Mapping[str, Any] = await description.memo()
+        if "log_partition" in memo:
+            return int(memo["log_partition"]), int(memo["log_offset"])
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            raise NotStartedYet(job_id)
+        return None
+
+    async def final_event(self, job_id: str) -> JobEvent | None:
+        description = await self.describe(job_id)
+        if description is None or description.status == WorkflowExecutionStatus.RUNNING:
+            return None
+        memo: Mapping[str, Any] = await description.memo()
+        event = JobEvent(id=cursors.terminal(), job_id=job_id)
+        if description.close_time:
+            stamp = Timestamp()
+            stamp.FromDatetime(description.close_time)
+            event.time.CopyFrom(stamp)
+        tokens = int(memo.get("tokens_generated", 0))
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
+            completed = JobCompleted(tokens_generated=result.tokens)
+            if result.ref:
+                completed.result_url = await self.store.presigned_get(result.ref)
+            else:
+                completed.result_text = result.text or ""
+            event.type = "job.completed"
+            event.job_completed.CopyFrom(completed)
+        elif description.status == WorkflowExecutionStatus.CANCELED:
+            event.type = "job.cancelled"
+            event.job_cancelled.CopyFrom(JobCancelled(stage=str(memo.get("stage", "")), tokens_generated=tokens))
+        else:
+            event.type = "job.failed"
+            error = JobError(
+                code=str(memo.get("error_code", description.status.name if description.status else "FAILED")),
+                message=str(memo.get("error_message", "the job ended without a result")),
+            )
+            event.job_failed.CopyFrom(JobFailed(error=error, stage=str(memo.get("stage", ""))))
+        return event

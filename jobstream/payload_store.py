@@ -1,0 +1,136 @@
+"""The claim-check store: MinIO holds every payload too large for Temporal; references travel instead.
+
+Two doors use it: the JobService and activities store inputs and results explicitly (content-addressed
+keys, presigned URLs for clients), and Temporal's own external-storage hook offloads any other payload over
+the threshold through `data_converter()`, so nothing large ever reaches workflow history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+from datetime import timedelta
+
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter
+from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClient
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, ExternalStorage
+
+from jobstream.settings import Settings
+
+# Objects written for jobs expire with the jobs' retention; Temporal keeps closed workflows as long.
+RETENTION_DAYS = 7
+REF_SCHEME = "minio://"
+
+
+def minio_client(settings: Settings) -> Minio:
+    return Minio(
+        settings.minio_endpoint,
+        access_key=settings.minio_access_key,
+        secret_key=settings.minio_secret_key,
+        secure=False,
+        region=settings.minio_region,
+    )
+
+
+class PayloadStore:
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.minio_bucket
+        self.client = minio_client(settings)
+
+    def ref(self, key: str) -> str:
+        return f"{REF_SCHEME}{self.bucket}/{key}"
+
+    def key_of(self, ref: str) -> str:
+        """The object key of a reference this store issued; ValueError for anything else."""
+        prefix = f"{REF_SCHEME}{self.bucket}/"
+        if not ref.startswith(prefix) or len(ref) == len(prefix) or ".." in ref:
+            raise ValueError(f"not a reference to this store: {ref[:80]!r}")
+        return ref[len(prefix) :]
+
+    async def ensure_bucket(self) -> None:
+        def create() -> None:
+            if not self.client.bucket_exists(self.bucket):
+                try:
+                    self.client.make_bucket(self.bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            rule = Rule(
+                ENABLED,
+                rule_filter=Filter(prefix=""),
+                rule_id="job-retention",
+                expiration=Expiration(days=RETENTION_DAYS),
+            )
+            self.client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
+
+        await asyncio.to_thread(create)
+
+    async def put(self, prefix: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Store under a content-addressed key (same bytes, same key) and return the reference."""
+        key = f"{prefix}/sha256/{hashlib.sha256(data).hexdigest()}"
+        await asyncio.to_thread(self.client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type)
+        return self.ref(key)
+
+    async def get(self, ref: str) -> bytes:
+        return await asyncio.to_thread(_read_object, self.client, self.bucket, self.key_of(ref))
+
+    async def size(self, ref: str) -> int | None:
+        """Size of the referenced object, or None when it does not exist."""
+        key = self.key_of(ref)
+        try:
+            stat = await asyncio.to_thread(self.client.stat_object, self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return None
+            raise
+        return stat.size
+
+    async def presigned_get(self, ref: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, self.key_of(ref), expires)
+
+    async def presigned_put(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return await asyncio.to_thread(self.client.presigned_put_object, self.bucket, key, expires)
+
+
+class MinioDriverClient(S3StorageDriverClient):
+    """Temporal's S3 storage driver, spoken through the `minio` client."""
+
+    def __init__(self, client: Minio) -> None:
+        self.client = client
+
+    async def put_object(self, *, bucket: str, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self.client.put_object, bucket, key, io.BytesIO(data), len(data))
+
+    async def object_exists(self, *, bucket: str, key: str) -> bool:
+        try:
+            await asyncio.to_thread(self.client.stat_object, bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def get_object(self, *, bucket: str, key: str) -> bytes:
+        return await asyncio.to_thread(_read_object, self.client, bucket, key)
+
+
+def _read_object(client: Minio, bucket: str, key: str) -> bytes:
+    response = client.get_object(bucket, key)
+    try:
+        return bytes(response.read())
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter every Temporal client and worker of jobstream uses: large payloads go to MinIO."""
+    driver = S3StorageDriver(client=MinioDriverClient(minio_client(settings)), bucket=settings.minio_bucket)
+    storage = ExternalStorage(drivers=[driver], payload_size_threshold=settings.payload_threshold_bytes)
+    return dataclasses.replace(pydantic_data_converter, external_storage=storage)

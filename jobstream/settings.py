@@ -1,0 +1,101 @@
+"""The one settings object: every address, path and limit, read from `JOBSTREAM_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Defaults are the local stack's; each field is overridden by `JOBSTREAM_<FIELD>` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBSTREAM_", frozen=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address every local server and service binds to.")
+
+    grpc_port: int = Field(50051, description="JobService gRPC port.")
+    bridge_port: int = Field(8080, description="SSE bridge HTTP port.")
+    public_bridge_url: str = Field("", description="Base URL clients use for SSE; empty means http://HOST:BRIDGE_PORT.")
+
+    temporal_port: int = Field(7233, description="Temporal frontend gRPC port.")
+    temporal_ui_port: int = Field(8233, description="Temporal Web UI port.")
+    temporal_namespace: str = Field("default", description="Temporal namespace for all workflows.")
+
+    kafka_port: int = Field(9092, description="Kafka broker (PLAINTEXT listener) port.")
+    kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port.")
+    kafka_heap_mb: int = Field(512, description="Kafka broker JVM heap cap (MiB).")
+    events_topic: str = Field("jobstream.events", description="Kafka topic of every job's events.")
+    events_partitions: int = Field(8, description="Partitions of the events topic.")
+
+    minio_port: int = Field(9000, description="MinIO S3 API port.")
+    minio_console_port: int = Field(9001, description="MinIO console port.")
+    minio_access_key: str = Field("jobstream", description="MinIO root user (local stack).")
+    minio_secret_key: str = Field("jobstream-dev-secret", description="MinIO root password.")
+    minio_bucket: str = Field("jobstream", description="Bucket for claim-checked payloads.")
+    minio_region: str = Field("us-east-1", description="Region sent to MinIO (avoids a lookup).")
+
+    triton_http_port: int = Field(8000, description="Triton HTTP port.")
+    triton_grpc_port: int = Field(8001, description="Triton gRPC port.")
+    triton_metrics_port: int = Field(8002, description="Triton metrics port.")
+
+    payload_threshold_bytes: int = Field(
+        256 * 1024, description="Payloads larger than this travel through MinIO, never Temporal."
+    )
+
+    stream_token_secret: str = Field(
+        "", description="HMAC secret for SSE stream tokens; empty: generated once into STATE_DIR."
+    )
+    stream_token_ttl_s: int = Field(24 * 3600, description="Lifetime of an SSE stream token (seconds).")
+    max_input_bytes: int = Field(
+        16 * 1024 * 1024, description="Largest input a job accepts (inline prompt or uploaded object)."
+    )
+
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".state", description="Temporal DB, Kafka logs, MinIO data, logs, dev API key."
+    )
+    cache_dir: Path = Field(Path.home() / ".cache" / "jobstream", description="Built servers, cached by version.")
+    model_repository: Path = Field(
+        PROJECT_ROOT / "workers" / "model_repository", description="Triton model repository."
+    )
+
+    api_keys_file: Path | None = Field(
+        None, description='JSON {"keys": {API key: tenant}}; default STATE_DIR/api-keys.json.'
+    )
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.host}:{self.temporal_port}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def minio_endpoint(self) -> str:
+        return f"{self.host}:{self.minio_port}"
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.host}:{self.triton_grpc_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def bridge_url(self) -> str:
+        return self.public_bridge_url or f"http://{self.host}:{self.bridge_port}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

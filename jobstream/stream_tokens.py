@@ -1,0 +1,58 @@
+"""Job-scoped stream tokens: `EventSource` cannot send headers, so the SSE URL carries a signed token
+that grants reading one job's events, for one tenant, until it expires."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from jobstream.settings import Settings
+
+ALGORITHM = "HS256"
+AUDIENCE = "jobstream.events"
+
+
+class InvalidStreamToken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StreamGrant:
+    job_id: str
+    tenant: str
+
+
+def signing_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once into the state directory and shared by all processes."""
+    if settings.stream_token_secret:
+        return settings.stream_token_secret
+    path = settings.state_dir / "stream-token-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class StreamTokens:
+    def __init__(self, settings: Settings) -> None:
+        self.secret = signing_secret(settings)
+        self.ttl_s = settings.stream_token_ttl_s
+
+    def issue(self, job_id: str, tenant: str, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": job_id, "ten": tenant, "aud": AUDIENCE, "iat": issued, "exp": issued + self.ttl_s}
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str, job_id: str) -> StreamGrant:
+        """The grant for `job_id`; InvalidStreamToken if forged, expired or issued for another job."""
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE)
+        except jwt.PyJWTError as exc:
+            raise InvalidStreamToken(str(exc)) from exc
+        if claims.get("sub") != job_id or not isinstance(claims.get("ten"), str):
+            raise InvalidStreamToken("token was issued for another job")
+        return StreamGrant(job_id=job_id, tenant=claims["ten"])

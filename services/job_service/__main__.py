@@ -1,0 +1,68 @@
+"""JobService process: `python -m services.job_service` serves gRPC with reflection and health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from jobstream.event_stream import EventStream
+from jobstream.job_directory import JobDirectory
+from jobstream.payload_store import PayloadStore
+from jobstream.settings import get_settings
+from jobstream.temporal import connect
+from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
+from services.job_service.service import JobService
+from workers.pipelines import load_pipelines
+
+SERVICE_NAME = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+
+
+async def serve() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s job-service %(levelname)s %(message)s")
+    settings = get_settings()
+    pipelines = load_pipelines()
+    store = PayloadStore(settings)
+    await store.ensure_bucket()
+    client = await connect(settings)
+    directory = JobDirectory(client, store)
+    stream = EventStream(settings, directory.locate, directory.final_event)
+    await stream.start()
+    # Inline prompts up to the absolute input maximum must fit in one message; larger ones are refused
+    # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
+    limit = settings.max_input_bytes + 64 * 1024
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+    )
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+        JobService(settings, client, store, pipelines, stream), server
+    )
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    server.add_insecure_port(settings.grpc_target)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logging.info("JobService listening on %s", settings.grpc_target)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    await stream.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

@@ -1,0 +1,307 @@
+"""The gRPC JobService: accept a job at once, report it, list, cancel and watch it, per tenant."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobstream import cursors
+from jobstream.auth import load_keys
+from jobstream.event_stream import EventStream, SlowConsumerError
+from jobstream.payload_store import PayloadStore
+from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
+from jobstream.settings import Settings
+from jobstream.stream_tokens import StreamTokens
+from jobstream.temporal import WORKFLOW_QUEUE
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import Job, JobStatus
+from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
+from services.job_service import jobs, validation
+from services.job_service.validation import RequestError, invalid
+from workers.pipeline.types import GenerationParams, JobInput, JobResult
+from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+from workers.pipelines import Pipelines
+
+MAX_SEED = 2**32 - 1
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
+    await context.abort(error.code, str(error))
+    raise AssertionError("unreachable")  # abort raises
+
+
+class JobService(JobServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        client: Client,
+        store: PayloadStore,
+        pipelines: Pipelines,
+        stream: EventStream,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.pipelines = pipelines
+        self.tokens = StreamTokens(settings)
+        self.stream = stream
+
+    # -- authentication -------------------------------------------------------------------------------
+    def tenant(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+        metadata = dict(context.invocation_metadata() or ())
+        header = str(metadata.get("authorization", ""))
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            return None
+        # Re-read each call: keys are configuration, and rotating one must not need a restart.
+        return load_keys(self.settings).get(key.strip())
+
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        tenant = self.tenant(context)
+        if tenant is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "send 'authorization: Bearer <api key>' with a valid key"
+            )
+        assert tenant is not None
+        return tenant
+
+    async def owned_handle(
+        self, context: grpc.aio.ServicerContext[Any, Any], tenant: str, job_id: str
+    ) -> tuple[WorkflowHandle[Any, Any], Job]:
+        """The job's workflow, if it exists and belongs to the caller; NOT_FOUND otherwise (no leak)."""
+        try:
+            validation.check_job_id(job_id)
+        except RequestError as error:
+            await abort(context, error)
+        handle = self.client.get_workflow_handle(job_id)
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
+            raise
+        if jobs.tenant_of(description) != tenant:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
+        job = await jobs.job_view(description)
+        jobs.add_live_details(job, description, await self.heartbeat_tokens(description))
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
+            job.tokens_generated = result.tokens
+            if result.ref:
+                job.result_url = await self.store.presigned_get(result.ref)
+            else:
+                job.result_text = result.text or ""
+        return handle, job
+
+    async def heartbeat_tokens(self, description: Any) -> int | None:
+        for pending in description.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads)
+                if details and isinstance(details[0], dict) and "tokens" in details[0]:
+                    return int(details[0]["tokens"])
+        return None
+
+    # -- RPCs -----------------------------------------------------------------------------------------
+    async def SubmitJob(
+        self, request: api.SubmitJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.SubmitJobResponse:
+        tenant = await self.authenticate(context)
+        try:
+            valid = validation.check_submit(request, self.pipelines, self.settings)
+            input_ref = await self.check_input_ref(tenant, valid.input_ref) if valid.input_ref else None
+        except RequestError as error:
+            await abort(context, error)
+        fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        if valid.idempotency_key:
+            job_id = jobs.idempotent_job_id(tenant, valid.idempotency_key)
+            # Same key and same request → same job, whether it is still running or long finished.
+            try:
+                description = await self.client.get_workflow_handle(job_id).describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+            else:
+                return await self.existing(context, description, fingerprint, job_id, tenant)
+        else:
+            job_id = jobs.new_job_id()
+        prompt = valid.prompt
+        if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
+            # Claim check at the front door: a large prompt never enters Temporal.
+            input_ref = await self.store.put(f"inputs/{tenant}", prompt.encode("utf-8"), "text/plain")
+            prompt = None
+        stages = self.pipelines.resolve(valid.pipeline)
+        seed = valid.seed if valid.seed is not None else random.randint(0, MAX_SEED)
+        job = JobInput(
+            job_id=job_id,
+            tenant=tenant,
+            pipeline=valid.pipeline,
+            stages=stages,
+            prompt=prompt,
+            input_ref=input_ref,
+            params=GenerationParams(max_tokens=valid.max_tokens, temperature=valid.temperature, seed=seed),
+        )
+        try:
+            await self.client.start_workflow(
+                PipelineWorkflow.run,
+                job,
+                id=job_id,
+                task_queue=WORKFLOW_QUEUE,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(JOB_TENANT, tenant),
+                        SearchAttributePair(JOB_STATUS, "QUEUED"),
+                        SearchAttributePair(JOB_PIPELINE, valid.pipeline),
+                    ]
+                ),
+                memo={
+                    "pipeline": valid.pipeline,
+                    "status": "QUEUED",
+                    "stage_count": len(stages),
+                    "fingerprint": fingerprint,
+                },
+            )
+        except WorkflowAlreadyStartedError:
+            # Two identical submissions raced; the loser answers with the winner's job.
+            description = await self.client.get_workflow_handle(job_id).describe()
+            return await self.existing(context, description, fingerprint, job_id, tenant)
+        return self.submitted(job_id, tenant, JobStatus.JOB_STATUS_QUEUED)
+
+    async def existing(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        description: Any,
+        fingerprint: str,
+        job_id: str,
+        tenant: str,
+    ) -> api.SubmitJobResponse:
+        memo = await description.memo()
+        if memo.get("fingerprint") != fingerprint:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"idempotency_key: already used for job {job_id} with a different request",
+            )
+        job = await jobs.job_view(description)
+        return self.submitted(job_id, tenant, job.status)
+
+    def submitted(self, job_id: str, tenant: str, status: JobStatus) -> api.SubmitJobResponse:
+        token = self.tokens.issue(job_id, tenant)
+        return api.SubmitJobResponse(
+            job_id=job_id,
+            status=status,
+            events_url=f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}",
+            stream_token=token,
+        )
+
+    async def check_input_ref(self, tenant: str, ref: str) -> str:
+        try:
+            key = self.store.key_of(ref)
+        except ValueError as exc:
+            raise invalid("input_ref", "is not a reference returned by CreateUpload") from exc
+        if not key.startswith(f"uploads/{tenant}/"):
+            raise invalid("input_ref", "is not a reference returned by CreateUpload")
+        size = await self.store.size(ref)
+        if size is None:
+            raise invalid("input_ref", "nothing has been uploaded to this reference yet")
+        if size > self.settings.max_input_bytes:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "input_ref",
+                f"the upload is {size} bytes; the maximum is {self.settings.max_input_bytes}",
+            )
+        if size == 0:
+            raise invalid("input_ref", "the uploaded object is empty")
+        return ref
+
+    async def GetJob(
+        self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.GetJobResponse:
+        tenant = await self.authenticate(context)
+        _, job = await self.owned_handle(context, tenant, request.job_id)
+        return api.GetJobResponse(job=job)
+
+    async def CancelJob(
+        self, request: api.CancelJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.CancelJobResponse:
+        tenant = await self.authenticate(context)
+        if len(request.reason) > 1024:
+            await abort(context, invalid("reason", "must be at most 1024 characters"))
+        handle, job = await self.owned_handle(context, tenant, request.job_id)
+        if job.status in (JobStatus.JOB_STATUS_QUEUED, JobStatus.JOB_STATUS_RUNNING):
+            await handle.cancel()
+        return api.CancelJobResponse(job=job)
+
+    async def ListJobs(
+        self, request: api.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.ListJobsResponse:
+        tenant = await self.authenticate(context)
+        try:
+            page_size = validation.check_page_size(request.page_size)
+            token = base64.urlsafe_b64decode(request.page_token) if request.page_token else None
+        except RequestError as error:
+            await abort(context, error)
+        except ValueError:
+            await abort(context, invalid("page_token", "is not a token returned by ListJobs"))
+        query = f"WorkflowType = 'PipelineWorkflow' AND {JOB_TENANT.name} = '{_quote(tenant)}'"
+        if request.status != JobStatus.JOB_STATUS_UNSPECIFIED:
+            name = jobs.NAME_BY_STATUS.get(request.status)
+            if name is None:
+                await abort(context, invalid("status", "is not a job status"))
+            query += f" AND {JOB_STATUS.name} = '{name}'"
+        listing = self.client.list_workflows(query, page_size=page_size, next_page_token=token)
+        try:
+            await listing.fetch_next_page()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                await abort(context, invalid("page_token", "is not a token returned by ListJobs"))
+            raise
+        page = [await jobs.job_view(execution) for execution in listing.current_page or []]
+        next_token = listing.next_page_token
+        return api.ListJobsResponse(
+            jobs=page, next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else ""
+        )
+
+    async def CreateUpload(
+        self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.CreateUploadResponse:
+        tenant = await self.authenticate(context)
+        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(hours=1)
+        if not timedelta(seconds=1) <= ttl <= timedelta(days=7):
+            await abort(context, invalid("ttl", "must be between 1 second and 7 days"))
+        key = f"uploads/{tenant}/{uuid.uuid4().hex}"
+        expire = Timestamp()
+        expire.FromDatetime(datetime.now(UTC) + ttl)
+        return api.CreateUploadResponse(
+            upload_url=await self.store.presigned_put(key, ttl),
+            input_ref=self.store.ref(key),
+            expire_time=expire,
+        )
+
+    async def WatchJob(
+        self, request: api.WatchJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[api.WatchJobResponse]:
+        tenant = await self.authenticate(context)
+        if request.after and not cursors.is_valid(request.after):
+            await abort(context, invalid("after", "is not an event id from this job's stream"))
+        await self.owned_handle(context, tenant, request.job_id)
+        try:
+            async for event in self.stream.watch(request.job_id, request.after):
+                yield api.WatchJobResponse(event=event)
+        except SlowConsumerError as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,97 @@
+"""Request validation: every rejected field gets INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) naming it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import grpc
+
+from jobstream.settings import Settings
+from jobstream.v1.job_pb2 import GenerationParams
+from jobstream.v1.job_service_pb2 import SubmitJobRequest
+from workers.pipelines import Pipelines
+
+JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+MAX_TOKENS_LIMIT = 4096
+DEFAULT_MAX_TOKENS = 64
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_PIPELINE = "generate"
+MAX_PAGE_SIZE = 100
+
+
+class RequestError(Exception):
+    def __init__(self, code: grpc.StatusCode, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.code = code
+        self.field = field
+
+
+def invalid(field: str, message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, field, message)
+
+
+@dataclass(frozen=True)
+class ValidSubmit:
+    pipeline: str
+    prompt: str | None
+    input_ref: str | None
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    idempotency_key: str
+
+
+def check_job_id(job_id: str) -> str:
+    if not JOB_ID.match(job_id):
+        raise invalid("job_id", "must look like job_ followed by 26 characters [a-z2-7]")
+    return job_id
+
+
+def check_params(params: GenerationParams) -> tuple[int, float, int | None]:
+    max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
+    if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise invalid("params.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT} (0 means {DEFAULT_MAX_TOKENS})")
+    temperature = params.temperature if params.HasField("temperature") else DEFAULT_TEMPERATURE
+    if not 0.0 <= temperature <= 2.0:  # also false for NaN
+        raise invalid("params.temperature", "must be between 0 and 2")
+    seed = params.seed if params.HasField("seed") else None
+    return max_tokens, temperature, seed
+
+
+def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> ValidSubmit:
+    pipeline = request.pipeline or DEFAULT_PIPELINE
+    if pipeline not in pipelines.names():
+        raise invalid("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
+    which = request.WhichOneof("input")
+    prompt: str | None = None
+    input_ref: str | None = None
+    if which == "prompt":
+        size = len(request.prompt.encode("utf-8"))
+        if size > settings.max_input_bytes:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "prompt",
+                f"is {size} bytes; the maximum is {settings.max_input_bytes}",
+            )
+        if not request.prompt.strip():
+            raise invalid("prompt", "must not be empty")
+        prompt = request.prompt
+    elif which == "input_ref":
+        if not request.input_ref:
+            raise invalid("input_ref", "must not be empty")
+        input_ref = request.input_ref
+    else:
+        raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
+    max_tokens, temperature, seed = check_params(request.params)
+    key = request.idempotency_key
+    if key and not IDEMPOTENCY_KEY.match(key):
+        raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
+    return ValidSubmit(pipeline, prompt, input_ref, max_tokens, temperature, seed, key)
+
+
+def check_page_size(page_size: int) -> int:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 20)")
+    return page_size or 20

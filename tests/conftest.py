@@ -1,0 +1,82 @@
+"""One local stack for the whole test run: reuse one that is already up, or start `jobstream up` once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from temporalio.client import Client
+
+from jobstream.auth import ensure_dev_key
+from jobstream.settings import PROJECT_ROOT, Settings, get_settings
+from jobstream.temporal import connect
+
+STARTUP_TIMEOUT_S = 600
+
+
+def _serving(target: str) -> bool:
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _wait_ready(process: subprocess.Popen[bytes], log: Path, target: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"jobstream up exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if "jobstream is up" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"jobstream up not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Settings]:
+    """The running stack's settings. Started here unless one already answers; stopped cleanly at the end."""
+    if _serving(settings.grpc_target):
+        yield settings
+        return
+    log = settings.state_dir / "test-stack.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobstream.cli", "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env=os.environ.copy(),
+        )
+    try:
+        _wait_ready(process, log, settings.grpc_target)
+        yield settings
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+        assert code == 0, f"jobstream up exited with {code} on SIGTERM:\n{log.read_text()[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def api_key(stack: Settings) -> str:
+    return ensure_dev_key(stack)
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(stack: Settings) -> AsyncIterator[Client]:
+    yield await connect(stack)

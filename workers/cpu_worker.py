@@ -1,0 +1,48 @@
+"""CPU worker process: the pipeline workflow, preprocess/postprocess, and event publishing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from jobstream.events import EventLog
+from jobstream.payload_store import PayloadStore
+from jobstream.settings import get_settings
+from jobstream.temporal import WORKFLOW_QUEUE, connect
+from workers.pipeline.activities.events import EventActivities
+from workers.pipeline.activities.text import TextActivities
+from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+from workers.pipelines import CPU_QUEUE
+from workers.runner import configure_logging, run_workers, worker_options
+
+
+async def main() -> None:
+    configure_logging()
+    settings = get_settings()
+    store = PayloadStore(settings)
+    log = EventLog(settings)
+    await log.start()
+    text = TextActivities(store, settings.payload_threshold_bytes)
+    events = EventActivities(log, store)
+
+    def make(client: Client) -> list[Worker]:
+        return [
+            Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[PipelineWorkflow]),
+            Worker(
+                client,
+                task_queue=CPU_QUEUE,
+                activities=[text.preprocess, text.postprocess, events.publish_event],
+                **worker_options(),
+            ),
+        ]
+
+    try:
+        await run_workers("cpu-worker", await connect(settings), make)
+    finally:
+        await log.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

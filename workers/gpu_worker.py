@@ -1,0 +1,47 @@
+"""GPU worker process for one model: `python -m workers.gpu_worker --model tinylm` polls that model's queue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from jobstream.events import EventLog
+from jobstream.payload_store import PayloadStore
+from jobstream.settings import get_settings
+from jobstream.temporal import connect
+from workers.pipeline.activities.inference import InferenceActivities
+from workers.pipelines import load_pipelines, model_queue
+from workers.runner import configure_logging, run_workers, worker_options
+
+
+async def main(model: str) -> None:
+    configure_logging()
+    settings = get_settings()
+    log = EventLog(settings)
+    await log.start()
+    inference = InferenceActivities(settings, log, PayloadStore(settings))
+
+    def make(client: Client) -> list[Worker]:
+        return [
+            Worker(
+                client,
+                task_queue=model_queue(model),
+                activities=[inference.run_model],
+                max_concurrent_activities=256,
+                **worker_options(),
+            )
+        ]
+
+    try:
+        await run_workers(f"gpu-worker-{model}", await connect(settings), make)
+    finally:
+        await log.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, choices=sorted(load_pipelines().models()))
+    asyncio.run(main(parser.parse_args().model))

@@ -1,0 +1,208 @@
+"""The model stage: stream tokens from Triton straight into the job's event log, never through Temporal.
+
+A retried attempt resumes where its predecessor's published tokens end: it reads them back from Kafka
+(starting at the offset its predecessor heartbeated) and asks the model to start at the next index. Tokens
+published twice carry the same cursor, so readers drop the copy: every index reaches a client once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+import tritonclient.grpc.aio as triton
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from tritonclient.utils import InferenceServerException
+
+from jobstream import cursors
+from jobstream.events import EventLog, parse_event
+from jobstream.payload_store import PayloadStore
+from jobstream.settings import Settings
+from jobstream.v1.event_pb2 import JobEvent, TokenEvent
+from workers.pipeline.activities.text import INVALID_INPUT, load_text
+from workers.pipeline.types import StageInput, StageOutput
+
+GPU_OUT_OF_MEMORY = "GpuOutOfMemory"
+TRITON_UNAVAILABLE = "TritonUnavailable"
+
+
+def _tensor(name: str, value: Any, dtype: Any, triton_type: str) -> triton.InferInput:
+    data = np.array([value], dtype=dtype)
+    tensor = triton.InferInput(name, [1], triton_type)
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+def model_inputs(model: str, text: str, stage: StageInput, start_index: int) -> list[triton.InferInput]:
+    encoded = text.encode("utf-8")
+    if model == "keywords":
+        return [_tensor("TEXT", encoded, np.object_, "BYTES")]
+    params = stage.params
+    return [
+        _tensor("PROMPT", encoded, np.object_, "BYTES"),
+        _tensor("MAX_TOKENS", params.max_tokens, np.int32, "INT32"),
+        _tensor("TEMPERATURE", params.temperature, np.float32, "FP32"),
+        _tensor("SEED", params.seed, np.int64, "INT64"),
+        _tensor("START_INDEX", start_index, np.int32, "INT32"),
+    ]
+
+
+def classify(message: str) -> ApplicationError:
+    """Map a model or server error onto the retry policy's vocabulary."""
+    if "INVALID_ARGUMENT" in message:
+        return ApplicationError(message, type=INVALID_INPUT, non_retryable=True)
+    if "out of memory" in message.lower():
+        return ApplicationError(message, type=GPU_OUT_OF_MEMORY)
+    return ApplicationError(message, type=TRITON_UNAVAILABLE)
+
+
+class InferenceActivities:
+    def __init__(self, settings: Settings, log: EventLog, store: PayloadStore) -> None:
+        self.settings = settings
+        self.log = log
+        self.store = store
+
+    @activity.defn(name="run_model")
+    async def run_model(self, stage: StageInput) -> StageOutput:
+        model = stage.stage.model
+        if model is None:
+            raise ApplicationError("run_model needs a model stage", type=INVALID_INPUT, non_retryable=True)
+        text = await load_text(self.store, stage)
+        info = activity.info()
+        progress: dict[str, int] = info.heartbeat_details[0] if info.heartbeat_details else {}
+        if not isinstance(progress, dict):
+            progress = {}
+        prefix = await self.published_tokens(stage, progress)
+        tokens = list(prefix)
+        first_offset = progress.get("first_offset", -1)
+        partition = progress.get("partition", -1)
+        activity.logger.info("model %s attempt %d resumes at token %d", model, info.attempt, len(tokens))
+
+        parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
+        pending: list[asyncio.Future[Any]] = []
+        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
+        try:
+            async for index, token_text in self.stream(client, model, text, stage, len(tokens), parameters):
+                if index != len(tokens):
+                    raise ApplicationError(f"model skipped from token {len(tokens)} to {index}")
+                tokens.append(token_text)
+                event = token_event(stage, index, token_text)
+                if first_offset < 0:
+                    # Wait for the first token's offset: it is where a successor starts reading.
+                    published = await self.log.publish(event)
+                    first_offset, partition = published.offset, published.partition
+                else:
+                    pending.append(await self.log.send(event))
+                activity.heartbeat({"tokens": len(tokens), "first_offset": first_offset, "partition": partition})
+            # Every token is acknowledged by Kafka before the stage may complete.
+            await self.log.flush()
+            await asyncio.gather(*pending)
+        finally:
+            await client.close()
+        output = "".join(tokens)
+        data = output.encode("utf-8")
+        if len(data) > self.settings.payload_threshold_bytes:
+            return StageOutput(ref=await self.store.put("stages", data), tokens=len(tokens))
+        return StageOutput(text=output, tokens=len(tokens))
+
+    async def stream(
+        self,
+        client: triton.InferenceServerClient,
+        model: str,
+        text: str,
+        stage: StageInput,
+        start_index: int,
+        parameters: dict[str, Any],
+    ) -> AsyncIterator[tuple[int, str]]:
+        """(index, text) per token; raises ApplicationError classified for the retry policy."""
+        request = {
+            "model_name": model,
+            "inputs": model_inputs(model, text, stage, start_index),
+            "outputs": [triton.InferRequestedOutput("TEXT"), triton.InferRequestedOutput("INDEX")],
+            "request_id": f"{stage.job_id}/{stage.stage.name}/{uuid.uuid4().hex[:8]}",
+            "parameters": parameters,
+        }
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            # One request, then half-close: the aio client cannot ask for Triton's empty final response,
+            # so the stream's clean end (gRPC OK after the last token) is what marks completion.
+            yield request
+
+        responses = client.stream_infer(inputs_iterator=requests())
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise classify(str(error))
+                if result is None:
+                    continue
+                response = result.get_response()
+                final = response.parameters.get("triton_final_response")
+                if result.as_numpy("INDEX") is None:
+                    if final is not None and final.bool_param:
+                        return
+                    continue
+                index = int(result.as_numpy("INDEX")[0])
+                raw = result.as_numpy("TEXT")[0]
+                yield index, raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                if final is not None and final.bool_param:
+                    return
+        except InferenceServerException as exc:
+            raise classify(str(exc)) from exc
+        except grpc.RpcError as exc:
+            raise ApplicationError(f"Triton unavailable: {exc}", type=TRITON_UNAVAILABLE) from exc
+        finally:
+            # Cancelling the call cancels the request in Triton: a cancelled job stops generating.
+            with contextlib.suppress(Exception):
+                responses.cancel()
+
+    async def published_tokens(self, stage: StageInput, progress: dict[str, int]) -> list[str]:
+        """The tokens a previous attempt already published for this stage, read back from Kafka."""
+        first_offset = progress.get("first_offset", -1)
+        partition = progress.get("partition", -1)
+        if first_offset < 0 or partition < 0:
+            return []
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.log.topic, partition)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, first_offset)
+            found: dict[int, str] = {}
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                for record in batch.get(tp, []):
+                    if record.key != stage.job_id.encode() or record.value is None:
+                        continue
+                    event = parse_event(record.value)
+                    if event.type == "token" and event.id.startswith(cursors.token(stage.stage_index, 0)[:6]):
+                        found.setdefault(event.token.index, event.token.text)
+        finally:
+            await consumer.stop()
+        # Only a gap-free prefix counts; the model regenerates anything after a gap.
+        prefix: list[str] = []
+        while len(prefix) in found:
+            prefix.append(found[len(prefix)])
+        return prefix
+
+
+def token_event(stage: StageInput, index: int, text: str) -> JobEvent:
+    now = Timestamp()
+    now.GetCurrentTime()
+    return JobEvent(
+        id=cursors.token(stage.stage_index, index),
+        job_id=stage.job_id,
+        type="token",
+        time=now,
+        token=TokenEvent(index=index, text=text, stage=stage.stage.name),
+    )

@@ -1,0 +1,197 @@
+"""Load and validate the declared pipelines (workers/pipelines.yaml); a bad file fails naming its line."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
+CPU_QUEUE = "jobstream-cpu"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+class PipelineFileError(ValueError):
+    pass
+
+
+def model_queue(model: str) -> str:
+    return f"jobstream-gpu-{model}"
+
+
+def parse_duration(value: object) -> object:
+    """Go-style strings (500ms, 10s, 5m, 1h) become timedeltas; anything else is left to pydantic, which
+    also reads the ISO 8601 form that pydantic itself writes when a resolved stage crosses Temporal."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        if not value.startswith("P"):
+            raise ValueError(f"{value!r} is not a duration such as 500ms, 10s, 5m or 1h")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    schedule_to_start: timedelta
+    start_to_close: timedelta
+    heartbeat: timedelta | None = None
+
+    @field_validator("schedule_to_start", "start_to_close", "heartbeat", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
+
+
+class Retry(_Strict):
+    maximum_attempts: int = Field(ge=1, le=100)
+    initial_interval: timedelta
+    backoff_coefficient: float = Field(ge=1.0, le=10.0)
+    maximum_interval: timedelta
+    non_retryable: tuple[str, ...] = ()
+
+    @field_validator("initial_interval", "maximum_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
+
+
+class StageDefaults(_Strict):
+    timeouts: Timeouts
+    retry: Retry
+
+
+class Defaults(_Strict):
+    cpu_stage: StageDefaults
+    model_stage: StageDefaults
+
+
+class Stage(_Strict):
+    name: str
+    kind: Literal["preprocess", "model", "postprocess"]
+    model: str | None = None
+    queue: str | None = None
+    timeouts: Timeouts | None = None
+    retry: Retry | None = None
+    # Forwarded to Triton as request parameters (e.g. token_delay_ms, fail_at_token, fail_attempts).
+    parameters: dict[str, int | float | str | bool] = {}
+
+    @model_validator(mode="after")
+    def _model_matches_kind(self) -> Stage:
+        if not _NAME.match(self.name):
+            raise ValueError(f"stage name {self.name!r} must be lower-case letters, digits and dashes")
+        if (self.kind == "model") != (self.model is not None):
+            raise ValueError("a stage names a model exactly when its kind is 'model'")
+        return self
+
+
+class Pipeline(_Strict):
+    description: str = ""
+    stages: tuple[Stage, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Pipeline:
+        kinds = [stage.kind for stage in self.stages]
+        if "model" not in kinds:
+            raise ValueError("a pipeline needs at least one model stage")
+        if len({stage.name for stage in self.stages}) != len(self.stages):
+            raise ValueError("stage names must be unique within a pipeline")
+        return self
+
+
+class PipelineFile(_Strict):
+    defaults: Defaults
+    pipelines: dict[str, Pipeline] = Field(min_length=1)
+
+
+class ResolvedStage(_Strict):
+    """A stage with every default applied: what the workflow receives, so replay never rereads the file."""
+
+    name: str
+    kind: Literal["preprocess", "model", "postprocess"]
+    model: str | None
+    queue: str
+    timeouts: Timeouts
+    retry: Retry
+    parameters: dict[str, int | float | str | bool] = {}
+
+
+class Pipelines:
+    def __init__(self, spec: PipelineFile) -> None:
+        self.spec = spec
+
+    def names(self) -> list[str]:
+        return sorted(self.spec.pipelines)
+
+    def models(self) -> set[str]:
+        return {s.model for p in self.spec.pipelines.values() for s in p.stages if s.model}
+
+    def resolve(self, name: str) -> list[ResolvedStage]:
+        """KeyError for an unknown pipeline."""
+        resolved = []
+        for stage in self.spec.pipelines[name].stages:
+            defaults = self.spec.defaults.model_stage if stage.model else self.spec.defaults.cpu_stage
+            queue = stage.queue or (model_queue(stage.model) if stage.model else CPU_QUEUE)
+            resolved.append(
+                ResolvedStage(
+                    name=stage.name,
+                    kind=stage.kind,
+                    model=stage.model,
+                    queue=queue,
+                    timeouts=stage.timeouts or defaults.timeouts,
+                    retry=stage.retry or defaults.retry,
+                    parameters=stage.parameters,
+                )
+            )
+        return resolved
+
+
+def _line_of(node: yaml.Node, location: tuple[int | str, ...]) -> int:
+    """1-based line of the deepest YAML node on a validation error's path."""
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def parse(text: str, source: str = "<pipelines>") -> Pipelines:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise PipelineFileError(f"{source}:{line}: {exc.problem}") from exc
+    if root is None or not isinstance(data, dict):
+        raise PipelineFileError(f"{source}:1: expected a mapping with 'defaults' and 'pipelines'")
+    try:
+        spec = PipelineFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise PipelineFileError(f"{source}:{_line_of(root, error['loc'])}: {where}: {error['msg']}") from exc
+    for name in spec.pipelines:
+        if not _NAME.match(name):
+            raise PipelineFileError(f"{source}:{_line_of(root, ('pipelines', name))}: bad pipeline name {name!r}")
+    return Pipelines(spec)
+
+
+@lru_cache(maxsize=1)
+def load_pipelines(path: Path = PIPELINES_FILE) -> Pipelines:
+    return parse(path.read_text(), str(path))

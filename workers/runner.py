@@ -1,0 +1,50 @@
+"""Shared life cycle of the worker processes: connect, run, announce readiness, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from jobstream.readiness import mark_ready
+
+# Cancellation reaches an activity through its heartbeat response; heartbeating at least this often is
+# what lets CancelJob stop a generation within a second.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=300)
+# On SIGTERM running activities get this long to finish before they are cancelled (and retried elsewhere).
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+async def run_workers(role: str, client: Client, make: Callable[[Client], Sequence[Worker]]) -> None:
+    workers = list(make(client))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runs = [asyncio.create_task(worker.run()) for worker in workers]
+    mark_ready(role)
+    logging.getLogger(role).info("%s polling %s", role, ", ".join(w.task_queue for w in workers))
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    for task in runs:
+        if task in done and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+
+def worker_options() -> dict[str, Any]:
+    return {
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        "default_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+    }
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
