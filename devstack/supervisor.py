@@ -65,9 +65,13 @@ class _Running:
 
 
 class Supervisor:
-    def __init__(self, host: str, logs_dir: Path, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, host: str, logs_dir: Path, say: Callable[[str], None] = print, pids_file: Path | None = None
+    ) -> None:
         self.host = host
         self.logs_dir = logs_dir
+        # Every pid ever started, for operators and for the tests that prove shutdown leaves no orphan.
+        self.pids_file = pids_file
         self.say = say
         self._running: dict[str, _Running] = {}
         self._order: list[Child] = []
@@ -106,6 +110,9 @@ class Supervisor:
             start_new_session=True,
         )
         self._running[child.name] = _Running(child, process, log)
+        if self.pids_file is not None:
+            with self.pids_file.open("a") as pids:
+                pids.write(f"{child.name} {process.pid}\n")
 
     async def _wait_ready(self, child: Child) -> None:
         running = self._running[child.name]

@@ -48,7 +48,10 @@ async def run(fresh: bool) -> int:
     tools = bootstrap.ensure(settings, quiet=True)
     api_key = ensure_dev_key(settings)
 
-    supervisor = Supervisor(settings.host, settings.logs_dir)
+    pids_file = settings.state_dir / "run" / "children.pids"
+    pids_file.parent.mkdir(parents=True, exist_ok=True)
+    pids_file.write_text("")
+    supervisor = Supervisor(settings.host, settings.logs_dir, pids_file=pids_file)
     servers = stack.servers(settings, tools)
     services = stack.services(settings)
     stop = asyncio.Event()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -53,6 +53,7 @@ def stack(settings: Settings) -> Iterator[Settings]:
     if _serving(settings.grpc_target):
         yield settings
         return
+    shm_before = set(Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
     log = settings.state_dir / "test-stack.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
@@ -70,6 +71,12 @@ def stack(settings: Settings) -> Iterator[Settings]:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
         assert code == 0, f"jobstream up exited with {code} on SIGTERM:\n{log.read_text()[-4000:]}"
+        # A clean stop leaves no process it started and no shared-memory region Triton made.
+        pids = settings.state_dir / "run" / "children.pids"
+        alive = [line for line in pids.read_text().splitlines() if Path(f"/proc/{line.split()[1]}").exists()]
+        assert not alive, f"processes left running after jobstream up stopped: {alive}"
+        leftover = set(Path("/dev/shm").glob("triton_python_backend_shm_region_*")) - shm_before
+        assert not leftover, f"shared memory left behind: {leftover}"
 
 
 @pytest.fixture(scope="session")
@@ -78,5 +85,5 @@ def api_key(stack: Settings) -> str:
 
 
 @pytest.fixture(scope="session")
-async def temporal_client(stack: Settings) -> AsyncIterator[Client]:
-    yield await connect(stack)
+async def temporal_client(stack: Settings) -> Client:
+    return await connect(stack)

@@ -6,7 +6,9 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import numpy as np
@@ -38,9 +40,7 @@ async def test_temporal_round_trips_a_workflow_with_an_activity(temporal_client:
     queue = f"smoke-{uuid.uuid4().hex[:8]}"
     workflow_id = f"smoke-{uuid.uuid4().hex}"
     async with Worker(temporal_client, task_queue=queue, workflows=[ShoutWorkflow], activities=[shout]):
-        result = await temporal_client.execute_workflow(
-            ShoutWorkflow.run, "hello", id=workflow_id, task_queue=queue
-        )
+        result = await temporal_client.execute_workflow(ShoutWorkflow.run, "hello", id=workflow_id, task_queue=queue)
     assert result == f"HELLO (from pid {os.getpid()})"
     # The server persisted the whole story: the activity was scheduled, started and completed.
     history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
@@ -80,7 +80,8 @@ async def test_kafka_keeps_per_key_order_across_partitions(stack: Settings) -> N
         while sum(len(v) for v in received.values()) < 200 and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    assert record.key is not None and record.value is not None
+                    assert record.key is not None
+                    assert record.value is not None
                     received.setdefault(record.key, []).append(record.value)
                     partitions.setdefault(record.key, set()).add(record.partition)
     finally:
@@ -116,7 +117,7 @@ async def test_triton_streams_tokens_one_by_one(stack: Settings) -> None:
         tensor.set_data_from_numpy(np.array([value], dtype=dtype))
         inputs.append(tensor)
 
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[dict[str, Any]]:
         yield {"model_name": "tinylm", "inputs": inputs, "parameters": {"token_delay_ms": 20}}
 
     arrivals: list[tuple[float, int, str]] = []
