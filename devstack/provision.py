@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from jobstream.auth import ensure_dev_key
 from jobstream.payload_store import PayloadStore
-from jobstream.settings import Settings
+from jobstream.search_attributes import SEARCH_ATTRIBUTE_TYPES
+from jobstream.settings import Settings, get_settings
+from jobstream.stream_tokens import signing_secret
 
 
 async def create_events_topic(settings: Settings) -> None:
@@ -27,3 +36,51 @@ async def create_events_topic(settings: Settings) -> None:
 async def provision(settings: Settings) -> None:
     await create_events_topic(settings)
     await PayloadStore(settings).ensure_bucket()
+
+
+async def register_search_attributes(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Register jobstream's search attributes in the namespace (the local dev server gets them as flags).
+
+    Retried: a fresh Temporal answers health checks before its namespace is visible to every service.
+    """
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            listed = await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+            )
+            missing = {
+                name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+                for name, kind in SEARCH_ATTRIBUTE_TYPES.items()
+                if name not in listed.custom_attributes
+            }
+            if missing:
+                await client.operator_service.add_search_attributes(
+                    AddSearchAttributesRequest(namespace=settings.temporal_namespace, search_attributes=missing)
+                )
+            return
+        except RPCError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def provision_all(settings: Settings) -> str:
+    """Everything a fresh stack of separate servers needs (docker-compose); returns the development API key."""
+    await provision(settings)
+    await register_search_attributes(settings)
+    # The SSE bridge and the JobService must sign and verify with one secret; with none configured, make the
+    # shared file now rather than let two processes race to create it.
+    signing_secret(settings)
+    return ensure_dev_key(settings)
+
+
+def main() -> None:
+    """`python -m devstack.provision`: provision, then print the development API key."""
+    key = asyncio.run(provision_all(get_settings()))
+    print(f"jobstream provisioned; development API key: {key}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from jobstream.auth import ensure_dev_key
 from jobstream.events import TERMINAL_TYPES, event_data
 from jobstream.settings import get_settings
 from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 
@@ -27,6 +28,9 @@ def api_key() -> str:
 
 def metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key()}"),)
+
+
+FINAL_STATUS = {"job.completed": "SUCCEEDED", "job.failed": "FAILED", "job.cancelled": "CANCELLED"}
 
 
 def status_name(status: int) -> str:
@@ -54,7 +58,7 @@ def print_job(job: Job, as_json: bool) -> None:
 
 async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: bool) -> int:
     """Print the job's tokens as they stream, then its final status; exit code 0 only if it succeeded."""
-    final = ""
+    final: JobEvent | None = None
     async for response in stub.WatchJob(api.WatchJobRequest(job_id=job_id), metadata=metadata()):
         event = response.event
         if as_json:
@@ -62,15 +66,21 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
         elif event.type == "token":
             print(event.token.text, end="", flush=True)
         if event.type in TERMINAL_TYPES:
-            final = event.type
+            final = event
     if not as_json:
         print()
-        job = (await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=metadata())).job
-        print(f"{status_name(job.status)}", end="")
-        if job.error.code:
-            print(f": {job.error.code}: {job.error.message}", end="")
-        print()
-    return 0 if final == "job.completed" else 1
+        if final is not None:
+            # The terminal event is the verdict: GetJob reports RUNNING until the workflow has closed, a
+            # moment after it published this event.
+            error = final.job_failed.error
+            print(FINAL_STATUS[final.type] + (f": {error.code}: {error.message}" if error.code else ""))
+        else:
+            job = (await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=metadata())).job
+            print(f"{status_name(job.status)}", end="")
+            if job.error.code:
+                print(f": {job.error.code}: {job.error.message}", end="")
+            print()
+    return 0 if final is not None and final.type == "job.completed" else 1
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-_CURSOR = re.compile(r"^\d{3}\.\d\.\d{7}$")
+# ASCII digits only, and no trailing newline (which `$` would let through): a client-supplied cursor that
+# passes must compare with ours the way our own ids compare.
+_CURSOR = re.compile(r"[0-9]{3}\.[0-9]\.[0-9]{7}")
 TERMINAL_SLOT = 999
 
 
@@ -40,4 +42,4 @@ def terminal() -> str:
 
 
 def is_valid(value: str) -> bool:
-    return bool(_CURSOR.match(value))
+    return _CURSOR.fullmatch(value) is not None

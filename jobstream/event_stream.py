@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from jobstream import cursors
 from jobstream.events import TERMINAL_TYPES, parse_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
@@ -133,6 +134,10 @@ class EventStream:
                 subscriber.overflowed = True
 
     async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+        if after >= cursors.terminal():
+            # Resuming after the terminal event: the story is over. Without this the watcher would replay
+            # nothing new and then wait on the live tail forever for an event that can never come.
+            return
         await self._ready.wait()
         subscriber = _Subscriber(job_id, asyncio.Queue(maxsize=self.queue_size))
         self._subscribers.setdefault(job_id, set()).add(subscriber)
@@ -149,12 +154,14 @@ class EventStream:
             # tail's position at this moment, and the two overlap rather than leave a gap.
             boundary = self._positions.get(partition, 0)
             try:
-                async for event in self._replay(job_id, partition, offset, boundary):
-                    if event.id > last:
-                        last = event.id
-                        yield event
-                        if event.type in TERMINAL_TYPES:
-                            return
+                # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
+                async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
+                    async for event in replay:
+                        if event.id > last:
+                            last = event.id
+                            yield event
+                            if event.type in TERMINAL_TYPES:
+                                return
             except _Expired:
                 # The job's events have left Kafka's retention: answer with its final state.
                 event = await self.fallback(job_id)
@@ -185,7 +192,7 @@ class EventStream:
             except NotStartedYet:
                 await asyncio.sleep(0.1)
 
-    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncIterator[JobEvent]:
+    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[JobEvent, None]:
         if offset >= boundary:
             return
         consumer = await self._replays.get()

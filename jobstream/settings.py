@@ -16,7 +16,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="JOBSTREAM_", frozen=True, extra="ignore")
 
-    host: str = Field("127.0.0.1", description="Address every local server and service binds to.")
+    host: str = Field("127.0.0.1", description="Address every local server and service binds to and is reached at.")
+    # Where servers live apart (docker-compose: one container each), these split HOST per role; empty means HOST.
+    bind_host: str = Field("", description="Address the JobService and the SSE bridge bind to; empty: HOST.")
+    temporal_host: str = Field("", description="Host of the Temporal frontend; empty: HOST.")
+    kafka_host: str = Field("", description="Host of the Kafka broker; empty: HOST.")
+    minio_host: str = Field("", description="Host of MinIO; empty: HOST.")
+    triton_host: str = Field("", description="Host of Triton; empty: HOST.")
 
     grpc_port: int = Field(50051, description="JobService gRPC port.")
     bridge_port: int = Field(8080, description="SSE bridge HTTP port.")
@@ -51,6 +57,9 @@ class Settings(BaseSettings):
         "", description="HMAC secret for SSE stream tokens; empty: generated once into STATE_DIR."
     )
     stream_token_ttl_s: int = Field(24 * 3600, description="Lifetime of an SSE stream token (seconds).")
+    sse_keepalive_s: int = Field(
+        15, ge=1, description="Seconds between keep-alive comments on an idle SSE stream (proxies drop silent ones)."
+    )
     max_input_bytes: int = Field(
         16 * 1024 * 1024, description="Largest input a job accepts (inline prompt or uploaded object)."
     )
@@ -69,23 +78,29 @@ class Settings(BaseSettings):
 
     @property
     def temporal_address(self) -> str:
-        return f"{self.host}:{self.temporal_port}"
+        return f"{self.temporal_host or self.host}:{self.temporal_port}"
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        return f"{self.kafka_host or self.host}:{self.kafka_port}"
 
     @property
     def minio_endpoint(self) -> str:
-        return f"{self.host}:{self.minio_port}"
+        return f"{self.minio_host or self.host}:{self.minio_port}"
 
     @property
     def triton_grpc_url(self) -> str:
-        return f"{self.host}:{self.triton_grpc_port}"
+        return f"{self.triton_host or self.host}:{self.triton_grpc_port}"
 
     @property
     def grpc_target(self) -> str:
+        """Where clients reach the JobService."""
         return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def bind_address(self) -> str:
+        """The interface jobstream's own servers listen on."""
+        return self.bind_host or self.host
 
     @property
     def bridge_url(self) -> str:

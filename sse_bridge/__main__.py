@@ -24,7 +24,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     stream = EventStream(settings, directory.locate, directory.final_event)
     await stream.start()
     try:
-        yield Bridge(stream, directory, StreamTokens(settings))
+        yield Bridge(stream, directory, StreamTokens(settings), settings.sse_keepalive_s)
     finally:
         await stream.stop()
 
@@ -34,7 +34,7 @@ def main() -> None:
     settings = get_settings()
     uvicorn.run(
         create_app(open_bridge),
-        host=settings.host,
+        host=settings.bind_address,
         port=settings.bridge_port,
         log_level="warning",
         access_log=False,

@@ -29,14 +29,17 @@ def problem(status: int, code: str, message: str, **extra: str) -> JSONResponse:
 
 
 class Bridge:
-    def __init__(self, stream: EventStream, directory: JobDirectory, tokens: StreamTokens) -> None:
+    def __init__(
+        self, stream: EventStream, directory: JobDirectory, tokens: StreamTokens, keepalive_s: int = KEEPALIVE_S
+    ) -> None:
         self.stream = stream
         self.directory = directory
         self.tokens = tokens
+        self.keepalive_s = keepalive_s
 
     async def events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             return problem(400, "invalid_argument", "job_id is malformed", field="job_id")
         token = request.query_params.get("token", "")
         scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
@@ -53,7 +56,7 @@ class Bridge:
             return problem(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
         if await self.directory.tenant(job_id) != grant.tenant:
             return problem(404, "not_found", f"job {job_id} not found")
-        return EventSourceResponse(self._render(job_id, after), ping=KEEPALIVE_S)
+        return EventSourceResponse(self._render(job_id, after), ping=self.keepalive_s)
 
     async def _render(self, job_id: str, after: str) -> AsyncIterator[dict[str, Any]]:
         with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID

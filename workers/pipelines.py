@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 CPU_QUEUE = "jobstream-cpu"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")  # ASCII digits only: \d would take any script's
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -30,11 +30,14 @@ def parse_duration(value: object) -> object:
     """Go-style strings (500ms, 10s, 5m, 1h) become timedeltas; anything else is left to pydantic, which
     also reads the ISO 8601 form that pydantic itself writes when a resolved stage crosses Temporal."""
     if isinstance(value, str):
-        match = _DURATION.match(value)
+        match = _DURATION.fullmatch(value)
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
         if not value.startswith("P"):
             raise ValueError(f"{value!r} is not a duration such as 500ms, 10s, 5m or 1h")
+    elif isinstance(value, int | float):
+        # pydantic would read a bare number as seconds: `initial_interval: 500` is too easily meant as ms.
+        raise ValueError(f"{value!r} has no unit; write a duration such as 500ms, 10s, 5m or 1h")
     return value
 
 
@@ -88,7 +91,7 @@ class Stage(_Strict):
 
     @model_validator(mode="after")
     def _model_matches_kind(self) -> Stage:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"stage name {self.name!r} must be lower-case letters, digits and dashes")
         if (self.kind == "model") != (self.model is not None):
             raise ValueError("a stage names a model exactly when its kind is 'model'")
@@ -104,8 +107,10 @@ class Pipeline(_Strict):
         kinds = [stage.kind for stage in self.stages]
         if "model" not in kinds:
             raise ValueError("a pipeline needs at least one model stage")
-        if len({stage.name for stage in self.stages}) != len(self.stages):
-            raise ValueError("stage names must be unique within a pipeline")
+        names = [stage.name for stage in self.stages]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"stage names must be unique within a pipeline; repeated: {', '.join(twice)}")
         return self
 
 
@@ -158,17 +163,20 @@ class Pipelines:
 
 def _line_of(node: yaml.Node, location: tuple[int | str, ...]) -> int:
     """1-based line of the deepest YAML node on a validation error's path."""
+    line = node.start_mark.line
     for part in location:
         if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+            entry = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+            if entry is None:
+                break
+            # A mapping entry is where its key is: a block value only starts on the next line.
+            line, node = entry[0].start_mark.line, entry[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
+            node = node.value[part]
+            line = node.start_mark.line
         else:
-            child = None
-        if child is None:
             break
-        node = child
-    return node.start_mark.line + 1
+    return line + 1
 
 
 def parse(text: str, source: str = "<pipelines>") -> Pipelines:
@@ -177,7 +185,9 @@ def parse(text: str, source: str = "<pipelines>") -> Pipelines:
         data: Any = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise PipelineFileError(f"{source}:{line}: {exc.problem}") from exc
+        # An unclosed bracket is found lines later: say where the construct began, too.
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
+        raise PipelineFileError(f"{source}:{line}: {exc.problem}{context}") from exc
     if root is None or not isinstance(data, dict):
         raise PipelineFileError(f"{source}:1: expected a mapping with 'defaults' and 'pipelines'")
     try:
@@ -187,7 +197,7 @@ def parse(text: str, source: str = "<pipelines>") -> Pipelines:
         where = ".".join(str(part) for part in error["loc"])
         raise PipelineFileError(f"{source}:{_line_of(root, error['loc'])}: {where}: {error['msg']}") from exc
     for name in spec.pipelines:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise PipelineFileError(f"{source}:{_line_of(root, ('pipelines', name))}: bad pipeline name {name!r}")
     return Pipelines(spec)
 

@@ -46,8 +46,9 @@ class JobError(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     code: str
-    """Stable, machine-readable reason in UPPER_SNAKE_CASE (for example `INVALID_INPUT`,
-    `STAGE_FAILED`, `TIMEOUT`). Clients may branch on it; it never contains free text.
+    """Stable, machine-readable reason in UpperCamelCase, the error type that ended the job (for example
+    `InvalidInput`, `GpuOutOfMemory`, `TritonUnavailable`). Clients may branch on it; it never contains
+    free text.
     """
     message: str
     """Human-readable explanation for logs and users. Not stable; do not parse it."""

@@ -88,7 +88,7 @@ class ListJobsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     page_size: int
-    """Maximum number of jobs to return, in [0, 1000]; 0 means 50. The server may return fewer."""
+    """Maximum number of jobs to return, in [0, 100]; 0 means 20. The server may return fewer."""
     page_token: str
     """`next_page_token` from a previous ListJobs call, to fetch the next page; empty for the
     first page. The other request fields must be the same as in that call.

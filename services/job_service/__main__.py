@@ -48,11 +48,11 @@ async def serve() -> None:
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    server.add_insecure_port(settings.grpc_target)
+    server.add_insecure_port(f"{settings.bind_address}:{settings.grpc_port}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logging.info("JobService listening on %s", settings.grpc_target)
+    logging.info("JobService listening on %s:%d", settings.bind_address, settings.grpc_port)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

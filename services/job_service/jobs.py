@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import datetime
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -62,6 +62,10 @@ async def job_view(execution: WorkflowExecution) -> Job:
         status = CLOSED[execution.status]
     else:
         status = STATUS_BY_NAME.get(str(memo.get("status", "QUEUED")), JobStatus.JOB_STATUS_QUEUED)
+        if status in CLOSED.values():
+            # The workflow records its verdict a moment before it closes (it still publishes the terminal
+            # event): until it has closed there is no result to report, so the job is still RUNNING.
+            status = JobStatus.JOB_STATUS_RUNNING
     stage_count = int(memo.get("stage_count", 0))
     completed = int(memo.get("stages_completed", 0))
     job = Job(
@@ -73,6 +77,7 @@ async def job_view(execution: WorkflowExecution) -> Job:
         stage_count=stage_count,
         progress=completed / stage_count if stage_count else 0.0,
         tokens_generated=int(memo.get("tokens_generated", 0)),
+        attempt=int(memo.get("attempt", 0)),
         create_time=_timestamp(execution.start_time),
         update_time=_timestamp(execution.close_time or execution.execution_time or execution.start_time),
     )
@@ -86,15 +91,22 @@ async def job_view(execution: WorkflowExecution) -> Job:
     return job
 
 
+async def verdict_recorded(execution: WorkflowExecution) -> bool:
+    """Whether the job's outcome is decided: its workflow closed, or recorded SUCCEEDED/FAILED/CANCELLED."""
+    if execution.status in CLOSED:
+        return True
+    memo: Mapping[str, Any] = await execution.memo()
+    return str(memo.get("status", "QUEUED")) not in ("QUEUED", "RUNNING")
+
+
 def add_live_details(job: Job, description: WorkflowExecutionDescription, tokens: int | None) -> None:
     """Attempt and tokens so far come from the running stage's pending activity and its heartbeat."""
     for pending in description.raw_description.pending_activities:
-        job.attempt = max(job.attempt, pending.attempt)
+        # The running stage's attempt is the job's current one.
+        job.attempt = pending.attempt
         if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED and pending.HasField(
             "last_heartbeat_time"
         ):
             job.update_time.CopyFrom(pending.last_heartbeat_time)
     if tokens is not None and job.status == JobStatus.JOB_STATUS_RUNNING:
         job.tokens_generated = tokens
-    if job.attempt == 0 and job.stages_completed:
-        job.attempt = 1

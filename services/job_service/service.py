@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 import uuid
@@ -12,7 +11,7 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,7 +27,7 @@ from jobstream.temporal import WORKFLOW_QUEUE
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
-from services.job_service import jobs, validation
+from services.job_service import jobs, listing, validation
 from services.job_service.validation import RequestError, invalid
 from workers.pipeline.types import GenerationParams, JobInput, JobResult
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
@@ -79,7 +78,7 @@ class JobService(JobServiceServicer):
 
     async def owned_handle(
         self, context: grpc.aio.ServicerContext[Any, Any], tenant: str, job_id: str
-    ) -> tuple[WorkflowHandle[Any, Any], Job]:
+    ) -> tuple[WorkflowHandle[Any, Any], Job, WorkflowExecutionDescription]:
         """The job's workflow, if it exists and belongs to the caller; NOT_FOUND otherwise (no leak)."""
         try:
             validation.check_job_id(job_id)
@@ -103,7 +102,7 @@ class JobService(JobServiceServicer):
                 job.result_url = await self.store.presigned_get(result.ref)
             else:
                 job.result_text = result.text or ""
-        return handle, job
+        return handle, job, description
 
     async def heartbeat_tokens(self, description: Any) -> int | None:
         for pending in description.raw_description.pending_activities:
@@ -229,7 +228,7 @@ class JobService(JobServiceServicer):
         self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.GetJobResponse:
         tenant = await self.authenticate(context)
-        _, job = await self.owned_handle(context, tenant, request.job_id)
+        _, job, _ = await self.owned_handle(context, tenant, request.job_id)
         return api.GetJobResponse(job=job)
 
     async def CancelJob(
@@ -238,8 +237,9 @@ class JobService(JobServiceServicer):
         tenant = await self.authenticate(context)
         if len(request.reason) > 1024:
             await abort(context, invalid("reason", "must be at most 1024 characters"))
-        handle, job = await self.owned_handle(context, tenant, request.job_id)
-        if job.status in (JobStatus.JOB_STATUS_QUEUED, JobStatus.JOB_STATUS_RUNNING):
+        handle, job, description = await self.owned_handle(context, tenant, request.job_id)
+        # Not once the workflow has recorded its verdict: it is only publishing the terminal event then.
+        if not await jobs.verdict_recorded(description):
             await handle.cancel()
         return api.CancelJobResponse(job=job)
 
@@ -247,39 +247,34 @@ class JobService(JobServiceServicer):
         self, request: api.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.ListJobsResponse:
         tenant = await self.authenticate(context)
+        status = ""
+        if request.status != JobStatus.JOB_STATUS_UNSPECIFIED:
+            status = jobs.NAME_BY_STATUS.get(request.status, "")
+            if not status:
+                await abort(context, invalid("status", "is not a job status"))
         try:
             page_size = validation.check_page_size(request.page_size)
-            token = base64.urlsafe_b64decode(request.page_token) if request.page_token else None
+            cursor = listing.Cursor.decode(request.page_token, status) if request.page_token else None
         except RequestError as error:
             await abort(context, error)
-        except ValueError:
-            await abort(context, invalid("page_token", "is not a token returned by ListJobs"))
+        except listing.BadPageToken as exc:
+            await abort(context, invalid("page_token", str(exc)))
         query = f"WorkflowType = 'PipelineWorkflow' AND {JOB_TENANT.name} = '{_quote(tenant)}'"
-        if request.status != JobStatus.JOB_STATUS_UNSPECIFIED:
-            name = jobs.NAME_BY_STATUS.get(request.status)
-            if name is None:
-                await abort(context, invalid("status", "is not a job status"))
-            query += f" AND {JOB_STATUS.name} = '{name}'"
-        listing = self.client.list_workflows(query, page_size=page_size, next_page_token=token)
-        try:
-            await listing.fetch_next_page()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-                await abort(context, invalid("page_token", "is not a token returned by ListJobs"))
-            raise
-        page = [await jobs.job_view(execution) for execution in listing.current_page or []]
-        next_token = listing.next_page_token
-        return api.ListJobsResponse(
-            jobs=page, next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else ""
-        )
+        if status:
+            query += f" AND {listing.STATUS_QUERY[status]}"
+        executions, next_token = await listing.newest_first(self.client, query, page_size, cursor, status)
+        page = [await jobs.job_view(execution) for execution in executions]
+        return api.ListJobsResponse(jobs=page, next_page_token=next_token)
 
     async def CreateUpload(
         self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.CreateUploadResponse:
         tenant = await self.authenticate(context)
-        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(hours=1)
+        # As documented: unset or zero means 15 minutes.
+        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(0)
+        ttl = ttl or timedelta(minutes=15)
         if not timedelta(seconds=1) <= ttl <= timedelta(days=7):
-            await abort(context, invalid("ttl", "must be between 1 second and 7 days"))
+            await abort(context, invalid("ttl", "must be between 1 second and 7 days (0 means 15 minutes)"))
         key = f"uploads/{tenant}/{uuid.uuid4().hex}"
         expire = Timestamp()
         expire.FromDatetime(datetime.now(UTC) + ttl)

@@ -44,7 +44,7 @@ class ValidSubmit:
 
 
 def check_job_id(job_id: str) -> str:
-    if not JOB_ID.match(job_id):
+    if not JOB_ID.fullmatch(job_id):  # fullmatch: `$` alone lets a trailing newline through
         raise invalid("job_id", "must look like job_ followed by 26 characters [a-z2-7]")
     return job_id
 
@@ -86,7 +86,7 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
         raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
     max_tokens, temperature, seed = check_params(request.params)
     key = request.idempotency_key
-    if key and not IDEMPOTENCY_KEY.match(key):
+    if key and not IDEMPOTENCY_KEY.fullmatch(key):
         raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
     return ValidSubmit(pipeline, prompt, input_ref, max_tokens, temperature, seed, key)
 

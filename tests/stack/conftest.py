@@ -7,6 +7,11 @@ import pytest
 from jobstream.settings import Settings
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Measurements that print figures (run with -s); they run in the normal suite too, kept short.
+    config.addinivalue_line("markers", "perf: prints a performance figure; select with -m perf")
+
+
 @pytest.fixture(autouse=True)
 def _needs_stack(stack: Settings) -> None:
     """Every test here starts (or reuses) the real stack."""

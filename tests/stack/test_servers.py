@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,25 +14,13 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
-
-
-@activity.defn
-async def shout(text: str) -> str:
-    return f"{text.upper()} (from pid {os.getpid()})"
-
-
-@workflow.defn
-class ShoutWorkflow:
-    @workflow.run
-    async def run(self, text: str) -> str:
-        return await workflow.execute_activity(shout, text, start_to_close_timeout=timedelta(seconds=10))
+from tests.stack.smoke_workflow import ShoutWorkflow, shout
 
 
 async def test_temporal_round_trips_a_workflow_with_an_activity(temporal_client: Client) -> None:

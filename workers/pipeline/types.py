@@ -43,6 +43,8 @@ class StageOutput(_Model):
     text: str | None = None
     ref: str | None = None
     tokens: int = 0
+    # The attempt that produced this output (1 unless the stage was retried).
+    attempt: int = 1
 
 
 class JobResult(_Model):

@@ -110,8 +110,8 @@ class InferenceActivities:
         output = "".join(tokens)
         data = output.encode("utf-8")
         if len(data) > self.settings.payload_threshold_bytes:
-            return StageOutput(ref=await self.store.put("stages", data), tokens=len(tokens))
-        return StageOutput(text=output, tokens=len(tokens))
+            return StageOutput(ref=await self.store.put("stages", data), tokens=len(tokens), attempt=info.attempt)
+        return StageOutput(text=output, tokens=len(tokens), attempt=info.attempt)
 
     async def stream(
         self,

@@ -52,6 +52,7 @@ class TextActivities:
 
     async def output(self, text: str, prefix: str) -> StageOutput:
         data = text.encode("utf-8")
+        attempt = activity.info().attempt
         if len(data) <= self.threshold_bytes:
-            return StageOutput(text=text)
-        return StageOutput(ref=await self.store.put(prefix, data, "text/plain; charset=utf-8"))
+            return StageOutput(text=text, attempt=attempt)
+        return StageOutput(ref=await self.store.put(prefix, data, "text/plain; charset=utf-8"), attempt=attempt)

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workers.pipelines import CPU_QUEUE, ResolvedStage
 
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
-PUBLISH_TIMEOUT = timedelta(seconds=30)
+PUBLISH_TIMEOUT = timedelta(seconds=10)
 PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
 
 
@@ -130,7 +130,9 @@ class PipelineWorkflow:
             # The job's token count is its last model stage's: that stage's output is the result.
             self._tokens = output.tokens
         self._stages_completed = index + 1
-        workflow.upsert_memo({"stages_completed": self._stages_completed, "tokens_generated": self._tokens})
+        workflow.upsert_memo(
+            {"stages_completed": self._stages_completed, "tokens_generated": self._tokens, "attempt": output.attempt}
+        )
         await self._publish(
             event.model_copy(update={"type": "stage.completed", "cursor": cursors.stage_completed(index)})
         )

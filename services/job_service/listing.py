@@ -1,0 +1,103 @@
+"""ListJobs' order and paging: newest (create time) first, with a cursor of our own.
+
+Temporal's SQL visibility store lists open workflows first and closed ones by close time, and refuses
+ORDER BY, so its order is not "newest first" as soon as jobs finish out of order. Pages are therefore cut
+here: jobs started at or before the cursor are read in time windows going back (each window sorted here;
+windows are disjoint, so their concatenation is in order) until a page and one more job are found, or
+nothing older is left. The page token is the (start time, job id) of the last job on the page, plus the
+status filter it was issued for; anything else is refused as INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import Client, WorkflowExecution
+
+from jobstream.search_attributes import JOB_STATUS
+
+FIRST_WINDOW = timedelta(minutes=1)
+WINDOW_GROWTH = 4
+# The service's clock may trail Temporal's a little: the first window reaches a bit into the future.
+CLOCK_SLACK = timedelta(minutes=1)
+
+# The filter for each job status, the same rule as jobs.job_view: a job is terminal once its workflow has
+# closed, and until then it has the status its workflow recorded (QUEUED, or RUNNING from the first stage).
+STATUS_QUERY = {
+    "QUEUED": f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} = 'QUEUED'",
+    "RUNNING": f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} != 'QUEUED'",
+    "SUCCEEDED": "ExecutionStatus = 'Completed'",
+    "FAILED": "ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated')",
+    "CANCELLED": "ExecutionStatus = 'Canceled'",
+}
+
+
+class BadPageToken(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    start_time: datetime
+    job_id: str
+    status: str  # the status filter the token was issued for ("" for none)
+
+    def encode(self) -> str:
+        data = {"t": self.start_time.isoformat(), "j": self.job_id, "s": self.status}
+        return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+    @classmethod
+    def decode(cls, token: str, status: str) -> Cursor:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            cursor = cls(datetime.fromisoformat(data["t"]), str(data["j"]), str(data["s"]))
+        except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error) as exc:
+            raise BadPageToken("is not a token returned by ListJobs") from exc
+        if cursor.start_time.tzinfo is None:
+            raise BadPageToken("is not a token returned by ListJobs")
+        if cursor.status != status:
+            raise BadPageToken("was issued for another status filter; the other fields must stay the same")
+        return cursor
+
+
+def _order(execution: WorkflowExecution) -> tuple[datetime, str]:
+    return (execution.start_time, execution.id)
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def newest_first(
+    client: Client, query: str, page_size: int, cursor: Cursor | None, status: str
+) -> tuple[list[WorkflowExecution], str]:
+    """One page of the executions matching `query`, newest first, and the next page's token ("" at the end)."""
+    upper = cursor.start_time if cursor else datetime.now(UTC) + CLOCK_SLACK
+    span = FIRST_WINDOW
+    found: list[WorkflowExecution] = []
+    while len(found) <= page_size:
+        lower = upper - span
+        window = [
+            execution
+            async for execution in client.list_workflows(
+                f"{query} AND StartTime > '{_time(lower)}' AND StartTime <= '{_time(upper)}'"
+            )
+        ]
+        if cursor:
+            window = [e for e in window if _order(e) < (cursor.start_time, cursor.job_id)]
+        found += sorted(window, key=_order, reverse=True)
+        if len(found) > page_size:
+            break
+        older = client.list_workflows(f"{query} AND StartTime <= '{_time(lower)}'", page_size=1)
+        await older.fetch_next_page()
+        if not older.current_page:
+            break
+        upper, span = lower, span * WINDOW_GROWTH
+    page = found[:page_size]
+    if len(found) <= page_size:
+        return page, ""
+    return page, Cursor(page[-1].start_time, page[-1].id, status).encode()

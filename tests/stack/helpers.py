@@ -1,0 +1,462 @@
+"""Shared helpers for the tests against the real stack (JobService clients, tenants, Triton, histories).
+
+Several test modules use this file: add functions, do not change the ones already here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import re
+import secrets
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import grpc
+import httpx
+import numpy as np
+import tritonclient.grpc.aio as triton
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowHistory
+
+from jobstream.auth import keys_file
+from jobstream.settings import Settings
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
+from jobstream.v1.job_service_pb2_grpc import JobServiceStub
+
+Metadata = tuple[tuple[str, str], ...]
+# The generated stub is generic only for type checkers; at run time it is a plain class.
+Stub: TypeAlias = "JobServiceStub[grpc.aio.Channel]"
+TERMINAL = frozenset({JobStatus.JOB_STATUS_SUCCEEDED, JobStatus.JOB_STATUS_FAILED, JobStatus.JOB_STATUS_CANCELLED})
+
+
+# -- JobService clients -------------------------------------------------------------------------------
+
+
+def auth(api_key: str) -> Metadata:
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+@contextlib.asynccontextmanager
+async def job_service(settings: Settings) -> AsyncIterator[Stub]:
+    """A stub on its own channel; large enough messages for the claim-check tests' multi-MB prompts."""
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(settings.grpc_target, options=options) as channel:
+        yield JobServiceStub(channel)
+
+
+def params(max_tokens: int = 16, seed: int | None = 7, temperature: float | None = 0.8) -> GenerationParams:
+    return GenerationParams(max_tokens=max_tokens, seed=seed, temperature=temperature)
+
+
+async def submit(
+    stub: Stub,
+    api_key: str,
+    prompt: str = "It is a truth universally acknowledged",
+    *,
+    pipeline: str = "generate",
+    max_tokens: int = 16,
+    seed: int | None = 7,
+    temperature: float | None = 0.8,
+    idempotency_key: str = "",
+) -> api.SubmitJobResponse:
+    request = api.SubmitJobRequest(
+        pipeline=pipeline,
+        prompt=prompt,
+        params=params(max_tokens, seed, temperature),
+        idempotency_key=idempotency_key,
+    )
+    response: api.SubmitJobResponse = await stub.SubmitJob(request, metadata=auth(api_key))
+    return response
+
+
+async def get_job(stub: Stub, api_key: str, job_id: str) -> Job:
+    response: api.GetJobResponse = await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=auth(api_key))
+    return response.job
+
+
+async def wait_terminal(stub: Stub, api_key: str, job_id: str, timeout_s: float = 90.0) -> Job:
+    """Poll GetJob until the job is SUCCEEDED, FAILED or CANCELLED."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = await get_job(stub, api_key, job_id)
+        if job.status in TERMINAL:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} not terminal after {timeout_s}s: {job}")
+        await asyncio.sleep(0.1)
+
+
+async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
+    """The AioRpcError an awaitable RPC (or a streaming call's first message) fails with."""
+    try:
+        if hasattr(call, "__aiter__"):
+            async for _ in call:
+                break
+        else:
+            await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError("the call succeeded; expected an error")
+
+
+# -- tenants ------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _keys_locked(settings: Settings) -> Iterator[Path]:
+    path = keys_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield path
+
+
+def _write_keys(path: Path, keys: dict[str, str]) -> None:
+    # Atomic: the service re-reads the file on every call and must never see half of it.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"keys": keys}, indent=2) + "\n")
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+def _read_keys(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    return {str(k): str(v) for k, v in data.get("keys", {}).items()}
+
+
+def add_api_key(settings: Settings, tenant: str) -> str:
+    """Add a new key for `tenant` to the api-keys file, keeping every existing key; returns the key."""
+    key = "js_test_" + secrets.token_urlsafe(18)
+    with _keys_locked(settings) as path:
+        keys = _read_keys(path)
+        keys[key] = tenant
+        _write_keys(path, keys)
+    return key
+
+
+def remove_api_key(settings: Settings, key: str) -> None:
+    with _keys_locked(settings) as path:
+        keys = _read_keys(path)
+        if keys.pop(key, None) is not None:
+            _write_keys(path, keys)
+
+
+@contextlib.contextmanager
+def tenant_key(settings: Settings, prefix: str = "test") -> Iterator[tuple[str, str]]:
+    """(tenant, key) of a brand-new tenant with no jobs; its key is removed again afterwards."""
+    tenant = f"{prefix}-{secrets.token_hex(6)}"
+    key = add_api_key(settings, tenant)
+    try:
+        yield tenant, key
+    finally:
+        remove_api_key(settings, key)
+
+
+# -- Triton, called directly ----------------------------------------------------------------------------
+
+
+def normalise_prompt(prompt: str) -> str:
+    """What the preprocess stage hands the model."""
+    return " ".join(unicodedata.normalize("NFC", prompt).split())
+
+
+def _tensor(name: str, value: Any, dtype: Any, kind: str) -> triton.InferInput:
+    tensor = triton.InferInput(name, [1], kind)
+    tensor.set_data_from_numpy(np.array([value], dtype=dtype))
+    return tensor
+
+
+async def triton_stream(settings: Settings, model: str, inputs: list[triton.InferInput]) -> list[str]:
+    """Every token text a decoupled model streams for one request, in index order."""
+    client = triton.InferenceServerClient(settings.triton_grpc_url)
+
+    async def requests() -> AsyncIterator[dict[str, object]]:
+        yield {"model_name": model, "inputs": inputs, "parameters": {"token_delay_ms": 0}}
+
+    tokens: list[str] = []
+    try:
+        async for result, error in client.stream_infer(requests()):
+            assert error is None, error
+            if result is None or result.as_numpy("INDEX") is None:
+                break
+            assert int(result.as_numpy("INDEX")[0]) == len(tokens)
+            raw = result.as_numpy("TEXT")[0]
+            tokens.append(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    finally:
+        await client.close()
+    return tokens
+
+
+async def tinylm_tokens(
+    settings: Settings, prompt: str, max_tokens: int, seed: int, temperature: float = 0.8
+) -> list[str]:
+    """tinylm's tokens for an already-normalised prompt, with the tensor types the workers send."""
+    inputs = [
+        _tensor("PROMPT", prompt.encode("utf-8"), np.object_, "BYTES"),
+        _tensor("MAX_TOKENS", max_tokens, np.int32, "INT32"),
+        _tensor("TEMPERATURE", temperature, np.float32, "FP32"),
+        _tensor("SEED", seed, np.int64, "INT64"),
+    ]
+    tokens = await triton_stream(settings, "tinylm", inputs)
+    assert len(tokens) == max_tokens
+    return tokens
+
+
+async def keywords_tokens(settings: Settings, text: str) -> list[str]:
+    return await triton_stream(settings, "keywords", [_tensor("TEXT", text.encode("utf-8"), np.object_, "BYTES")])
+
+
+# -- Temporal histories ---------------------------------------------------------------------------------
+
+
+def iter_payloads(message: Message) -> Iterator[Payload]:
+    """Every temporalio Payload anywhere inside a protobuf message (fields walked generically)."""
+    if isinstance(message, Payload):
+        yield message
+        return
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            entries = value.values()
+            if field.message_type.fields_by_name["value"].message_type is None:
+                continue
+            for entry in entries:
+                yield from iter_payloads(entry)
+        elif field.is_repeated:
+            for item in value:
+                yield from iter_payloads(item)
+        else:
+            yield from iter_payloads(value)
+
+
+def events_of(history: WorkflowHistory, event_type: int) -> list[HistoryEvent]:
+    return [event for event in history.events if event.event_type == event_type]
+
+
+def activity_names(history: WorkflowHistory) -> dict[int, str]:
+    """Scheduled event id -> activity type name."""
+    return {
+        event.event_id: event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in events_of(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    }
+
+
+def activity_starts(history: WorkflowHistory, name: str) -> list[HistoryEvent]:
+    """The ActivityTaskStarted events of one activity type (Temporal records one per activity: the last attempt)."""
+    names = activity_names(history)
+    return [
+        event
+        for event in events_of(history, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+        if names.get(event.activity_task_started_event_attributes.scheduled_event_id) == name
+    ]
+
+
+async def history_of(client: Client, job_id: str) -> WorkflowHistory:
+    return await client.get_workflow_handle(job_id).fetch_history()
+
+
+# -- Server-Sent Events: a real client (httpx streaming + a small text/event-stream parser) -------------
+#
+# The parser follows the WHATWG "event stream interpretation" rules: CRLF / CR / LF each end a line, a
+# `field: value` line drops one optional space after the colon, `data` lines join with "\n", `id` sets the
+# last event id, lines starting with ':' are comments (the bridge's keep-alives), a blank line dispatches.
+
+_SSE_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One dispatched event; `id` is the event's own `id:` field (None if its block had none)."""
+
+    id: str | None
+    event: str
+    data: str
+    received: float  # time.time() when the chunk holding its dispatching blank line arrived
+
+    @property
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        assert isinstance(value, dict), self.data
+        return value
+
+
+@dataclass(frozen=True)
+class SseComment:
+    text: str
+    received: float
+
+
+@dataclass
+class SseParser:
+    """Incremental text/event-stream parser: `feed` bytes as they arrive, get back the dispatched events."""
+
+    comments: list[SseComment] = dataclass_field(default_factory=list)
+    last_event_id: str = ""
+    _decoder: codecs.IncrementalDecoder = dataclass_field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")()
+    )
+    _buffer: str = ""
+    _started: bool = False
+    _data: list[str] = dataclass_field(default_factory=list)
+    _event: str = ""
+    _id: str | None = None
+
+    def feed(self, chunk: bytes, now: float) -> list[SseEvent]:
+        text = self._decoder.decode(chunk)  # incremental: a character split across chunks is kept whole
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")  # one leading BOM is allowed and ignored
+        self._buffer += text
+        events: list[SseEvent] = []
+        while (match := _SSE_LINE_END.search(self._buffer)) is not None:
+            if match.group() == "\r" and match.end() == len(self._buffer):
+                break  # maybe the first half of a CRLF split across chunks: wait for the next chunk
+            line, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+            event = self._line(line, now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str, now: float) -> SseEvent | None:
+        if line == "":
+            return self._dispatch(now)
+        if line.startswith(":"):
+            self.comments.append(SseComment(line[1:].removeprefix(" "), now))
+            return None
+        name, colon, value = line.partition(":")
+        if colon:
+            value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+            self.last_event_id = value
+        # `retry` and unknown fields are ignored, as a browser does.
+        return None
+
+    def _dispatch(self, now: float) -> SseEvent | None:
+        data, event_type, event_id = self._data, self._event or "message", self._id
+        self._data, self._event, self._id = [], "", None
+        if not data:
+            return None  # a block without data dispatches nothing
+        return SseEvent(id=event_id, event=event_type, data="\n".join(data), received=now)
+
+
+class SseConnection:
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.parser = SseParser()
+
+    @property
+    def comments(self) -> list[SseComment]:
+        return self.parser.comments
+
+    async def events(self) -> AsyncIterator[SseEvent]:
+        """Every event until the server ends the stream (an incomplete trailing event is dropped)."""
+        async for chunk in self.response.aiter_raw():
+            for event in self.parser.feed(chunk, time.time()):
+                yield event
+
+    async def collect(self) -> list[SseEvent]:
+        """Every event until the server closes the stream (which it must do after a terminal event)."""
+        return [event async for event in self.events()]
+
+
+def sse_client(read_timeout_s: float = 60.0) -> httpx.AsyncClient:
+    """A client for long-lived streams: its read timeout is well above the bridge's keep-alive interval."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, read=read_timeout_s), limits=httpx.Limits(max_connections=None)
+    )
+
+
+@contextlib.asynccontextmanager
+async def sse_connect(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[SseConnection]:
+    """An open SSE request; leaving the block drops the connection, as a client going away does."""
+    request_headers = {"accept": "text/event-stream", "cache-control": "no-cache", **(headers or {})}
+    async with client.stream("GET", url, headers=request_headers) as response:
+        yield SseConnection(response)
+
+
+async def read_stream(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None, timeout_s: float = 120.0
+) -> list[SseEvent]:
+    """Connect, require a 200 `text/event-stream`, and read the stream to its end."""
+    async with asyncio.timeout(timeout_s), sse_connect(client, url, headers) as connection:
+        if connection.response.status_code != 200:
+            body = (await connection.response.aread()).decode(errors="replace")
+            raise AssertionError(f"SSE {url}: HTTP {connection.response.status_code}: {body}")
+        assert connection.response.headers["content-type"].startswith("text/event-stream")
+        return await connection.collect()
+
+
+def events_url(bridge_url: str, job_id: str, token: str, after: str = "") -> str:
+    url = f"{bridge_url}/v1/jobs/{job_id}/events?token={token}"
+    return f"{url}&after={after}" if after else url
+
+
+@dataclass(frozen=True)
+class Story:
+    text: str  # the model stage's token texts, concatenated in index order
+    tokens: int
+    result_text: str  # from the terminal job.completed event
+
+
+def check_story(job_id: str, events: list[SseEvent], stages: list[str], model_stage: str = "generate") -> Story:
+    """Assert `events` is the whole story of a successful job, each event exactly once and in order.
+
+    job.started (naming the stages), then per stage started / (the model stage's tokens 0..n-1) / completed,
+    then job.completed last; every event has its own id, ids strictly increase, and every data names the job.
+    """
+    ids = [event.id or "" for event in events]
+    assert all(ids), f"an event without an id: {ids}"
+    assert all(a < b for a, b in itertools.pairwise(ids)), f"ids not strictly increasing: {ids}"
+    for event in events:
+        data = event.json
+        assert data["job_id"] == job_id, data
+        assert data["type"] == event.event, data
+    types = [event.event for event in events]
+    expected = ["job.started"]
+    for _ in stages:
+        expected += ["stage.started", "stage.completed"]
+    expected.append("job.completed")
+    assert [t for t in types if t != "token"] == expected, types
+    assert events[0].json["stages"] == stages
+    stage_events = [event.json for event in events if event.event.startswith("stage.")]
+    assert [s["stage"] for s in stage_events] == [name for name in stages for _ in range(2)]
+    tokens = [event.json for event in events if event.event == "token"]
+    assert [t["index"] for t in tokens] == list(range(len(tokens))), [t["index"] for t in tokens]
+    assert all(t["stage"] == model_stage for t in tokens)
+    if tokens:  # the tokens sit together between their own stage's started and completed events
+        slot = stages.index(model_stage)
+        first = types.index("token")
+        started = [i for i, t in enumerate(types) if t == "stage.started"][slot]
+        completed = [i for i, t in enumerate(types) if t == "stage.completed"][slot]
+        assert started + 1 == first, types
+        assert first + len(tokens) == completed, types
+    final = events[-1].json
+    assert final["tokens_generated"] == len(tokens), final
+    text = "".join(t["text"] for t in tokens)
+    return Story(text=text, tokens=len(tokens), result_text=str(final.get("result_text", "")))

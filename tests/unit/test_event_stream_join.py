@@ -1,0 +1,221 @@
+"""jobstream/event_stream.py without Kafka: the replay joins the live tail with no gap and no duplicate.
+
+The tail's records are injected through `_route` (what the tail consumer calls for each record) and the
+replay of the log is a fake standing in for `_replay`; everything between them is the real `watch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from jobstream import cursors
+from jobstream.event_stream import EventStream, NotStartedYet, SlowConsumerError, _Expired
+from jobstream.settings import Settings
+from jobstream.v1.event_pb2 import JobCompleted, JobEvent, JobStarted, StageEvent, TokenEvent
+
+JOB = "job_" + "a" * 26
+OTHER = "job_" + "b" * 26
+PARTITION = 3
+START_OFFSET = 100
+BOUNDARY = 150
+
+
+def story(job_id: str = JOB, tokens: int = 6) -> list[JobEvent]:
+    events = [JobEvent(id=cursors.job_started(), job_id=job_id, type="job.started", job_started=JobStarted())]
+    events.append(JobEvent(id=cursors.stage_started(0), job_id=job_id, type="stage.started", stage=StageEvent()))
+    events += [
+        JobEvent(id=cursors.token(0, i), job_id=job_id, type="token", token=TokenEvent(index=i, text=f" t{i}"))
+        for i in range(tokens)
+    ]
+    events.append(JobEvent(id=cursors.stage_completed(0), job_id=job_id, type="stage.completed", stage=StageEvent()))
+    events.append(
+        JobEvent(
+            id=cursors.terminal(),
+            job_id=job_id,
+            type="job.completed",
+            job_completed=JobCompleted(result_text="".join(f" t{i}" for i in range(tokens))),
+        )
+    )
+    return events
+
+
+def record(event: JobEvent | None, key: str | None = None, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    value = event.SerializeToString() if event is not None else None
+    key_bytes = (key or (event.job_id if event else JOB)).encode()
+    return ConsumerRecord(
+        "jobstream.events", PARTITION, offset, 0, 0, key_bytes, value, None, len(key_bytes), len(value or b""), []
+    )
+
+
+class Fake:
+    """A stream whose log replay and job directory are scripted."""
+
+    def __init__(self, tmp_path: Path, queue_size: int = 1024) -> None:
+        self.location: tuple[int, int] | None = (PARTITION, START_OFFSET)
+        self.not_started_for = 0
+        self.fallback_event: JobEvent | None = None
+        self.replayed: list[JobEvent] = []
+        self.replay_expired = False
+        # Tail records the "tail consumer" routes while the replay runs (the race the design must survive).
+        self.during_replay: list[ConsumerRecord[bytes, bytes]] = []
+        self.replay_calls: list[tuple[str, int, int, int]] = []
+        self.stream = EventStream(Settings(state_dir=tmp_path), self.locate, self.fallback, queue_size=queue_size)
+        self.stream._positions = {PARTITION: BOUNDARY}
+        self.stream._ready.set()
+        self.stream._replay = self.replay  # type: ignore[method-assign]
+
+    async def locate(self, job_id: str) -> tuple[int, int] | None:
+        if self.not_started_for > 0:
+            self.not_started_for -= 1
+            raise NotStartedYet(job_id)
+        return self.location
+
+    async def fallback(self, job_id: str) -> JobEvent | None:
+        return self.fallback_event
+
+    async def replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[JobEvent, None]:
+        self.replay_calls.append((job_id, partition, offset, boundary))
+        for tail_record in self.during_replay:
+            self.stream._route(tail_record)
+        if self.replay_expired:
+            raise _Expired
+        for event in self.replayed:
+            yield event
+
+    def route(self, events: Sequence[JobEvent]) -> None:
+        for offset, event in enumerate(events, start=BOUNDARY):
+            self.stream._route(record(event, offset=offset))
+
+
+async def collect(stream: EventStream, after: str = "", then: Callable[[], None] | None = None) -> list[JobEvent]:
+    """Everything watch() yields, failing (not hanging) if it does not finish."""
+
+    async def run() -> list[JobEvent]:
+        seen = []
+        async for event in stream.watch(JOB, after):
+            seen.append(event)
+            if then is not None and len(seen) == 1:
+                then()
+        return seen
+
+    return await asyncio.wait_for(run(), timeout=5.0)
+
+
+def ids(events: Sequence[JobEvent]) -> list[str]:
+    return [event.id for event in events]
+
+
+async def test_replay_and_tail_overlap_without_duplicates(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = events[:6]
+    fake.during_replay = [record(event, offset=BOUNDARY + i) for i, event in enumerate(events[3:])]
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+    assert seen[-1].job_completed.result_text == " t0 t1 t2 t3 t4 t5"
+    assert fake.replay_calls == [(JOB, PARTITION, START_OFFSET, BOUNDARY)]
+    assert fake.stream._subscribers == {}  # the watcher left
+
+
+async def test_tail_events_after_the_replay_are_delivered(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = events[:2]
+    # Routed after the watcher got its first event: it is already subscribed, so nothing is lost.
+    seen = await collect(fake.stream, then=lambda: fake.route(events[2:]))
+    assert ids(seen) == ids(events)
+
+
+async def test_resume_after_a_cursor(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = events[:5]
+    fake.during_replay = [record(event) for event in events[5:]]
+    seen = await collect(fake.stream, after=cursors.token(0, 1))
+    assert ids(seen) == ids(events[4:])
+    assert seen[0].token.index == 2
+
+
+async def test_resent_and_stale_events_are_dropped(tmp_path: Path) -> None:
+    """A retried activity re-sends tokens its predecessor already published: readers see each index once."""
+    fake = Fake(tmp_path)
+    events = story(tokens=4)
+    fake.replayed = events[:4]  # job.started, stage.started, tokens 0-1
+    resent = [events[2], events[3], events[4], events[3], events[2], events[4], events[5], events[5]]
+    fake.during_replay = [record(event) for event in [*resent, *events[6:]]]
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+    assert [event.token.index for event in seen if event.type == "token"] == [0, 1, 2, 3]
+
+
+async def test_other_jobs_and_empty_records_are_ignored(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = events[:1]
+    other = story(OTHER)
+    fake.during_replay = [
+        record(None),
+        record(other[1]),
+        record(other[-1]),  # another job's terminal must not end this watch
+        *(record(event) for event in events[1:]),
+    ]
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+    assert {event.job_id for event in seen} == {JOB}
+
+
+async def test_terminal_in_the_replay_ends_the_watch(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = [*events, *story(tokens=1)[:2]]  # anything after the terminal is never read
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+
+
+async def test_waits_while_the_job_has_not_started(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    fake.not_started_for = 3
+    fake.replayed = story()
+    assert ids(await collect(fake.stream)) == ids(story())
+    assert fake.not_started_for == 0
+
+
+async def test_unknown_start_answers_with_the_final_state(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    fake.location = None
+    terminal = story()[-1]
+    fake.fallback_event = terminal
+    assert ids(await collect(fake.stream)) == [cursors.terminal()]
+    assert fake.replay_calls == []
+    # A client that already saw the terminal event gets nothing twice.
+    assert await collect(fake.stream, after=cursors.terminal()) == []
+
+
+async def test_events_past_retention_answer_with_the_final_state(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    fake.replay_expired = True
+    fake.fallback_event = story()[-1]
+    assert ids(await collect(fake.stream)) == [cursors.terminal()]
+
+
+async def test_a_slow_watcher_is_told_to_resume(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, queue_size=3)
+    events = story()
+    fake.replayed = events[:1]
+    fake.during_replay = [record(event) for event in events[1:]]  # more than the queue holds
+    seen: list[JobEvent] = []
+
+    async def drain() -> None:
+        async for event in fake.stream.watch(JOB):
+            seen.append(event)
+
+    with pytest.raises(SlowConsumerError, match=r"resume after 001\.2\.0000001"):
+        await asyncio.wait_for(drain(), timeout=5.0)
+    # Everything that fit was delivered, in order; the rest waits for the reconnect.
+    assert ids(seen) == ids(events[:4])
+    assert fake.stream._subscribers == {}

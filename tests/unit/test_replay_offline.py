@@ -1,0 +1,35 @@
+"""PipelineWorkflow still replays the committed histories of real jobs — no servers needed.
+
+Each history in tests/unit/histories/ is a job of one pipeline recorded from a real stack
+(`scripts/record-histories`). Its payloads are all under the claim-check threshold, so the project's
+data converter decodes them without MinIO. A workflow change that would break jobs already running
+(a command added, removed or reordered) fails here with Temporal's nondeterminism error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from jobstream.payload_store import data_converter
+from jobstream.settings import Settings
+from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+PIPELINES = ("generate", "generate-keywords")
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+async def test_committed_history_replays(pipeline: str) -> None:
+    data = json.loads((HISTORIES / f"{pipeline}.json").read_text())
+    workflow_id = data["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
+    history = WorkflowHistory.from_json(workflow_id, data)
+    assert len(history.events) > 20, "a whole job's history: started, every stage, completed"
+    # Nothing in it needs the external store: the converter is the project's own, MinIO is never asked.
+    replayer = Replayer(workflows=[PipelineWorkflow], data_converter=data_converter(Settings(minio_port=1)))
+    result = await replayer.replay_workflow(history)  # raises on nondeterminism
+    assert result.replay_failure is None

@@ -1,0 +1,188 @@
+"""The SSE bridge app on its own (no servers): keep-alive comments on an idle stream, release of the watcher
+when the client goes away, and the JSON refusals. The event log and Temporal are stand-ins here; the real
+ones are exercised by tests/stack/test_streaming*.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import httpx
+from starlette.applications import Starlette
+from starlette.types import Message
+
+from jobstream.event_stream import EventStream
+from jobstream.job_directory import JobDirectory
+from jobstream.settings import Settings
+from jobstream.stream_tokens import StreamTokens
+from jobstream.v1.event_pb2 import JobEvent
+from sse_bridge.app import Bridge, create_app
+
+JOB = "job_" + "a" * 26
+OTHER_JOB = "job_" + "b" * 26
+TENANT = "acme"
+
+
+class SilentStream:
+    """An EventStream whose job never has anything new to say (a job waiting in a queue)."""
+
+    def __init__(self) -> None:
+        self.watching = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+        self.watching.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.released.set()
+        yield JobEvent()  # pragma: no cover - never reached; makes this an async generator
+
+
+class Directory:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    async def tenant(self, job_id: str) -> str | None:
+        if self.fail:
+            raise ConnectionError("Temporal is down")
+        return TENANT if job_id in (JOB, OTHER_JOB) else None
+
+
+def tokens() -> StreamTokens:
+    return StreamTokens(Settings(stream_token_secret="unit-test-secret"))
+
+
+def make_app(stream: SilentStream, directory: Directory, keepalive_s: int) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def open_bridge() -> AsyncIterator[Bridge]:
+        yield Bridge(cast(EventStream, stream), cast(JobDirectory, directory), tokens(), keepalive_s)
+
+    return create_app(open_bridge)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Run the app's ASGI lifespan, as a server would around its requests."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await task
+
+
+def http_scope(path: str, query: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("bridge.test", 80),
+    }
+
+
+async def test_an_idle_stream_gets_keep_alive_comments_and_the_watcher_is_released_on_disconnect() -> None:
+    stream = SilentStream()
+    app = make_app(stream, Directory(), keepalive_s=1)
+    token = tokens().issue(JOB, TENANT)
+    sent: asyncio.Queue[Message] = asyncio.Queue()
+    gone = asyncio.Event()
+    requested = False
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async with lifespan(app):
+        started = time.monotonic()
+        request = asyncio.create_task(app(http_scope(f"/v1/jobs/{JOB}/events", f"token={token}"), receive, sent.put))
+        start = await asyncio.wait_for(sent.get(), 5)
+        assert start["type"] == "http.response.start"
+        assert start["status"] == 200
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        assert headers["content-type"].startswith("text/event-stream")
+        comments: list[float] = []
+        async with asyncio.timeout(10):
+            while len(comments) < 2:
+                message = await sent.get()
+                assert message["type"] == "http.response.body"
+                assert message.get("more_body") is True
+                body: bytes = message["body"]
+                # Only comment lines: a keep-alive must never look like an event to a client.
+                lines = [line for line in body.decode().splitlines() if line]
+                assert lines, body
+                assert all(line.startswith(":") for line in lines), body
+                comments.append(time.monotonic() - started)
+        assert stream.watching.is_set()
+        assert comments[0] >= 0.8, comments  # paced by the interval, not sent in a burst
+        gone.set()  # the client goes away: the bridge stops its watch of the event log
+        await asyncio.wait_for(request, 5)
+        await asyncio.wait_for(stream.released.wait(), 5)
+
+
+async def test_default_keep_alive_interval_comes_from_settings() -> None:
+    assert Settings().sse_keepalive_s == 15
+    assert Settings(sse_keepalive_s=2).sse_keepalive_s == 2
+
+
+async def error(client: httpx.AsyncClient, url: str, status: int, code: str, **headers: str) -> dict[str, Any]:
+    response = await client.get(url, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()["error"]
+    assert body["code"] == code
+    assert body["message"]
+    return body
+
+
+async def test_refusals_are_json_4xx() -> None:
+    app = make_app(SilentStream(), Directory(), keepalive_s=15)
+    issuer = tokens()
+    good = issuer.issue(JOB, TENANT)
+    transport = httpx.ASGITransport(app=app)
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
+        url = f"/v1/jobs/{JOB}/events"
+        await error(client, url, 401, "unauthenticated")
+        await error(client, f"{url}?token=garbage", 403, "permission_denied")
+        await error(client, url, 403, "permission_denied", authorization="Bearer garbage")
+        forged = StreamTokens(Settings(stream_token_secret="someone-else")).issue(JOB, TENANT)
+        await error(client, f"{url}?token={forged}", 403, "permission_denied")
+        await error(client, f"/v1/jobs/{OTHER_JOB}/events?token={good}", 403, "permission_denied")
+        expired = issuer.issue(JOB, TENANT, now=time.time() - 10 * 86400)
+        await error(client, f"{url}?token={expired}", 403, "permission_denied")
+        missing = "job_" + "c" * 26
+        await error(client, f"/v1/jobs/{missing}/events?token={issuer.issue(missing, TENANT)}", 404, "not_found")
+        await error(client, f"{url}?token={issuer.issue(JOB, 'intruder')}", 404, "not_found")
+        body = await error(client, f"/v1/jobs/job_nope/events?token={good}", 400, "invalid_argument")
+        assert body["field"] == "job_id"
+        body = await error(client, f"{url}?token={good}", 400, "invalid_argument", **{"last-event-id": "x"})
+        assert body["field"] == "after"
+        body = await error(client, f"{url}?token={good}&after=002.2.1", 400, "invalid_argument")
+        assert body["field"] == "after"
+
+
+async def test_a_backend_failure_is_a_json_503_not_a_crash() -> None:
+    app = make_app(SilentStream(), Directory(fail=True), keepalive_s=15)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
+        await error(client, f"/v1/jobs/{JOB}/events?token={tokens().issue(JOB, TENANT)}", 503, "unavailable")

@@ -1,0 +1,170 @@
+"""services/job_service/validation.py: every rule refuses with the field it concerns; defaults fill the rest."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import grpc
+import pytest
+
+from jobstream.settings import Settings
+from jobstream.v1.job_pb2 import GenerationParams
+from jobstream.v1.job_service_pb2 import SubmitJobRequest
+from services.job_service.validation import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_PIPELINE,
+    DEFAULT_TEMPERATURE,
+    MAX_TOKENS_LIMIT,
+    RequestError,
+    ValidSubmit,
+    check_job_id,
+    check_page_size,
+    check_submit,
+)
+from workers.pipelines import Pipelines, load_pipelines
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="module")
+def pipelines() -> Pipelines:
+    return load_pipelines()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(max_input_bytes=16, state_dir=tmp_path)
+
+
+def refused(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        check_submit(request, pipelines, settings)
+    assert str(caught.value).startswith(f"{caught.value.field}: ")
+    return caught.value
+
+
+def test_defaults(pipelines: Pipelines, settings: Settings) -> None:
+    valid = check_submit(SubmitJobRequest(prompt="Hello"), pipelines, settings)
+    assert valid == ValidSubmit(
+        pipeline=DEFAULT_PIPELINE,
+        prompt="Hello",
+        input_ref=None,
+        max_tokens=DEFAULT_MAX_TOKENS,
+        temperature=DEFAULT_TEMPERATURE,
+        seed=None,
+        idempotency_key="",
+    )
+    assert DEFAULT_PIPELINE in pipelines.names()
+
+
+def test_explicit_values_including_zeros_are_kept(pipelines: Pipelines, settings: Settings) -> None:
+    request = SubmitJobRequest(
+        pipeline="generate-keywords",
+        prompt="Hi",
+        params=GenerationParams(max_tokens=MAX_TOKENS_LIMIT, temperature=0.0, seed=0),
+        idempotency_key="k" * 128,
+    )
+    valid = check_submit(request, pipelines, settings)
+    assert (valid.pipeline, valid.max_tokens, valid.temperature, valid.seed) == ("generate-keywords", 4096, 0.0, 0)
+    assert valid.idempotency_key == "k" * 128
+
+
+def test_input_ref_instead_of_prompt(pipelines: Pipelines, settings: Settings) -> None:
+    valid = check_submit(SubmitJobRequest(input_ref="minio://jobstream/uploads/x"), pipelines, settings)
+    assert (valid.prompt, valid.input_ref) == (None, "minio://jobstream/uploads/x")
+
+
+def test_unknown_pipeline(pipelines: Pipelines, settings: Settings) -> None:
+    error = refused(SubmitJobRequest(pipeline="nope", prompt="Hi"), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "pipeline")
+    assert "'nope'" in str(error)
+    assert "generate" in str(error)  # names the known ones
+    long = refused(SubmitJobRequest(pipeline="x" * 10_000, prompt="Hi"), pipelines, settings)
+    assert len(str(long)) < 1000  # an attacker's name is not echoed whole
+
+
+def test_prompt_size_counts_utf8_bytes(pipelines: Pipelines, settings: Settings) -> None:
+    assert check_submit(SubmitJobRequest(prompt="x" * 16), pipelines, settings).prompt == "x" * 16
+    error = refused(SubmitJobRequest(prompt="\u00e9" * 9), pipelines, settings)  # 9 characters, 18 bytes
+    assert (error.code, error.field) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt")
+    assert "18 bytes" in str(error)
+    assert "16" in str(error)
+
+
+@pytest.mark.parametrize("prompt", ["", " ", "\n\t  "])
+def test_blank_prompt(pipelines: Pipelines, settings: Settings, prompt: str) -> None:
+    error = refused(SubmitJobRequest(prompt=prompt), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "prompt")
+
+
+def test_empty_input_ref(pipelines: Pipelines, settings: Settings) -> None:
+    error = refused(SubmitJobRequest(input_ref=""), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "input_ref")
+
+
+def test_no_input_at_all(pipelines: Pipelines, settings: Settings) -> None:
+    error = refused(SubmitJobRequest(), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "prompt")
+    assert "input_ref" in str(error)
+
+
+@pytest.mark.parametrize("max_tokens", [-1, MAX_TOKENS_LIMIT + 1, 2**31 - 1])
+def test_max_tokens_out_of_range(pipelines: Pipelines, settings: Settings, max_tokens: int) -> None:
+    request = SubmitJobRequest(prompt="Hi", params=GenerationParams(max_tokens=max_tokens))
+    error = refused(request, pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "params.max_tokens")
+
+
+@pytest.mark.parametrize("temperature", [-0.01, 2.01, math.nan, math.inf, -math.inf])
+def test_temperature_out_of_range(pipelines: Pipelines, settings: Settings, temperature: float) -> None:
+    request = SubmitJobRequest(prompt="Hi", params=GenerationParams(temperature=temperature))
+    error = refused(request, pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "params.temperature")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0, 2.0])
+def test_temperature_bounds_are_inclusive(pipelines: Pipelines, settings: Settings, temperature: float) -> None:
+    request = SubmitJobRequest(prompt="Hi", params=GenerationParams(temperature=temperature))
+    assert check_submit(request, pipelines, settings).temperature == temperature
+
+
+@pytest.mark.parametrize("key", ["k" * 129, "has space", "tab\t", "caf\u00e9", "\x7f", "trailing-newline\n"])
+def test_bad_idempotency_key(pipelines: Pipelines, settings: Settings, key: str) -> None:
+    error = refused(SubmitJobRequest(prompt="Hi", idempotency_key=key), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "idempotency_key")
+
+
+def test_the_first_bad_field_is_reported(pipelines: Pipelines, settings: Settings) -> None:
+    request = SubmitJobRequest(pipeline="nope", params=GenerationParams(max_tokens=-1), idempotency_key=" ")
+    assert refused(request, pipelines, settings).field == "pipeline"
+
+
+def test_job_id() -> None:
+    good = "job_" + "abcdefghijklmnopqrstuvwxyz"
+    assert check_job_id(good) == good
+    assert check_job_id("job_" + "234567" * 4 + "ab") == "job_" + "234567" * 4 + "ab"
+    for bad in [
+        "",
+        "job_",
+        "job_" + "a" * 25,
+        "job_" + "a" * 27,
+        "job_" + "A" * 26,
+        "job_" + "1" * 26,
+        "jb_" + "a" * 27,
+    ]:
+        with pytest.raises(RequestError) as caught:
+            check_job_id(bad)
+        assert (caught.value.code, caught.value.field) == (INVALID, "job_id"), bad
+    with pytest.raises(RequestError):
+        check_job_id(good + "\n")
+
+
+def test_page_size() -> None:
+    assert check_page_size(0) == 20
+    assert check_page_size(1) == 1
+    assert check_page_size(100) == 100
+    for bad in (-1, 101):
+        with pytest.raises(RequestError) as caught:
+            check_page_size(bad)
+        assert (caught.value.code, caught.value.field) == (INVALID, "page_size")
