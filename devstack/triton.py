@@ -246,24 +246,28 @@ def _shm_in_use() -> set[str]:
     return used
 
 
+def orphaned_shm() -> list[Path]:
+    """`/dev/shm/triton_python_backend_shm_region_*` entries no live process has open or mapped."""
+    try:
+        regions = sorted(_SHM_DIR.glob(_SHM_PREFIX + "*"))
+    except OSError:
+        return []
+    if not regions:
+        return []
+    in_use = _shm_in_use()
+    return [region for region in regions if region.name not in in_use]
+
+
 def cleanup_shm() -> None:
-    """Remove `/dev/shm/triton_python_backend_shm_region_*` left behind by crashed Python stubs.
+    """Remove the regions crashed Python stubs left behind (`orphaned_shm`).
 
     Regions some live process still has open or mapped (per /proc/*/fd and /proc/*/maps) are kept,
     so it is safe to call while another Triton runs, as long as /proc shows that server's processes
     (same PID namespace, and root or the same user). Always safe after this server has exited.
     """
-    try:
-        leftovers = sorted(_SHM_DIR.glob(_SHM_PREFIX + "*"))
-    except OSError:
-        return
-    if not leftovers:
-        return
-    in_use = _shm_in_use()
-    for region in leftovers:
-        if region.name not in in_use:
-            with contextlib.suppress(OSError):
-                region.unlink()
+    for region in orphaned_shm():
+        with contextlib.suppress(OSError):
+            region.unlink()
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: print the command line

@@ -152,6 +152,10 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
     commands.add_parser("api-key", help="print the development API key (for grpcurl)")
+    bench = commands.add_parser("bench", help="measure the stack against direct Triton and Temporal streaming")
+    bench.add_argument("--quick", action="store_true", help="small sizes, well under a minute (what CI runs)")
+    bench.add_argument("--out", help="results folder (default bench/results/<timestamp>/)")
+    bench.add_argument("--update-readme", action="store_true", help="put this full run's table into README.md")
     for command in (submit, listing, *(commands.choices[n] for n in ("follow", "status", "cancel"))):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
@@ -163,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devstack.up import run as run_up  # the stack's own dependencies load only here
 
         return asyncio.run(run_up(args.fresh))
+    if args.command == "bench":
+        from bench.runner import main as run_bench  # matplotlib and the benchmark load only here
+
+        return run_bench(args.quick, args.out, args.update_readme)
     if args.command == "api-key":
         print(api_key())
         return 0

@@ -3,7 +3,8 @@
 `EventStream.watch(job_id, after)` yields the job's events after the cursor `after`, exactly once and in
 order: replay of what is already in the log (from where the job's story starts) joins the live tail with
 no gap and no duplicate, because every event carries a cursor that sorts in story order and a watcher
-yields only events whose cursor sorts after the last one it yielded.
+yields only events whose cursor sorts after the last one it yielded (and a token only after the token
+before it, so a gap in the log waits to be filled by the retry that re-publishes it; see `_Sequence`).
 
 Used by the SSE bridge and by JobService.WatchJob, so both serve the same events with the same ids.
 """
@@ -143,6 +144,7 @@ class EventStream:
         self._subscribers.setdefault(job_id, set()).add(subscriber)
         try:
             last = after
+            sequence = _Sequence(after)
             start = await self._wait_for_start(job_id)
             if start is None:
                 event = await self.fallback(job_id)
@@ -157,10 +159,10 @@ class EventStream:
                 # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
                 async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
                     async for event in replay:
-                        if event.id > last:
-                            last = event.id
-                            yield event
-                            if event.type in TERMINAL_TYPES:
+                        for ready in sequence.accept(event):
+                            last = ready.id
+                            yield ready
+                            if ready.type in TERMINAL_TYPES:
                                 return
             except _Expired:
                 # The job's events have left Kafka's retention: answer with its final state.
@@ -172,10 +174,10 @@ class EventStream:
                 if subscriber.overflowed and subscriber.queue.empty():
                     raise SlowConsumerError(f"watcher of {job_id} fell behind; resume after {last}")
                 event = await subscriber.queue.get()
-                if event.id > last:
-                    last = event.id
-                    yield event
-                    if event.type in TERMINAL_TYPES:
+                for ready in sequence.accept(event):
+                    last = ready.id
+                    yield ready
+                    if ready.type in TERMINAL_TYPES:
                         return
         finally:
             watchers = self._subscribers.get(job_id)
@@ -215,6 +217,46 @@ class EventStream:
                         yield parse_event(record.value)
         finally:
             self._replays.put_nowait(consumer)
+
+
+class _Sequence:
+    """Which events a watcher delivers: each id once, in story order, and a stage's tokens without a gap.
+
+    A gap is possible: when the broker restarts, a batch of a model stage's tokens can time out in the
+    producer while a later batch still reaches the log. The attempt then fails and its retry re-publishes
+    from the first missing index; a watcher that delivered the tokens after the gap would drop the late
+    ones as already seen. So a token is delivered only after its predecessor, and waits until then.
+    """
+
+    def __init__(self, after: str) -> None:
+        self.last = after
+        self._held: dict[str, JobEvent] = {}
+
+    def accept(self, event: JobEvent) -> list[JobEvent]:
+        if event.id <= self.last:
+            return []  # re-sent by a retried activity, or before the watcher's cursor
+        if event.type == "token" and event.token.index > 0 and self.last != self._before(event):
+            self._held[event.id] = event
+            return []
+        ready = [event]
+        self.last = event.id
+        while (held := self._held.pop(self._next_token(), None)) is not None:
+            ready.append(held)
+            self.last = held.id
+        # Tokens held behind a later non-token event (a failed or cancelled job) can never come in order.
+        self._held = {key: value for key, value in self._held.items() if key > self.last}
+        return ready
+
+    @staticmethod
+    def _before(event: JobEvent) -> str:
+        """The id of the token just before this one in its stage ("SSS.2.IIIIIII", index - 1)."""
+        return f"{event.id[:6]}{event.token.index - 1:07d}"
+
+    def _next_token(self) -> str:
+        """The id the token after `last` has, if `last` is a token (none matches otherwise)."""
+        if not (cursors.is_valid(self.last) and self.last[4] == "2"):
+            return ""
+        return f"{self.last[:6]}{int(self.last[6:]) + 1:07d}"
 
 
 class NotStartedYet(Exception):

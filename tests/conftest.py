@@ -15,11 +15,26 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 
+from devstack.triton import orphaned_shm
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 from jobstream.temporal import connect
 
 STARTUP_TIMEOUT_S = 600
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="run the fault, load and bad-input suites at full size (also: JOBSTREAM_SUITE=full)",
+    )
+
+
+@pytest.fixture(scope="session")
+def full_suite(request: pytest.FixtureRequest) -> bool:
+    """Full size on demand (`--full`, or `jobstream reliability --full`); CI runs the reduced sizes."""
+    return bool(request.config.getoption("--full")) or os.environ.get("JOBSTREAM_SUITE") == "full"
 
 
 def _serving(target: str) -> bool:
@@ -53,7 +68,7 @@ def stack(settings: Settings) -> Iterator[Settings]:
     if _serving(settings.grpc_target):
         yield settings
         return
-    shm_before = set(Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
+    shm_before = set(orphaned_shm())
     log = settings.state_dir / "test-stack.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
@@ -75,7 +90,8 @@ def stack(settings: Settings) -> Iterator[Settings]:
         pids = settings.state_dir / "run" / "children.pids"
         alive = [line for line in pids.read_text().splitlines() if Path(f"/proc/{line.split()[1]}").exists()]
         assert not alive, f"processes left running after jobstream up stopped: {alive}"
-        leftover = set(Path("/dev/shm").glob("triton_python_backend_shm_region_*")) - shm_before
+        # Regions another running Triton still maps are its own, not ours: only orphans count.
+        leftover = set(orphaned_shm()) - shm_before
         assert not leftover, f"shared memory left behind: {leftover}"
 
 

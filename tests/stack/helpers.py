@@ -460,3 +460,178 @@ def check_story(job_id: str, events: list[SseEvent], stages: list[str], model_st
     assert final["tokens_generated"] == len(tokens), final
     text = "".join(t["text"] for t in tokens)
     return Story(text=text, tokens=len(tokens), result_text=str(final.get("result_text", "")))
+
+
+# -- processes of the running stack, for fault injection -------------------------------------------------
+#
+# `jobstream up` appends "name pid" to STATE_DIR/run/children.pids on every (re)start of a child, so the
+# last line per name is the live process; it restarts a dead child with backoff (1 s, doubling).
+
+
+def current_pid(settings: Settings, name: str) -> int:
+    """The pid the supervisor started last for `name` (e.g. kafka, triton, job-service, cpu-worker)."""
+    pids: dict[str, int] = {}
+    for line in (settings.state_dir / "run" / "children.pids").read_text().splitlines():
+        role, _, pid = line.partition(" ")
+        if pid.strip().isdigit():
+            pids[role] = int(pid)
+    return pids[name]
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def _probe(settings: Settings, name: str) -> Any:
+    # The supervisor's own readiness probes, so "back" means what it means to `jobstream up`.
+    from devstack import stack as devstack_stack
+
+    probes = {
+        "temporal": devstack_stack.temporal_ok(settings),
+        "kafka": devstack_stack.kafka_ok(settings),
+        "minio": devstack_stack.http_ok(f"http://{settings.minio_endpoint}/minio/health/live"),
+        "triton": devstack_stack.http_ok(f"http://{settings.host}:{settings.triton_http_port}/v2/health/ready"),
+        "job-service": devstack_stack.grpc_serving(settings.grpc_target),
+        "sse-bridge": devstack_stack.http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
+    }
+    return probes.get(name) or devstack_stack.file_ready(name)
+
+
+async def process_ready(settings: Settings, name: str, pid: int) -> bool:
+    try:
+        return bool(await _probe(settings, name)(pid))
+    except Exception:
+        return False
+
+
+def kill_process(settings: Settings, name: str, sig: int = 9, group: bool = False) -> int:
+    """Send `sig` (SIGKILL unless told) to the live process `name`, or with `group` to its whole process
+    group (a server and the helpers it forked, as when its container dies); returns its pid."""
+    pid = current_pid(settings, name)
+    assert process_alive(pid), f"{name} (pid {pid}) is not running"
+    if group:
+        os.killpg(pid, sig)  # the supervisor starts each child in its own session: pgid == pid
+    else:
+        os.kill(pid, sig)
+    return pid
+
+
+async def wait_restarted(settings: Settings, name: str, old_pid: int, timeout_s: float = 240.0) -> int:
+    """The supervisor's replacement for a killed process: a new pid, alive and passing its readiness probe."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            pid = current_pid(settings, name)
+            if pid != old_pid and process_alive(pid) and await process_ready(settings, name, pid):
+                return pid
+            await asyncio.sleep(0.3)
+
+
+# -- an EventSource-like client: reconnects with Last-Event-ID until the story ends ------------------------
+
+TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled"})
+
+
+@dataclass
+class Followed:
+    events: list[SseEvent]
+    connections: int  # 1 when the stream never broke
+
+
+async def follow_reconnecting(
+    client: httpx.AsyncClient,
+    url: str,
+    on_event: Any = None,
+    timeout_s: float = 240.0,
+    retry_s: float = 0.5,
+) -> Followed:
+    """Read a job's stream to its terminal event as a browser's EventSource does: when the connection drops
+    (or the bridge is away, or answers 502/503/504) wait `retry_s` and reconnect with `Last-Event-ID`.
+
+    Events are returned as received, never deduplicated here: exactly-once is the server's job.
+    `on_event(event)` (sync or async) runs after each event is recorded.
+    """
+    parser_last = ""
+    events: list[SseEvent] = []
+    connections = 0
+    async with asyncio.timeout(timeout_s):
+        while True:
+            headers = {"last-event-id": parser_last} if parser_last else {}
+            try:
+                async with sse_connect(client, url, headers) as connection:
+                    connections += 1
+                    status = connection.response.status_code
+                    if status in (502, 503, 504):
+                        await connection.response.aread()
+                    elif status != 200:
+                        body = (await connection.response.aread()).decode(errors="replace")
+                        raise AssertionError(f"SSE {url}: HTTP {status}: {body}")
+                    else:
+                        async for event in connection.events():
+                            events.append(event)
+                            parser_last = connection.parser.last_event_id or parser_last
+                            if on_event is not None:
+                                result = on_event(event)
+                                if asyncio.iscoroutine(result):
+                                    await result
+                            if event.event in TERMINAL_EVENTS:
+                                return Followed(events, connections)
+            except httpx.TransportError:
+                pass  # refused, reset or cut off mid-body: the bridge went away
+            await asyncio.sleep(retry_s)
+
+
+# -- what a client received, measured before it is asserted -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamAudit:
+    events: int  # events received
+    lost: int  # expected events never received
+    duplicated: int  # receptions of an event id already received
+    misrouted: int  # events naming another job, or out of story order
+
+
+def expected_ids(stage_count: int, model_slot: int, tokens: int) -> list[str]:
+    """The ids of a successful job's whole story, in order (one model stage at `model_slot`, 0-based)."""
+    from jobstream import cursors
+
+    ids = [cursors.job_started()]
+    for stage in range(stage_count):
+        ids.append(cursors.stage_started(stage))
+        if stage == model_slot:
+            ids += [cursors.token(stage, index) for index in range(tokens)]
+        ids.append(cursors.stage_completed(stage))
+    return [*ids, cursors.terminal()]
+
+
+def audit_stream(job_id: str, events: list[SseEvent], expected: list[str]) -> StreamAudit:
+    """Compare a received stream with the expected ids; measured, not asserted, so the report can say it."""
+    ids = [event.id or "" for event in events]
+    seen: set[str] = set()
+    duplicated = 0
+    for event_id in ids:
+        duplicated += event_id in seen
+        seen.add(event_id)
+    misrouted = 0
+    for event in events:
+        with contextlib.suppress(ValueError, AssertionError):
+            if event.json.get("job_id") != job_id:
+                misrouted += 1
+    misrouted += sum(1 for a, b in itertools.pairwise(ids) if a >= b and a != b)
+    return StreamAudit(
+        events=len(events),
+        lost=len(set(expected) - seen),
+        duplicated=duplicated,
+        misrouted=misrouted,
+    )
+
+
+def add_audit(record: Any, audit: StreamAudit) -> None:
+    """Count one checked stream into a reliability record (devstack.reliability.Record)."""
+    record.events += audit.events
+    record.lost += audit.lost
+    record.duplicated += audit.duplicated
+    record.misrouted += audit.misrouted

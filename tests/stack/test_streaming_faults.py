@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from temporalio.client import Client
 
+from devstack.reliability import Record
 from jobstream.events import parse_event
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
@@ -25,9 +26,13 @@ from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 from tests.stack.helpers import (
     SseEvent,
     Stub,
+    activity_names,
     activity_starts,
+    add_audit,
+    audit_stream,
     check_story,
     events_url,
+    expected_ids,
     history_of,
     read_stream,
     sse_client,
@@ -95,8 +100,9 @@ async def published_token_indexes(settings: Settings, client: Client, job_id: st
 
 
 async def test_sigkill_of_the_gpu_worker_mid_stream_loses_and_repeats_no_token(
-    stub: Stub, api_key: str, stack: Settings, temporal_client: Client
+    stub: Stub, api_key: str, stack: Settings, temporal_client: Client, reliability: Record
 ) -> None:
+    reliability.fault = "1. GPU worker SIGKILLed mid-stream"
     old_pid = ready_pid(stack, GPU_ROLE)
     assert alive(old_pid)
     reply = await submit(
@@ -113,10 +119,13 @@ async def test_sigkill_of_the_gpu_worker_mid_stream_loses_and_repeats_no_token(
                 if event.event == "token" and event.json["index"] == 19 and killed_after < 0:
                     assert ready_pid(stack, GPU_ROLE) == old_pid, "the worker was replaced before the kill"
                     os.kill(old_pid, signal.SIGKILL)
+                    reliability.inputs += 1
                     killed_after = 20
     finally:
         # Later tests need a GPU worker: wait for the supervisor's replacement whatever happened above.
         new_pid = await wait_replaced(stack, GPU_ROLE, old_pid) if killed_after > 0 else old_pid
+    reliability.jobs += 1
+    add_audit(reliability, audit_stream(reply.job_id, events, expected_ids(len(STAGES), 1, 120)))
     assert killed_after == 20, "the stream ended before the 20th token"
     assert new_pid != old_pid
     # The one client saw every token exactly once, in order, and the text is the result.
@@ -130,6 +139,11 @@ async def test_sigkill_of_the_gpu_worker_mid_stream_loses_and_repeats_no_token(
     history = await history_of(temporal_client, reply.job_id)
     (run_model,) = activity_starts(history, "run_model")
     assert run_model.activity_task_started_event_attributes.attempt >= 2
+    # ... and nothing before it ran again: preprocess was scheduled once and succeeded at its first attempt.
+    assert list(activity_names(history).values()).count("preprocess") == 1
+    (preprocess,) = activity_starts(history, "preprocess")
+    assert preprocess.activity_task_started_event_attributes.attempt == 1
+    reliability.note(f"run_model attempt {run_model.activity_task_started_event_attributes.attempt}")
     # ... which resumed after the tokens its killed predecessor had published, not from scratch.
     resumed = resume_points(stack, reply.job_id)
     assert resumed.get(1) == 0, resumed

@@ -219,3 +219,32 @@ async def test_a_slow_watcher_is_told_to_resume(tmp_path: Path) -> None:
     # Everything that fit was delivered, in order; the rest waits for the reconnect.
     assert ids(seen) == ids(events[:4])
     assert fake.stream._subscribers == {}
+
+
+async def test_a_gap_in_the_log_waits_for_the_retry_that_fills_it(tmp_path: Path) -> None:
+    """A broker restart can lose a batch of tokens while a later batch lands; the retry re-publishes from the
+    first missing index. The watcher must deliver the late tokens, not drop them as already seen."""
+    fake = Fake(tmp_path)
+    events = story(tokens=6)  # job.started, stage.started, tokens 0-5 (events[2:8]), completed, terminal
+    fake.replayed = events[:4]  # ... tokens 0-1
+    gap_then_retry = [events[6], events[7], events[4], events[5], events[6], events[7], *events[8:]]
+    fake.during_replay = [record(event) for event in gap_then_retry]  # tokens 4-5 first, then 2-5 again
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+
+
+async def test_tokens_stranded_behind_a_gap_are_dropped_when_the_job_ends(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story(tokens=6)
+    failed = JobEvent(id=cursors.terminal(), job_id=JOB, type="job.failed")
+    fake.replayed = [*events[:4], events[6], failed]  # token 4 after a gap that was never filled
+    seen = await collect(fake.stream)
+    assert ids(seen) == [*ids(events[:4]), cursors.terminal()]
+
+
+async def test_a_resumed_watcher_still_waits_for_the_next_index(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story(tokens=6)
+    fake.replayed = [*events[:5], events[6], events[5], *events[6:]]
+    seen = await collect(fake.stream, after=cursors.token(0, 1))
+    assert ids(seen) == ids(events[4:])

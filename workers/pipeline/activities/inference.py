@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,6 +35,9 @@ from workers.pipeline.types import StageInput, StageOutput
 
 GPU_OUT_OF_MEMORY = "GpuOutOfMemory"
 TRITON_UNAVAILABLE = "TritonUnavailable"
+# How long an attempt that lost Triton or Kafka waits for it to come back before it fails (and is retried).
+DEPENDENCY_WAIT_S = 60.0
+T = TypeVar("T")
 
 
 def _tensor(name: str, value: Any, dtype: Any, triton_type: str) -> triton.InferInput:
@@ -80,16 +86,16 @@ class InferenceActivities:
         progress: dict[str, int] = info.heartbeat_details[0] if info.heartbeat_details else {}
         if not isinstance(progress, dict):
             progress = {}
-        prefix = await self.published_tokens(stage, progress)
-        tokens = list(prefix)
-        first_offset = progress.get("first_offset", -1)
-        partition = progress.get("partition", -1)
-        activity.logger.info("model %s attempt %d resumes at token %d", model, info.attempt, len(tokens))
-
+        # Every heartbeat repeats the progress: a heartbeat without it would make a successor start over.
+        details = dict(progress)
         parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
         pending: list[asyncio.Future[Any]] = []
         client = triton.InferenceServerClient(self.settings.triton_grpc_url)
         try:
+            tokens = await heartbeating(self.published_tokens(stage, progress), details)
+            first_offset = progress.get("first_offset", -1)
+            partition = progress.get("partition", -1)
+            activity.logger.info("model %s attempt %d resumes at token %d", model, info.attempt, len(tokens))
             async for index, token_text in self.stream(client, model, text, stage, len(tokens), parameters):
                 if index != len(tokens):
                     raise ApplicationError(f"model skipped from token {len(tokens)} to {index}")
@@ -97,14 +103,21 @@ class InferenceActivities:
                 event = token_event(stage, index, token_text)
                 if first_offset < 0:
                     # Wait for the first token's offset: it is where a successor starts reading.
-                    published = await self.log.publish(event)
+                    published = await heartbeating(self.log.publish(event), details)
                     first_offset, partition = published.offset, published.partition
                 else:
+                    # A send Kafka refused fails the attempt now: its retry resumes after the acked prefix.
+                    pending = unacknowledged(pending)
                     pending.append(await self.log.send(event))
-                activity.heartbeat({"tokens": len(tokens), "first_offset": first_offset, "partition": partition})
+                details = {"tokens": len(tokens), "first_offset": first_offset, "partition": partition}
+                activity.heartbeat(details)
             # Every token is acknowledged by Kafka before the stage may complete.
-            await self.log.flush()
-            await asyncio.gather(*pending)
+            await heartbeating(asyncio.gather(*pending), details)
+        except (ApplicationError, KafkaError) as exc:
+            for send in pending:
+                send.add_done_callback(_retrieve)
+            await self.outage_over(exc, model, details)
+            raise
         finally:
             await client.close()
         output = "".join(tokens)
@@ -163,6 +176,46 @@ class InferenceActivities:
             with contextlib.suppress(Exception):
                 responses.cancel()
 
+    async def outage_over(self, error: BaseException, model: str, details: dict[str, int]) -> None:
+        """After losing Triton or Kafka, wait (heartbeating) until it is back before failing the attempt.
+
+        A restarting server refuses connections for many seconds; without this wait the retries (1 s, 2 s,
+        4 s apart) would all fail at once against it and exhaust the stage's attempts in one outage.
+        """
+        check: Callable[[], Awaitable[bool]]
+        if isinstance(error, KafkaError):
+            name, check = "Kafka", self.kafka_reachable
+        elif isinstance(error, ApplicationError) and error.type == TRITON_UNAVAILABLE:
+            name, check = "Triton", functools.partial(self.model_ready, model)
+        else:
+            return
+        deadline = time.monotonic() + DEPENDENCY_WAIT_S
+        while time.monotonic() < deadline:
+            if await check():
+                return
+            activity.heartbeat(details)
+            await asyncio.sleep(0.5)
+        activity.logger.warning("%s still unreachable after %.0f s", name, DEPENDENCY_WAIT_S)
+
+    async def kafka_reachable(self) -> bool:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
+        try:
+            await consumer.start()
+            return bool(consumer.partitions_for_topic(self.log.topic))
+        except KafkaError:
+            return False
+        finally:
+            await consumer.stop()
+
+    async def model_ready(self, model: str) -> bool:
+        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
+        try:
+            return bool(await client.is_model_ready(model))
+        except Exception:
+            return False
+        finally:
+            await client.close()
+
     async def published_tokens(self, stage: StageInput, progress: dict[str, int]) -> list[str]:
         """The tokens a previous attempt already published for this stage, read back from Kafka."""
         first_offset = progress.get("first_offset", -1)
@@ -194,6 +247,38 @@ class InferenceActivities:
         while len(prefix) in found:
             prefix.append(found[len(prefix)])
         return prefix
+
+
+async def heartbeating(awaitable: Awaitable[T], details: dict[str, int]) -> T:
+    """Await something that can take a while (Kafka's acks while the broker restarts), heartbeating meanwhile:
+    a live attempt must not look dead to Temporal, which would start a second one beside it."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                return task.result()
+            activity.heartbeat(details)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def unacknowledged(sends: list[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
+    """The sends Kafka has not acknowledged yet; raises the error of one that failed."""
+    waiting = []
+    for send in sends:
+        if not send.done():
+            waiting.append(send)
+        elif (error := send.exception()) is not None:
+            raise error
+    return waiting
+
+
+def _retrieve(send: asyncio.Future[Any]) -> None:
+    # The attempt already failed; its other sends' outcomes no longer matter (and must not be logged as lost).
+    if not send.cancelled():
+        send.exception()
 
 
 def token_event(stage: StageInput, index: int, text: str) -> JobEvent:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import unicodedata
+from collections.abc import AsyncIterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -38,17 +41,21 @@ class TextActivities:
 
     @activity.defn(name="preprocess")
     async def preprocess(self, stage: StageInput) -> StageOutput:
-        text = unicodedata.normalize("NFC", await load_text(self.store, stage))
-        text = " ".join(text.split())
-        if not text:
-            raise ApplicationError("input is empty after normalisation", type=INVALID_INPUT, non_retryable=True)
-        return await self.output(text, "stages")
+        async with heartbeating():
+            await drill_delay(stage)
+            text = unicodedata.normalize("NFC", await load_text(self.store, stage))
+            text = " ".join(text.split())
+            if not text:
+                raise ApplicationError("input is empty after normalisation", type=INVALID_INPUT, non_retryable=True)
+            return await self.output(text, "stages")
 
     @activity.defn(name="postprocess")
     async def postprocess(self, stage: StageInput) -> StageOutput:
         # The result must equal the concatenated token stream, so postprocess never rewrites the text;
         # it decides where the result lives: inline, or in MinIO behind a presigned URL.
-        return await self.output(await load_text(self.store, stage), "results")
+        async with heartbeating():
+            await drill_delay(stage)
+            return await self.output(await load_text(self.store, stage), "results")
 
     async def output(self, text: str, prefix: str) -> StageOutput:
         data = text.encode("utf-8")
@@ -56,3 +63,29 @@ class TextActivities:
         if len(data) <= self.threshold_bytes:
             return StageOutput(text=text, attempt=attempt)
         return StageOutput(ref=await self.store.put(prefix, data, "text/plain; charset=utf-8"), attempt=attempt)
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(interval_s: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while a CPU stage runs, so its heartbeat timeout (seconds) notices a dead worker instead
+    of its start-to-close timeout; a CPU stage makes no progress worth reporting, only that it is alive."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval_s)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
+
+async def drill_delay(stage: StageInput) -> None:
+    """The `delay_ms` stage parameter of the fault drills: a stage slow enough to crash a worker in it."""
+    delay_ms = stage.stage.parameters.get("delay_ms", 0)
+    if isinstance(delay_ms, int | float) and delay_ms > 0:
+        await asyncio.sleep(delay_ms / 1000)

@@ -1,0 +1,138 @@
+"""What every figure shares: statistics, result rows, the stack's clients, job submission and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import grpc
+from temporalio.client import Client
+
+from jobstream.auth import ensure_dev_key
+from jobstream.settings import Settings
+from jobstream.temporal import connect
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import GenerationParams
+from jobstream.v1.job_service_pb2_grpc import JobServiceStub
+
+# The generated stub is generic only for type checkers.
+Stub: TypeAlias = "JobServiceStub[grpc.aio.Channel]"
+Figure: TypeAlias = dict[str, Any]
+
+# One prompt for every figure, already in the form preprocess hands the model, so a direct Triton call
+# with it gets exactly the tokens the pipeline streams.
+PROMPT = "It is a truth universally acknowledged"
+SEED = 7
+TEMPERATURE = 0.8
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ranked = sorted(values)
+    rank = max(1, min(len(ranked), math.ceil(p / 100 * len(ranked))))
+    return ranked[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """n, p50, p99, mean, min, max of a sample (ms, or whatever unit it is in)."""
+    return {
+        "n": float(len(values)),
+        "p50": median(values),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values) if values else math.nan,
+        "min": min(values) if values else math.nan,
+        "max": max(values) if values else math.nan,
+    }
+
+
+def ratio(ours: float, baseline: float | None) -> float | None:
+    if baseline is None or not math.isfinite(baseline) or baseline == 0 or not math.isfinite(ours):
+        return None
+    return ours / baseline
+
+
+def row(
+    metric: str, unit: str, ours: float, baseline: float | None, baseline_name: str, note: str = ""
+) -> dict[str, Any]:
+    """One line of the table: our figure, the baseline measured in the same run, ours / baseline."""
+    return {
+        "metric": metric,
+        "unit": unit,
+        "ours": ours,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": ratio(ours, baseline),
+        "note": note,
+    }
+
+
+def stamp_of(iso: str) -> float:
+    """Epoch seconds of an event's JSON `time` (RFC 3339, as protobuf writes it)."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
+@dataclass
+class Context:
+    """The running stack, as the benchmark reaches it."""
+
+    settings: Settings
+    stub: Stub
+    temporal: Client
+    api_key: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),)
+
+    async def submit(
+        self, pipeline: str, max_tokens: int, prompt: str = PROMPT, seed: int = SEED
+    ) -> api.SubmitJobResponse:
+        request = api.SubmitJobRequest(
+            pipeline=pipeline,
+            prompt=prompt,
+            params=GenerationParams(max_tokens=max_tokens, seed=seed, temperature=TEMPERATURE),
+        )
+        reply: api.SubmitJobResponse = await self.stub.SubmitJob(request, metadata=self.metadata, timeout=30.0)
+        return reply
+
+    async def running_jobs(self) -> int:
+        count = await self.temporal.count_workflows("WorkflowType = 'PipelineWorkflow' AND ExecutionStatus = 'Running'")
+        return count.count
+
+    async def drain(self, limit_s: float) -> float:
+        """Wait until no job is running (so one figure's backlog does not load the next); seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            if await self.running_jobs() == 0:
+                break
+            await asyncio.sleep(0.25)
+        return time.monotonic() - started
+
+    def bridge_pid(self) -> int:
+        """The SSE bridge's pid, from the supervisor's record (the last line wins: restarts append)."""
+        pids = self.settings.state_dir / "run" / "children.pids"
+        found = [line.split()[1] for line in pids.read_text().splitlines() if line.startswith("sse-bridge ")]
+        if not found or not Path(f"/proc/{found[-1]}").exists():
+            raise RuntimeError(f"no live sse-bridge in {pids}")
+        return int(found[-1])
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[Context]:
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(settings.grpc_target, options=options) as channel:
+        yield Context(settings, JobServiceStub(channel), await connect(settings), ensure_dev_key(settings))

@@ -1,0 +1,123 @@
+"""`jobstream bench [--quick] [--out DIR] [--update-readme]`: run every figure against the local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench import fanout, per_token, report, streams, submit, throughput, ttft
+from bench.common import Context, open_context
+from jobstream.settings import PROJECT_ROOT, Settings, get_settings
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    submit: submit.Sizes
+    ttft: ttft.Sizes
+    per_token: per_token.Sizes
+    fanout: fanout.Sizes
+    streams: streams.Sizes
+    throughput: throughput.Sizes
+    drain_s: float
+
+
+# Quick proves every figure still works (CI runs it); its numbers are indicative only.
+QUICK = Plan(
+    submit=submit.Sizes(submits={1: 3, 4: 8, 16: 16}, drain_s=10.0),
+    ttft=ttft.Sizes(jobs=2),
+    per_token=per_token.Sizes(jobs=1, tokens=12),
+    fanout=fanout.Sizes(levels=[(20, 2)], tokens=12, limit_s=30.0),
+    streams=streams.Sizes(token_counts=[16, 32]),
+    throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
+    drain_s=10.0,
+)
+FULL = Plan(
+    submit=submit.Sizes(submits={1: 40, 16: 160, 64: 320}, drain_s=180.0),
+    ttft=ttft.Sizes(jobs=20),
+    per_token=per_token.Sizes(jobs=6, tokens=40),
+    fanout=fanout.Sizes(levels=[(100, 10), (1000, 50)], tokens=64, limit_s=180.0),
+    streams=streams.Sizes(token_counts=[16, 64, 256]),
+    throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
+    drain_s=120.0,
+)
+
+
+async def _check_stack(settings: Settings) -> None:
+    try:
+        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3.0)
+    except grpc.aio.AioRpcError as exc:
+        raise SystemExit(
+            f"jobstream bench: no JobService at {settings.grpc_target} ({exc.code().name}); start `jobstream up` first"
+        ) from None
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise SystemExit(f"jobstream bench: the JobService at {settings.grpc_target} is not serving yet")
+
+
+async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
+    steps: list[tuple[str, str, Any]] = [
+        ("1", "submit", lambda: submit.run(ctx, plan.submit)),
+        ("2", "time to first token", lambda: ttft.run(ctx, plan.ttft)),
+        ("3", "per-token latency", lambda: per_token.run(ctx, plan.per_token)),
+        ("4", "fan-out", lambda: fanout.run(ctx, plan.fanout)),
+        ("5", "vs workflow_streams", lambda: streams.run(ctx, plan.streams)),
+        ("6", "throughput", lambda: throughput.run(ctx, plan.throughput)),
+    ]
+    figures: dict[str, Any] = {}
+    for key, name, step in steps:
+        started = time.monotonic()
+        say(f"figure {key}: {name} ...")
+        figure = await step()
+        figure["duration_s"] = time.monotonic() - started
+        figures[key] = figure
+        # Each figure starts from an idle pipeline: what one left running must not load the next.
+        drained = await ctx.drain(plan.drain_s)
+        say(f"figure {key}: {name} done in {figure['duration_s']:.1f}s (+{drained:.1f}s draining)")
+    return figures
+
+
+async def run(quick: bool, out: Path, say: Any = print) -> dict[str, Any]:
+    settings = get_settings()
+    await _check_stack(settings)
+    plan = QUICK if quick else FULL
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    async with open_context(settings) as ctx:
+        await ctx.drain(plan.drain_s)
+        results["figures"] = await _figures(ctx, plan, say)
+    results["duration_s"] = time.monotonic() - started
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+    return results
+
+
+def main(quick: bool, out: str | None, update_readme: bool) -> int:
+    folder = Path(out) if out else RESULTS / datetime.now().strftime("%Y%m%d-%H%M%S")
+    results = asyncio.run(run(quick, folder))
+    table = report.write(results, folder)
+    print(table)
+    print(f"\nresults: {folder}/results.json, results.md and *.png")
+    if update_readme:
+        if quick:
+            print("README.md not updated: it shows the full run (drop --quick)")
+            return 1
+        changed = report.update_readme(table)
+        print("README.md updated" if changed else "README.md already current")
+    return 0

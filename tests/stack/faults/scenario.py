@@ -1,0 +1,102 @@
+"""The shape most fault tests share: jobs stream to SSE clients, a fault strikes mid-stream, every client
+must still see each event of its job exactly once, and every job must succeed with the streamed text."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from devstack.reliability import Record
+from jobstream.settings import Settings
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import Job, JobStatus
+from tests.stack.helpers import (
+    Followed,
+    SseEvent,
+    Stub,
+    activity_starts,
+    add_audit,
+    audit_stream,
+    check_story,
+    expected_ids,
+    follow_reconnecting,
+    history_of,
+    sse_client,
+    submit,
+    wait_terminal,
+)
+
+STAGES = ["preprocess", "generate", "postprocess"]
+MODEL_SLOT = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: api.SubmitJobResponse
+    followed: Followed
+    job: Job
+
+
+async def stream_through_fault(
+    stub: Stub,
+    api_key: str,
+    settings: Settings,
+    record: Record,
+    fault: Callable[[], Awaitable[None]],
+    *,
+    jobs: int = 3,
+    tokens: int = 120,
+    pipeline: str = "drill-slow",
+    strike_at: int = 20,
+    timeout_s: float = 300.0,
+) -> list[Outcome]:
+    """Run `jobs` jobs, each followed by its own reconnecting SSE client; when the first job's client has
+    seen token `strike_at`, await `fault()`. Audits every stream into `record`, then checks each story."""
+    replies = [
+        await submit(stub, api_key, f"Fault drill {n}: the lamps went out", pipeline=pipeline, max_tokens=tokens)
+        for n in range(jobs)
+    ]
+    struck = asyncio.Event()
+    fault_task: list[asyncio.Task[None]] = []
+
+    def trigger(event: SseEvent) -> None:
+        if not struck.is_set() and event.event == "token" and event.json["index"] >= strike_at:
+            struck.set()
+            # The fault runs beside the clients: they keep reading (and reconnecting) while it strikes.
+            fault_task.append(asyncio.ensure_future(fault()))
+
+    async with sse_client(read_timeout_s=60) as client:
+        followed = await asyncio.gather(
+            *(
+                follow_reconnecting(client, reply.events_url, trigger if n == 0 else None, timeout_s=timeout_s)
+                for n, reply in enumerate(replies)
+            )
+        )
+    if fault_task:
+        await fault_task[0]
+    record.jobs += jobs
+    expected = expected_ids(len(STAGES), MODEL_SLOT, tokens)
+    for reply, stream in zip(replies, followed, strict=True):
+        add_audit(record, audit_stream(reply.job_id, stream.events, expected))
+    assert struck.is_set(), "the first job ended before the fault could strike"
+    finished = [await wait_terminal(stub, api_key, reply.job_id, timeout_s=timeout_s) for reply in replies]
+    outcomes = [Outcome(r, f, j) for r, f, j in zip(replies, followed, finished, strict=True)]
+    for outcome in outcomes:
+        story = check_story(outcome.reply.job_id, outcome.followed.events, STAGES)
+        assert story.tokens == tokens
+        assert story.text == story.result_text
+        assert outcome.job.status == JobStatus.JOB_STATUS_SUCCEEDED, outcome.job
+        assert outcome.job.result_text == story.text
+    return outcomes
+
+
+async def model_attempts(client: Client, outcomes: list[Outcome]) -> list[int]:
+    """Per job, the attempt of its model stage that succeeded (from the workflow's Temporal history)."""
+    attempts = []
+    for outcome in outcomes:
+        (run_model,) = activity_starts(await history_of(client, outcome.reply.job_id), "run_model")
+        attempts.append(run_model.activity_task_started_event_attributes.attempt)
+    return attempts

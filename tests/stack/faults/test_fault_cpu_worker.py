@@ -1,0 +1,87 @@
+"""Fault 2: the CPU worker is SIGKILLed inside preprocess or postprocess: the stage is retried on the worker
+the supervisor restarts, the job completes, and the stages that had finished do not run again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client
+
+from devstack.reliability import Record
+from jobstream.settings import Settings
+from jobstream.v1.job_pb2 import JobStatus
+from tests.stack.faults.scenario import MODEL_SLOT, STAGES
+from tests.stack.helpers import (
+    Stub,
+    activity_names,
+    activity_starts,
+    add_audit,
+    audit_stream,
+    check_story,
+    expected_ids,
+    follow_reconnecting,
+    history_of,
+    kill_process,
+    sse_client,
+    submit,
+    wait_restarted,
+    wait_terminal,
+)
+
+TOKENS = 30
+
+
+async def wait_running(client: Client, job_id: str, activity: str, timeout_s: float = 120.0) -> None:
+    """Until the job's `activity` has been picked up by a worker (its pending activity is STARTED)."""
+    handle = client.get_workflow_handle(job_id)
+    async with asyncio.timeout(timeout_s):
+        while True:
+            description = await handle.describe()
+            for pending in description.raw_description.pending_activities:
+                started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                if pending.activity_type.name == activity and started:
+                    return
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("stage", ["preprocess", "postprocess"])
+async def test_cpu_worker_killed_inside_a_stage_retries_only_that_stage(
+    stage: str, stub: Stub, api_key: str, stack: Settings, temporal_client: Client, reliability: Record
+) -> None:
+    reliability.fault = f"2. CPU worker SIGKILLed during {stage}"
+    # drill-slow-cpu: preprocess and postprocess each take 3 s, so the kill lands inside the stage.
+    reply = await submit(stub, api_key, "The clerk left mid-sentence", pipeline="drill-slow-cpu", max_tokens=TOKENS)
+    async with sse_client() as client:
+        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, timeout_s=240))
+        await wait_running(temporal_client, reply.job_id, stage)
+        killed_at = time.monotonic()
+        old = kill_process(stack, "cpu-worker")
+        reliability.inputs += 1
+        try:
+            followed = await follower
+        finally:
+            await wait_restarted(stack, "cpu-worker", old)
+    job = await wait_terminal(stub, api_key, reply.job_id, timeout_s=240)
+    recovered_s = time.monotonic() - killed_at
+    reliability.jobs += 1
+    add_audit(reliability, audit_stream(reply.job_id, followed.events, expected_ids(len(STAGES), MODEL_SLOT, TOKENS)))
+    reliability.note(f"job done {recovered_s:.0f} s after the kill")
+
+    assert job.status == JobStatus.JOB_STATUS_SUCCEEDED, job
+    story = check_story(reply.job_id, followed.events, STAGES)
+    assert story.tokens == TOKENS
+    assert story.text == story.result_text == job.result_text
+    history = await history_of(temporal_client, reply.job_id)
+    scheduled = list(activity_names(history).values())
+    attempts = {
+        name: activity_starts(history, name)[0].activity_task_started_event_attributes.attempt
+        for name in ("preprocess", "run_model", "postprocess")
+    }
+    # Each stage was scheduled once; the killed one needed a second attempt, the others ran once.
+    assert [scheduled.count(name) for name in ("preprocess", "run_model", "postprocess")] == [1, 1, 1], scheduled
+    assert attempts[stage] >= 2, attempts
+    finished_before = {"preprocess": [], "postprocess": ["preprocess", "run_model"]}[stage]
+    assert all(attempts[name] == 1 for name in finished_before), attempts
