@@ -57,17 +57,22 @@ def render_table(results: dict[str, Any]) -> str:
 
 def write(results: dict[str, Any], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+    (out / "results.json").write_text(json.dumps(_finite(results), indent=2, allow_nan=False) + "\n")
     table = render_table(results)
     (out / "results.md").write_text(f"# jobstream bench\n\n{table}\n")
     plot_all(results, out)
     return table
 
 
-def _jsonable(value: object) -> object:
+def _finite(value: Any) -> Any:
+    """NaN (a statistic of no samples) becomes null: strict JSON has no NaN."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def update_readme(table: str, readme: Path = PROJECT_ROOT / "README.md") -> bool:

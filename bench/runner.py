@@ -33,20 +33,20 @@ class Plan:
 
 # Quick proves every figure still works (CI runs it); its numbers are indicative only.
 QUICK = Plan(
-    submit=submit.Sizes(submits={1: 3, 4: 8, 16: 16}, drain_s=10.0),
+    submit=submit.Sizes(submits={1: 2, 16: 16}, drain_s=10.0),
     ttft=ttft.Sizes(jobs=2),
     per_token=per_token.Sizes(jobs=1, tokens=12),
     fanout=fanout.Sizes(levels=[(20, 2)], tokens=12, limit_s=30.0),
-    streams=streams.Sizes(token_counts=[16, 32]),
+    streams=streams.Sizes(token_counts=[16, 32], limit_s=10.0),
     throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
     drain_s=10.0,
 )
 FULL = Plan(
-    submit=submit.Sizes(submits={1: 40, 16: 160, 64: 320}, drain_s=180.0),
+    submit=submit.Sizes(submits={1: 20, 16: 64, 64: 128}, drain_s=300.0),
     ttft=ttft.Sizes(jobs=20),
     per_token=per_token.Sizes(jobs=6, tokens=40),
     fanout=fanout.Sizes(levels=[(100, 10), (1000, 50)], tokens=64, limit_s=180.0),
-    streams=streams.Sizes(token_counts=[16, 64, 256]),
+    streams=streams.Sizes(token_counts=[16, 64, 256], limit_s=30.0),
     throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
     drain_s=120.0,
 )

@@ -156,6 +156,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, well under a minute (what CI runs)")
     bench.add_argument("--out", help="results folder (default bench/results/<timestamp>/)")
     bench.add_argument("--update-readme", action="store_true", help="put this full run's table into README.md")
+    reliability = commands.add_parser(
+        "reliability", help="run the fault, load and bad-input suites and write the README's reliability table"
+    )
+    reliability.add_argument("--full", action="store_true", help="full size (200 jobs x 200 tokens, 2,000+ inputs)")
+    reliability.add_argument("pytest_args", nargs="*", help="extra pytest arguments (a partial run leaves README)")
     for command in (submit, listing, *(commands.choices[n] for n in ("follow", "status", "cancel"))):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
@@ -174,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "api-key":
         print(api_key())
         return 0
+    if args.command == "reliability":
+        from devstack.reliability import run as run_reliability  # pytest and the suites load only here
+
+        return run_reliability(args.full, args.pytest_args)
     try:
         return asyncio.run(run(args))
     except grpc.aio.AioRpcError as exc:

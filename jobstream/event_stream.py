@@ -59,6 +59,7 @@ class EventStream:
         self._replays: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
         # Per partition, the offset the tail will read next: everything before it was routed already.
         self._positions: dict[int, int] = {}
+        self._locating: dict[str, asyncio.Future[tuple[int, int] | None]] = {}
         self._ready = asyncio.Event()
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -142,6 +143,8 @@ class EventStream:
         await self._ready.wait()
         subscriber = _Subscriber(job_id, asyncio.Queue(maxsize=self.queue_size))
         self._subscribers.setdefault(job_id, set()).add(subscriber)
+        # Where the tail stood as this watcher subscribed: every record from there on reaches its queue.
+        subscribed_at = dict(self._positions)
         try:
             last = after
             sequence = _Sequence(after)
@@ -152,9 +155,10 @@ class EventStream:
                     yield event
                 return
             partition, offset = start
-            # Subscribed first, so anything the tail routes from now on is queued; replay up to the
-            # tail's position at this moment, and the two overlap rather than leave a gap.
-            boundary = self._positions.get(partition, 0)
+            # Subscribed first, so anything the tail routed since is queued; replay only what the tail had
+            # passed when the watcher subscribed. A watcher that joins before the job's first event (the
+            # usual case, right after SubmitJob) replays nothing and never waits for a replay consumer.
+            boundary = subscribed_at.get(partition, 0)
             try:
                 # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
                 async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
@@ -190,9 +194,27 @@ class EventStream:
         """The job's first offset; waits while the job exists but has not published job.started yet."""
         while True:
             try:
-                return await self.locate(job_id)
+                return await self._locate_shared(job_id)
             except NotStartedYet:
                 await asyncio.sleep(0.1)
+
+    async def _locate_shared(self, job_id: str) -> tuple[int, int] | None:
+        """One locate call per job at a time, shared by all its watchers: a thousand viewers joining one
+        job must not ask Temporal a thousand times every poll."""
+        pending = self._locating.get(job_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self.locate(job_id))
+            self._locating[job_id] = pending
+
+            def forget(done: asyncio.Future[tuple[int, int] | None]) -> None:
+                if self._locating.get(job_id) is done:
+                    del self._locating[job_id]
+                if not done.cancelled():
+                    done.exception()  # retrieved here, so a result nobody awaits any more is not logged
+
+            pending.add_done_callback(forget)
+        # Shielded: one watcher leaving must not cancel the lookup the others wait on.
+        return await asyncio.shield(pending)
 
     async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[JobEvent, None]:
         if offset >= boundary:

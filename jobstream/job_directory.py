@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +20,17 @@ from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFail
 from jobstream.v1.job_pb2 import JobError
 from workers.pipeline.types import JobResult
 
+TENANT_CACHE_SIZE = 10_000
+
 
 class JobDirectory:
     def __init__(self, client: Client, store: PayloadStore) -> None:
         self.client = client
         self.store = store
+        # A job's tenant never changes (random ids are unique; idempotent ids are derived from the tenant),
+        # so every SSE connection to a job after the first is authorised without asking Temporal again.
+        self._tenants: OrderedDict[str, str] = OrderedDict()
+        self._tenant_lookups: dict[str, asyncio.Task[str | None]] = {}
 
     async def describe(self, job_id: str) -> WorkflowExecutionDescription | None:
         try:
@@ -33,8 +41,31 @@ class JobDirectory:
             raise
 
     async def tenant(self, job_id: str) -> str | None:
+        cached = self._tenants.get(job_id)
+        if cached is not None:
+            return cached
+        # One lookup per job at a time: a thousand viewers opening one job at once ask Temporal once.
+        lookup = self._tenant_lookups.get(job_id)
+        if lookup is None:
+            lookup = asyncio.create_task(self._lookup_tenant(job_id))
+            self._tenant_lookups[job_id] = lookup
+
+            def forget(done: asyncio.Task[str | None]) -> None:
+                self._tenant_lookups.pop(job_id, None)
+                if not done.cancelled():
+                    done.exception()  # retrieved here, so a failure nobody awaits any more is not logged
+
+            lookup.add_done_callback(forget)
+        return await asyncio.shield(lookup)
+
+    async def _lookup_tenant(self, job_id: str) -> str | None:
         description = await self.describe(job_id)
-        return description.typed_search_attributes.get(JOB_TENANT) if description else None
+        tenant = description.typed_search_attributes.get(JOB_TENANT) if description else None
+        if tenant is not None:
+            self._tenants[job_id] = tenant
+            if len(self._tenants) > TENANT_CACHE_SIZE:
+                self._tenants.popitem(last=False)
+        return tenant
 
     async def locate(self, job_id: str) -> tuple[int, int] | None:
         description = await self.describe(job_id)

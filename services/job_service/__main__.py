@@ -17,6 +17,7 @@ from jobstream.payload_store import PayloadStore
 from jobstream.settings import get_settings
 from jobstream.temporal import connect
 from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
+from services.job_service.interceptors import StatusInterceptor
 from services.job_service.service import JobService
 from workers.pipelines import load_pipelines
 
@@ -37,7 +38,8 @@ async def serve() -> None:
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     limit = settings.max_input_bytes + 64 * 1024
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        interceptors=[StatusInterceptor()],
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobService(settings, client, store, pipelines, stream), server

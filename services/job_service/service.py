@@ -271,10 +271,14 @@ class JobService(JobServiceServicer):
     ) -> api.CreateUploadResponse:
         tenant = await self.authenticate(context)
         # As documented: unset or zero means 15 minutes.
-        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(0)
+        out_of_range = invalid("ttl", "must be between 1 second and 7 days (0 means 15 minutes)")
+        try:
+            ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(0)
+        except (OverflowError, ValueError):  # seconds beyond what a timedelta (or a Duration) can hold
+            await abort(context, out_of_range)
         ttl = ttl or timedelta(minutes=15)
         if not timedelta(seconds=1) <= ttl <= timedelta(days=7):
-            await abort(context, invalid("ttl", "must be between 1 second and 7 days (0 means 15 minutes)"))
+            await abort(context, out_of_range)
         key = f"uploads/{tenant}/{uuid.uuid4().hex}"
         expire = Timestamp()
         expire.FromDatetime(datetime.now(UTC) + ttl)

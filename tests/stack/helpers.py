@@ -635,3 +635,15 @@ def add_audit(record: Any, audit: StreamAudit) -> None:
     record.lost += audit.lost
     record.duplicated += audit.duplicated
     record.misrouted += audit.misrouted
+
+
+async def triton_log_match(settings: Settings, job_id: str, pattern: str, timeout_s: float = 10.0) -> re.Match[str]:
+    """The first line of Triton's log about this job's model stream that matches `pattern`."""
+    log = settings.logs_dir / "triton.log"
+    regex = re.compile(rf"stream '{job_id}/[^']*' {pattern}")
+    async with asyncio.timeout(timeout_s):
+        while True:
+            match = regex.search(log.read_text(errors="replace"))
+            if match:
+                return match
+            await asyncio.sleep(0.2)

@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import activity
@@ -108,7 +109,8 @@ class InferenceActivities:
                 else:
                     # A send Kafka refused fails the attempt now: its retry resumes after the acked prefix.
                     pending = unacknowledged(pending)
-                    pending.append(await self.log.send(event))
+                    # send() itself waits while the producer's buffer is full (a broker away): keep beating.
+                    pending.append(await heartbeating(self.log.send(event), details))
                 details = {"tokens": len(tokens), "first_offset": first_offset, "partition": partition}
                 activity.heartbeat(details)
             # Every token is acknowledged by Kafka before the stage may complete.
@@ -191,21 +193,22 @@ class InferenceActivities:
             return
         deadline = time.monotonic() + DEPENDENCY_WAIT_S
         while time.monotonic() < deadline:
-            if await check():
+            activity.heartbeat(details)
+            if await within(check(), timeout_s=2.0):
                 return
             activity.heartbeat(details)
             await asyncio.sleep(0.5)
         activity.logger.warning("%s still unreachable after %.0f s", name, DEPENDENCY_WAIT_S)
 
     async def kafka_reachable(self) -> bool:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
+        client = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
         try:
-            await consumer.start()
-            return bool(consumer.partitions_for_topic(self.log.topic))
+            await client.bootstrap()  # a metadata request: the broker is up and knows its topics
+            return bool(client.cluster.partitions_for_topic(self.log.topic))
         except KafkaError:
             return False
         finally:
-            await consumer.stop()
+            await client.close()
 
     async def model_ready(self, model: str) -> bool:
         client = triton.InferenceServerClient(self.settings.triton_grpc_url)
@@ -262,6 +265,18 @@ async def heartbeating(awaitable: Awaitable[T], details: dict[str, int]) -> T:
     finally:
         if not task.done():
             task.cancel()
+
+
+async def within(check: Awaitable[bool], timeout_s: float) -> bool:
+    """The check's answer, or False if it has none within `timeout_s`. A check that hangs (a stopped server)
+    is cancelled but not waited for: its clean-up must not hold up the caller's heartbeats."""
+    task = asyncio.ensure_future(check)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if task not in done:
+        task.cancel()
+        task.add_done_callback(lambda finished: finished.cancelled() or finished.exception())
+        return False
+    return task.exception() is None and bool(task.result())
 
 
 def unacknowledged(sends: list[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:

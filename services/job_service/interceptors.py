@@ -1,0 +1,133 @@
+"""Status codes for what never reaches a handler's own checks: an undecodable request, a dependency outage.
+
+Without this, grpc answers a request protobuf cannot parse (invalid UTF-8 in a string field, a truncated
+message) with UNKNOWN "Unexpected DecodeError", and a handler that meets a Temporal, Kafka or MinIO
+outage with UNKNOWN too; clients must be told INVALID_ARGUMENT (fix the request) or UNAVAILABLE (retry).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import urllib3.exceptions
+from aiokafka.errors import KafkaError
+from google.protobuf.message import DecodeError
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+# Temporal answers these while it restarts or is overloaded: the caller should retry, as with our own outage.
+_TEMPORAL_TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request the method's deserializer refused, so the handler wrapper can answer it."""
+
+    message_type: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _Undecodable(method)
+
+    return parse
+
+
+def _outage(error: BaseException) -> str | None:
+    """What is unavailable, if `error` is a dependency being away rather than a bug."""
+    if isinstance(error, RPCError) and error.status in _TEMPORAL_TRANSIENT:
+        return "Temporal"
+    if isinstance(error, KafkaError):
+        return "Kafka"
+    if isinstance(error, urllib3.exceptions.HTTPError):
+        return "the payload store"
+    return None
+
+
+async def _refuse_undecodable(request: Any, context: Context) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid {request.message_type} message "
+            "(malformed or truncated protobuf, or a string field that is not UTF-8)",
+        )
+
+
+async def _unavailable(error: BaseException, context: Context) -> None:
+    what = _outage(error)
+    if what is None:
+        raise error
+    log.warning("%s unavailable: %r", what, error)
+    await context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} is unavailable; retry shortly")
+
+
+def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def handle(request: Any, context: Context) -> Any:
+        await _refuse_undecodable(request, context)
+        try:
+            return await behavior(request, context)
+        except Exception as error:
+            await _unavailable(error, context)
+
+    return handle
+
+
+def _unary_stream(behavior: Callable[..., Any]) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        await _refuse_undecodable(request, context)
+        try:
+            responses = behavior(request, context)
+            if inspect.isasyncgen(responses):
+                async for response in responses:
+                    yield response
+            else:
+                await responses  # a handler that writes through context.write()
+        except Exception as error:
+            await _unavailable(error, context)
+
+    return handle
+
+
+if TYPE_CHECKING:  # generic only in the type stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class StatusInterceptor(_ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method = str(handler_call_details.method)
+        deserialize = _tolerant(handler.request_deserializer, _message_name(handler.request_deserializer, method))
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary), deserialize, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _unary_stream(handler.unary_stream), deserialize, handler.response_serializer
+            )
+        return handler  # streaming requests (reflection) parse message by message; left to grpc
+
+
+def _message_name(deserialize: Callable[[bytes], Any], method: str) -> str:
+    # Generated stubs pass the message class's FromString: name the message the client should have sent.
+    owner = getattr(deserialize, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", f"{method} request"))
