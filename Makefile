@@ -1,5 +1,5 @@
 # The README's two commands: `make up` sets up and runs the whole local stack; `make test` runs the tests.
-.PHONY: up test bootstrap lint protos bench
+.PHONY: up test bootstrap protos
 
 bootstrap:
 	scripts/bootstrap

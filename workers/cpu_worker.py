@@ -29,11 +29,12 @@ async def main() -> None:
 
     def make(client: Client) -> list[Worker]:
         return [
-            Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[PipelineWorkflow]),
+            # publish_event runs as a local activity of the workflow, so it lives beside it.
+            Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[PipelineWorkflow], activities=[events.publish_event]),
             Worker(
                 client,
                 task_queue=CPU_QUEUE,
-                activities=[text.preprocess, text.postprocess, events.publish_event],
+                activities=[text.preprocess, text.postprocess],
                 **worker_options(),
             ),
         ]
