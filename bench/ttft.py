@@ -7,8 +7,9 @@ alternate, so both see the same machine.
 Hops, which add up to our time to first token exactly (clocks: this machine's, Temporal's history and
 the worker stamps are all the same wall clock):
   submit -> workflow started      JobService (auth, validation) and Temporal's start
-  Temporal scheduling             workflow tasks and activity dispatch before the model stage starts
-  publish_event x4                the four job/stage events before the first token (Kafka acks=all)
+  Temporal scheduling             workflow tasks and activity dispatch before the model stage starts,
+                                  including the four job/stage events published before the first token
+                                  (local activities inside workflow tasks, Kafka acks=all)
   preprocess                      the preprocess activity's own run time
   model stage -> first token      run_model started -> its first token stamped (Triton client, model)
   Kafka                           token stamped -> a Kafka consumer configured like the bridge's has it
@@ -33,7 +34,6 @@ MAX_TOKENS = 8
 HOPS = (
     "submit -> workflow started",
     "Temporal scheduling",
-    "publish_event x4",
     "preprocess",
     "model stage -> first token",
     "Kafka",
@@ -94,15 +94,13 @@ async def run_job_tapped(ctx: Context, tap: KafkaTap) -> dict[str, Any]:
     model = next(span for span in spans if span.name == "run_model")
     assert model.started is not None
     before = [s for s in spans if s.completed is not None and s.completed <= model.started]
-    publish = sum(s.ran_s for s in before if s.name == "publish_event")
     preprocess = sum(s.ran_s for s in before if s.name == "preprocess")
     tapped = tap.at(job.job_id, first.event_id)
     if tapped is None:  # not expected (the tail starts before the submit); keep the hops summing exactly
         tapped = first.stamped
     hops = {
         "submit -> workflow started": started - job.submitted,
-        "Temporal scheduling": (model.started - started) - publish - preprocess,
-        "publish_event x4": publish,
+        "Temporal scheduling": (model.started - started) - preprocess,
         "preprocess": preprocess,
         "model stage -> first token": first.stamped - model.started,
         "Kafka": tapped - first.stamped,
