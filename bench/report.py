@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from devstack.readme import replace_section
 from jobstream.settings import PROJECT_ROOT
 
 START = "<!-- bench:start -->"
@@ -77,16 +78,7 @@ def _finite(value: Any) -> Any:
 
 def update_readme(table: str, readme: Path = PROJECT_ROOT / "README.md") -> bool:
     """Rewrite the table between the bench markers; True if the file changed."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} / {END} markers")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    updated = f"{head}{START}\n{table}\n{END}{tail}"
-    if updated != text:
-        readme.write_text(updated)
-        return True
-    return False
+    return replace_section(START, END, table, readme)
 
 
 # -- plots ------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from devstack.readme import replace_section
 from jobstream.settings import PROJECT_ROOT
 
 OUT_ENV = "JOBSTREAM_RELIABILITY_OUT"
@@ -104,16 +105,7 @@ def _order(record: Record) -> tuple[int, int]:
 
 def update(table: str, readme: Path = PROJECT_ROOT / "README.md") -> bool:
     """Rewrite the table between the markers; True if the file changed."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise RuntimeError(f"{readme} has no {START} ... {END} section for the reliability table")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    updated = f"{head}{START}\n{table}\n{END}{tail}"
-    if updated != text:
-        readme.write_text(updated)
-        return True
-    return False
+    return replace_section(START, END, table, readme)
 
 
 def run(full: bool, pytest_args: list[str] | None = None, readme: Path = PROJECT_ROOT / "README.md") -> int:

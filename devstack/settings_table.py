@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devstack.readme import replace_section
 from jobstream.settings import PROJECT_ROOT, Settings
 
 START = "<!-- settings:start -->"
@@ -30,14 +31,7 @@ def render() -> str:
 
 def update(readme: Path = PROJECT_ROOT / "README.md") -> bool:
     """Rewrite the table between the markers; True if the file changed."""
-    text = readme.read_text()
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    updated = f"{head}{START}\n{render()}\n{END}{tail}"
-    if updated != text:
-        readme.write_text(updated)
-        return True
-    return False
+    return replace_section(START, END, render(), readme)
 
 
 if __name__ == "__main__":

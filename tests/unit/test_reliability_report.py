@@ -38,5 +38,5 @@ def test_the_table_replaces_what_is_between_the_markers(tmp_path: Path) -> None:
     assert readme.read_text() == f"# t\n\n{reliability.START}\n| new |\n{reliability.END}\n\n## after\n"
     assert not reliability.update("| new |", readme)
     readme.write_text("# no markers\n")
-    with pytest.raises(RuntimeError, match="reliability"):
+    with pytest.raises(ValueError, match="reliability"):
         reliability.update("| new |", readme)
