@@ -192,6 +192,19 @@ async def test_cancel_stops_the_job_and_triton_within_two_seconds(stub: Stub, ap
 # -- 4. a retryable failure is retried, and resumes exactly once -------------------------------------------
 
 
+async def test_a_job_cancelled_right_after_submit_ends_cancelled(stub: Stub, api_key: str) -> None:
+    # A cancel that lands while the first stage is being scheduled can reach that stage only after it has
+    # finished; the job must end CANCELLED all the same, not run on to SUCCEEDED.
+    jobs = []
+    for n in range(4):
+        job_id = (await submit(stub, api_key, f"Chapter {n}", pipeline="drill-slow", max_tokens=100)).job_id
+        await stub.CancelJob(api.CancelJobRequest(job_id=job_id), metadata=auth(api_key))
+        jobs.append(job_id)
+    for job_id in jobs:
+        job = await wait_terminal(stub, api_key, job_id)
+        assert job.status == JobStatus.JOB_STATUS_CANCELLED, (job_id, job)
+
+
 async def test_oom_once_is_retried_and_resumes_to_the_fault_free_text(
     stub: Stub, api_key: str, stack: Settings, temporal_client: Client
 ) -> None:

@@ -53,6 +53,10 @@ class PipelineWorkflow:
         try:
             for index, stage in enumerate(job.stages):
                 data = await self._run_stage(job, index, stage, data)
+                if _cancel_requested():
+                    # The stage finished before its cancellation reached it, so nothing raised: the job
+                    # was still cancelled, and it must end so instead of running on.
+                    raise asyncio.CancelledError
         except asyncio.CancelledError:
             await self._finish_cancelled(job)
             raise
@@ -174,6 +178,12 @@ class PipelineWorkflow:
     @workflow.query
     def progress(self) -> dict[str, object]:
         return {"stage": self._stage, "stages_completed": self._stages_completed, "tokens": self._tokens}
+
+
+def _cancel_requested() -> bool:
+    """Whether the workflow was cancelled, even if the await it interrupted completed normally."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _describe(error: ActivityError) -> tuple[str, str]:
