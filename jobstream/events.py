@@ -50,11 +50,8 @@ class EventLog:
         return Published(metadata.partition, metadata.offset)
 
     async def send(self, event: JobEvent) -> Any:
-        """Enqueue without waiting for the ack; await the returned future (or `flush()`) to confirm."""
+        """Enqueue without waiting for the ack; await the returned future to confirm delivery."""
         return await self._producer.send(self.topic, event.SerializeToString(), key=event.job_id.encode())
-
-    async def flush(self) -> None:
-        await self._producer.flush()
 
 
 def event_data(event: JobEvent) -> dict[str, Any]:

@@ -28,14 +28,12 @@ PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximu
 @workflow.defn(name="PipelineWorkflow")
 class PipelineWorkflow:
     def __init__(self) -> None:
-        self._job: JobInput | None = None
         self._stage = ""
         self._stages_completed = 0
         self._tokens = 0
 
     @workflow.run
     async def run(self, job: JobInput) -> JobResult:
-        self._job = job
         stage_names = [stage.name for stage in job.stages]
         self._set_status("RUNNING")
         partition, offset = await self._publish(
@@ -174,10 +172,6 @@ class PipelineWorkflow:
                 retry_policy=PUBLISH_RETRY,
             )
         )
-
-    @workflow.query
-    def progress(self) -> dict[str, object]:
-        return {"stage": self._stage, "stages_completed": self._stages_completed, "tokens": self._tokens}
 
 
 def _cancel_requested() -> bool:
