@@ -38,10 +38,11 @@ async def test_quick_bench_writes_every_figure(stack: Settings, tmp_path: Path) 
         # Each figure has at least one comparison with a baseline measured in this run.
         assert any(is_number(line["ratio"]) for line in figure["rows"]), f"figure {key} has no ratio"
 
-    # Tokens never enter Temporal: twice the tokens, the same history (give or take a workflow task that
-    # timing merged or split: 3 events).
-    short, long = data["figures"]["5"]["series"]["ours_history"]
-    assert abs(long - short) <= 3, (short, long)
+    # Tokens never enter Temporal: twice the tokens, exactly the same events from the workflow's own code.
+    # (Workflow-task bookkeeping is left out: timing merges or splits tasks, and local activities that run
+    # long add task heartbeats, which moved the total by 7 events in one run with the same token count.)
+    short, long = data["figures"]["5"]["series"]["ours_workflow_events"]
+    assert short == long, (short, long)
 
     ttft = data["figures"]["2"]["measured"]
     assert 0 < ttft["direct_ttft_ms"]["p50"] < ttft["ttft_ms"]["p50"]
