@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import Settings
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from jobstream.event_log import parse_event
 from jobstream.event_stream import POLL_MS
-from jobstream.events import parse_event
 from jobstream.settings import Settings
 
 

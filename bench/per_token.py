@@ -19,7 +19,7 @@ from typing import Any
 import tritonclient.grpc.aio as triton
 
 from bench.common import PROMPT, Context, Figure, row, summary
-from bench.jobs import run_job
+from bench.job_run import run_job
 from bench.kafka_tap import kafka_tap
 from bench.triton_direct import direct_stream
 

@@ -25,7 +25,7 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient, WorkflowSt
 from temporalio.worker import Worker
 
 from bench.common import PROMPT, SEED, Context, Figure, row, summary
-from bench.jobs import run_job
+from bench.job_run import run_job
 from bench.streams_workflow import TASK_QUEUE, TOPIC, StreamActivities, StreamedToken, StreamInput, TokenStreamWorkflow
 
 PIPELINE = "generate"

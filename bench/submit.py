@@ -18,12 +18,12 @@ from typing import Any
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from bench.common import PROMPT, SEED, TEMPERATURE, Context, Figure, row, summary
+from jobstream.pipelines import load_pipelines
 from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
-from jobstream.temporal import WORKFLOW_QUEUE
-from services.job_service.jobs import new_job_id
-from workers.pipeline.types import GenerationParams, JobInput
+from jobstream.temporal_client import WORKFLOW_QUEUE
+from jobstream.workflow_io import GenerationParams, JobInput
+from services.job_service.job_view import new_job_id
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
-from workers.pipelines import load_pipelines
 
 PIPELINE = "drill-fast"
 MAX_TOKENS = 1  # the jobs run afterwards; keep their cost (and the backlog they leave) small

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import tritonclient.grpc.aio as triton
 
 from bench.common import PROMPT, Context, Figure, row, summary
-from bench.jobs import run_job
+from bench.job_run import run_job
 from bench.triton_direct import direct_stream
 
 PIPELINE = "drill-fast"

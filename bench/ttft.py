@@ -25,7 +25,7 @@ import tritonclient.grpc.aio as triton
 
 from bench.common import PROMPT, Context, Figure, row, summary
 from bench.history import activity_spans, workflow_started
-from bench.jobs import run_job
+from bench.job_run import run_job
 from bench.kafka_tap import KafkaTap, kafka_tap
 from bench.triton_direct import direct_stream
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from devstack import buf, grpcurl, kafka, minio, temporal, triton
+from devstack import buf, grpcurl, kafka, minio, temporal_server, triton
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 from workers.tinylm import train
 
@@ -70,7 +70,7 @@ def ensure(settings: Settings | None = None, quiet: bool = False) -> Tools:
     venv = Path(sys.prefix)
     steps = 7
     temporal_bin = _step(
-        1, steps, f"Temporal CLI {temporal.TEMPORAL_CLI_VERSION}", lambda: temporal.install(cache), quiet
+        1, steps, f"Temporal CLI {temporal_server.TEMPORAL_CLI_VERSION}", lambda: temporal_server.install(cache), quiet
     )
     minio_bin = _step(2, steps, "MinIO server", lambda: minio.install(cache), quiet)
     kafka_libs = _step(3, steps, f"Apache Kafka {kafka.KAFKA_VERSION} broker", lambda: kafka.install(cache), quiet)

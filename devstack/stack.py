@@ -11,12 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 
-from devstack import kafka, minio, temporal, triton
+from devstack import kafka, minio, temporal_server, triton
 from devstack.bootstrap import Tools
 from devstack.supervisor import Child, Probe
+from jobstream.pipelines import load_pipelines
 from jobstream.readiness import is_ready
 from jobstream.settings import Settings
-from workers.pipelines import load_pipelines
 
 PYTHON = sys.executable
 
@@ -79,7 +79,7 @@ def servers(settings: Settings, tools: Tools) -> list[Child]:
     return [
         Child(
             "temporal",
-            temporal.command(tools.temporal, settings),
+            temporal_server.command(tools.temporal, settings),
             temporal_ok(settings),
             ports=[
                 (settings.temporal_port, "JOBSTREAM_TEMPORAL_PORT"),

@@ -14,11 +14,11 @@ import grpc
 from google.protobuf import json_format
 
 from jobstream.auth import ensure_dev_key
-from jobstream.events import TERMINAL_TYPES, event_data
+from jobstream.event_log import TERMINAL_TYPES, event_data
 from jobstream.settings import get_settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
-from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
+from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus, StageState
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 
 
@@ -48,8 +48,19 @@ def print_job(job: Job, as_json: bool) -> None:
     line = f"{job.job_id}  {status_name(job.status):9}  {job.pipeline:18} stage={job.stage or '-'}"
     line += f" progress={job.progress:.0%} tokens={job.tokens_generated} attempt={job.attempt}"
     print(line)
+    for stage in job.stages:
+        state = StageState.Name(stage.state).removeprefix("STAGE_STATE_").lower()
+        line = f"  {stage.name:12} {stage.kind:11} {state:9} attempts={stage.attempts}"
+        if stage.kind == "model":
+            line += f" tokens={stage.tokens_generated}"
+        if stage.HasField("start_time") and stage.HasField("end_time"):
+            seconds = (stage.end_time.ToDatetime() - stage.start_time.ToDatetime()).total_seconds()
+            line += f" {seconds:.2f}s"
+        print(line)
     if job.HasField("error") and job.error.code:
         print(f"  error: {job.error.code}: {job.error.message}")
+    if job.status == JobStatus.JOB_STATUS_CANCELLED and job.cancel_reason:
+        print(f"  cancelled: {job.cancel_reason}")
     if job.WhichOneof("result") == "result_text":
         print(f"  result: {job.result_text}")
     elif job.WhichOneof("result") == "result_url":
@@ -112,7 +123,8 @@ async def run(args: argparse.Namespace) -> int:
             print_job(job, args.json)
             return 0
         if args.command == "cancel":
-            job = (await stub.CancelJob(api.CancelJobRequest(job_id=args.job_id), metadata=metadata())).job
+            request = api.CancelJobRequest(job_id=args.job_id, reason=args.reason)
+            job = (await stub.CancelJob(request, metadata=metadata())).job
             print_job(job, args.json)
             return 0
         if args.command == "list":
@@ -148,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("job_id")
+    commands.choices["cancel"].add_argument("--reason", default="", help="reported in job.cancelled and by status")
     listing = commands.add_parser("list", help="list your jobs, newest first")
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
@@ -173,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_up(args.fresh))
     if args.command == "bench":
-        from bench.runner import main as run_bench  # matplotlib and the benchmark load only here
+        from bench.command import main as run_bench  # matplotlib and the benchmark load only here
 
         return run_bench(args.quick, args.out, args.update_readme)
     if args.command == "api-key":

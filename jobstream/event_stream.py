@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from jobstream import cursors
-from jobstream.events import TERMINAL_TYPES, parse_event
+from jobstream.event_log import TERMINAL_TYPES, LogLocator, parse_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 
 log = logging.getLogger(__name__)
 
-# Where a job's story starts in the log: (partition, offset), or None while it has not started.
-Locator = Callable[[str], Awaitable[tuple[int, int] | None]]
+# Where a job's story starts in the log, or None while it has not started.
+Locator = Callable[[str], Awaitable[LogLocator | None]]
 # The terminal event built from a finished job's state, for jobs whose events left Kafka's retention.
 Fallback = Callable[[str], Awaitable[JobEvent | None]]
 
@@ -59,7 +59,7 @@ class EventStream:
         self._replays: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
         # Per partition, the offset the tail will read next: everything before it was routed already.
         self._positions: dict[int, int] = {}
-        self._locating: dict[str, asyncio.Future[tuple[int, int] | None]] = {}
+        self._locating: dict[str, asyncio.Future[LogLocator | None]] = {}
         self._ready = asyncio.Event()
 
     def _consumer(self) -> AIOKafkaConsumer:
@@ -190,7 +190,7 @@ class EventStream:
                 if not watchers:
                     del self._subscribers[job_id]
 
-    async def _wait_for_start(self, job_id: str) -> tuple[int, int] | None:
+    async def _wait_for_start(self, job_id: str) -> LogLocator | None:
         """The job's first offset; waits while the job exists but has not published job.started yet."""
         while True:
             try:
@@ -198,7 +198,7 @@ class EventStream:
             except NotStartedYet:
                 await asyncio.sleep(0.1)
 
-    async def _locate_shared(self, job_id: str) -> tuple[int, int] | None:
+    async def _locate_shared(self, job_id: str) -> LogLocator | None:
         """One locate call per job at a time, shared by all its watchers: a thousand viewers joining one
         job must not ask Temporal a thousand times every poll."""
         pending = self._locating.get(job_id)
@@ -206,7 +206,7 @@ class EventStream:
             pending = asyncio.ensure_future(self.locate(job_id))
             self._locating[job_id] = pending
 
-            def forget(done: asyncio.Future[tuple[int, int] | None]) -> None:
+            def forget(done: asyncio.Future[LogLocator | None]) -> None:
                 if self._locating.get(job_id) is done:
                     del self._locating[job_id]
                 if not done.cancelled():
@@ -270,15 +270,13 @@ class _Sequence:
         return ready
 
     @staticmethod
-    def _before(event: JobEvent) -> str:
-        """The id of the token just before this one in its stage ("SSS.2.IIIIIII", index - 1)."""
-        return f"{event.id[:6]}{event.token.index - 1:07d}"
+    def _before(event: JobEvent) -> str | None:
+        """The id of the token just before this one in its stage."""
+        return cursors.next_token(event.id, -1)
 
     def _next_token(self) -> str:
         """The id the token after `last` has, if `last` is a token (none matches otherwise)."""
-        if not (cursors.is_valid(self.last) and self.last[4] == "2"):
-            return ""
-        return f"{self.last[:6]}{int(self.last[6:]) + 1:07d}"
+        return cursors.next_token(self.last) or ""
 
 
 class NotStartedYet(Exception):

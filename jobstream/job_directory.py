@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
+from jobstream.event_log import LogLocator
 from jobstream.event_stream import NotStartedYet
+from jobstream.job_events import build_event
+from jobstream.job_state import JobMemo, Status, job_status
 from jobstream.payload_store import PayloadStore
 from jobstream.search_attributes import JOB_TENANT
-from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFailed
-from jobstream.v1.job_pb2 import JobError
-from workers.pipeline.types import JobResult
+from jobstream.v1.event_pb2 import JobEvent
+from jobstream.workflow_io import EventSpec, JobResult
 
 TENANT_CACHE_SIZE = 10_000
 
@@ -67,45 +66,35 @@ class JobDirectory:
                 self._tenants.popitem(last=False)
         return tenant
 
-    async def locate(self, job_id: str) -> tuple[int, int] | None:
+    async def locate(self, job_id: str) -> LogLocator | None:
         description = await self.describe(job_id)
         if description is None:
             return None
-        memo: Mapping[str, Any] = await description.memo()
-        if "log_partition" in memo:
-            return int(memo["log_partition"]), int(memo["log_offset"])
+        memo = JobMemo.parse(await description.memo())
+        if memo.log_partition is not None and memo.log_offset is not None:
+            return LogLocator(memo.log_partition, memo.log_offset)
         if description.status == WorkflowExecutionStatus.RUNNING:
             raise NotStartedYet(job_id)
         return None
 
     async def final_event(self, job_id: str) -> JobEvent | None:
+        """The terminal event of a finished job, rebuilt from its final state."""
         description = await self.describe(job_id)
         if description is None or description.status == WorkflowExecutionStatus.RUNNING:
             return None
-        memo: Mapping[str, Any] = await description.memo()
-        event = JobEvent(id=cursors.terminal(), job_id=job_id)
-        if description.close_time:
-            stamp = Timestamp()
-            stamp.FromDatetime(description.close_time)
-            event.time.CopyFrom(stamp)
-        tokens = int(memo.get("tokens_generated", 0))
-        if description.status == WorkflowExecutionStatus.COMPLETED:
+        memo = JobMemo.parse(await description.memo())
+        spec = EventSpec(
+            job_id=job_id, type="", cursor=cursors.terminal(), time=description.close_time, stage=memo.stage
+        )
+        status = job_status(description.status, memo)
+        if status == Status.SUCCEEDED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
-            completed = JobCompleted(tokens_generated=result.tokens)
-            if result.ref:
-                completed.result_url = await self.store.presigned_get(result.ref)
-            else:
-                completed.result_text = result.text or ""
-            event.type = "job.completed"
-            event.job_completed.CopyFrom(completed)
-        elif description.status == WorkflowExecutionStatus.CANCELED:
-            event.type = "job.cancelled"
-            event.job_cancelled.CopyFrom(JobCancelled(stage=str(memo.get("stage", "")), tokens_generated=tokens))
+            update = {"type": "job.completed", "result_text": result.text, "result_ref": result.ref}
+            spec = spec.model_copy(update=update | {"tokens": result.tokens})
+        elif status == Status.CANCELLED:
+            update = {"type": "job.cancelled", "tokens": memo.tokens_generated, "reason": memo.cancel_reason}
+            spec = spec.model_copy(update=update)
         else:
-            event.type = "job.failed"
-            error = JobError(
-                code=str(memo.get("error_code", description.status.name if description.status else "FAILED")),
-                message=str(memo.get("error_message", "the job ended without a result")),
-            )
-            event.job_failed.CopyFrom(JobFailed(error=error, stage=str(memo.get("stage", ""))))
-        return event
+            code, message = memo.error_or_default(description.status)
+            spec = spec.model_copy(update={"type": "job.failed", "error_code": code, "error_message": message})
+        return await build_event(spec, self.store)

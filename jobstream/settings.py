@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, description="Kafka broker (PLAINTEXT listener) port.")
     kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port.")
     kafka_heap_mb: int = Field(512, description="Kafka broker JVM heap cap (MiB).")
-    events_topic: str = Field("jobstream.events", description="Kafka topic of every job's events.")
+    events_topic: str = Field("jobstream.event_log", description="Kafka topic of every job's events.")
     events_partitions: int = Field(8, description="Partitions of the events topic.")
 
     minio_port: int = Field(9000, description="MinIO S3 API port.")

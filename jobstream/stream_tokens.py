@@ -12,7 +12,7 @@ import jwt
 from jobstream.settings import Settings
 
 ALGORITHM = "HS256"
-AUDIENCE = "jobstream.events"
+AUDIENCE = "jobstream.event_log"
 
 
 class InvalidStreamToken(Exception):

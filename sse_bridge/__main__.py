@@ -13,7 +13,7 @@ from jobstream.job_directory import JobDirectory
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import get_settings
 from jobstream.stream_tokens import StreamTokens
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 from sse_bridge.app import Bridge, create_app
 
 

@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jobstream import cursors
+from jobstream.event_log import event_json
 from jobstream.event_stream import EventStream, SlowConsumerError
-from jobstream.events import event_json
 from jobstream.job_directory import JobDirectory
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from devstack.triton import orphaned_shm
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 
 STARTUP_TIMEOUT_S = 600
 

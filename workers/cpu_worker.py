@@ -7,15 +7,15 @@ import asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from jobstream.events import EventLog
+from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
+from jobstream.pipelines import CPU_QUEUE
 from jobstream.settings import get_settings
-from jobstream.temporal import WORKFLOW_QUEUE, connect
-from workers.pipeline.activities.events import EventActivities
+from jobstream.temporal_client import WORKFLOW_QUEUE, connect
+from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
-from workers.pipelines import CPU_QUEUE
-from workers.runner import configure_logging, run_workers, worker_options
+from workers.worker_process import configure_logging, run_workers, worker_options
 
 
 async def main() -> None:

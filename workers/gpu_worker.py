@@ -8,13 +8,13 @@ import asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from jobstream.events import EventLog
+from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
+from jobstream.pipelines import load_pipelines, model_queue
 from jobstream.settings import get_settings
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 from workers.pipeline.activities.inference import InferenceActivities
-from workers.pipelines import load_pipelines, model_queue
-from workers.runner import configure_logging, run_workers, worker_options
+from workers.worker_process import configure_logging, run_workers, worker_options
 
 
 async def main(model: str) -> None:

@@ -1,10 +1,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 from typing import Any as _Any
 
@@ -27,6 +28,22 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     """Terminal: a stage failed after its retries were exhausted, or the job timed out; see `Job.error`."""
     JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
     """Terminal: the job was cancelled with CancelJob before it finished."""
+
+class StageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    """Where one stage of a job is in its life."""
+    __slots__ = ()
+    STAGE_STATE_UNSPECIFIED: _ClassVar[StageState]
+    """Not a state a stage can have."""
+    STAGE_STATE_PENDING: _ClassVar[StageState]
+    """Not started yet."""
+    STAGE_STATE_RUNNING: _ClassVar[StageState]
+    """Running (possibly in a retry: see `JobStage.attempts`)."""
+    STAGE_STATE_SUCCEEDED: _ClassVar[StageState]
+    """Finished; its output went to the next stage (or is the result)."""
+    STAGE_STATE_FAILED: _ClassVar[StageState]
+    """Failed after its retries; the job failed with it."""
+    STAGE_STATE_CANCELLED: _ClassVar[StageState]
+    """Stopped because the job was cancelled while it ran."""
 JOB_STATUS_UNSPECIFIED: JobStatus
 """Not a status a job can have. As a ListJobs filter it means "any status"."""
 JOB_STATUS_QUEUED: JobStatus
@@ -39,6 +56,18 @@ JOB_STATUS_FAILED: JobStatus
 """Terminal: a stage failed after its retries were exhausted, or the job timed out; see `Job.error`."""
 JOB_STATUS_CANCELLED: JobStatus
 """Terminal: the job was cancelled with CancelJob before it finished."""
+STAGE_STATE_UNSPECIFIED: StageState
+"""Not a state a stage can have."""
+STAGE_STATE_PENDING: StageState
+"""Not started yet."""
+STAGE_STATE_RUNNING: StageState
+"""Running (possibly in a retry: see `JobStage.attempts`)."""
+STAGE_STATE_SUCCEEDED: StageState
+"""Finished; its output went to the next stage (or is the result)."""
+STAGE_STATE_FAILED: StageState
+"""Failed after its retries; the job failed with it."""
+STAGE_STATE_CANCELLED: StageState
+"""Stopped because the job was cancelled while it ran."""
 
 class JobError(_message.Message):
     """Why a job failed. Also used by the `job.failed` event."""
@@ -78,7 +107,7 @@ class Job(_message.Message):
     """A durable inference job: one run of a pipeline over one input.
     Returned by GetJob, CancelJob and ListJobs.
     """
-    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error")
+    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error", "stages", "cancel_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +122,8 @@ class Job(_message.Message):
     RESULT_TEXT_FIELD_NUMBER: _ClassVar[int]
     RESULT_URL_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     """Server-assigned identifier of the job; also the id of its Temporal workflow.
     Opaque, URL-safe, at most 128 characters.
@@ -129,4 +160,39 @@ class Job(_message.Message):
     """A URL (presigned, time-limited) from which to download an output too large to inline."""
     error: JobError
     """Why the job failed. Set only when `status` is JOB_STATUS_FAILED."""
-    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ...) -> None: ...
+    stages: _containers.RepeatedCompositeFieldContainer[JobStage]
+    """The stages of the job's pipeline in order, each as it ran so far: a finished job still shows that a
+    stage needed a retry. Empty for a job started before the server recorded stages.
+    """
+    cancel_reason: str
+    """The reason given to CancelJob. Set only when `status` is JOB_STATUS_CANCELLED (and may be empty)."""
+    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping[str, _Any]]]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
+
+class JobStage(_message.Message):
+    """One stage of a job: what it is, how it ran, and how many attempts it took."""
+    __slots__ = ("name", "kind", "state", "attempts", "start_time", "end_time", "tokens_generated")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    """The stage's name in the pipeline (for example `generate`)."""
+    kind: str
+    """`preprocess`, `model` or `postprocess`."""
+    state: StageState
+    """Where the stage is in its life."""
+    attempts: int
+    """Attempts started so far: 1 normally, more after retries (for example after a GPU worker crashed).
+    0 while the stage is pending; for a stage that failed with a non-retryable error it counts the
+    attempts known to the server, at least 1.
+    """
+    start_time: _timestamp_pb2.Timestamp
+    """When the stage's first attempt was scheduled; unset while pending."""
+    end_time: _timestamp_pb2.Timestamp
+    """When the stage finished, failed or was cancelled; unset until then."""
+    tokens_generated: int
+    """Tokens the stage generated (model stages; 0 for the others). Live while the stage runs."""
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., tokens_generated: _Optional[int] = ...) -> None: ...

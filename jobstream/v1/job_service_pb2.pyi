@@ -116,7 +116,9 @@ class CancelJobRequest(_message.Message):
     job_id: str
     """Identifier of the job to cancel. Required."""
     reason: str
-    """Optional free-text reason, at most 1024 characters; reported in the `job.cancelled` event."""
+    """Optional free-text reason, at most 1024 characters; reported in the `job.cancelled` event and in
+    `Job.cancel_reason`.
+    """
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelJobResponse(_message.Message):

@@ -14,12 +14,12 @@ from grpc_reflection.v1alpha import reflection
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.payload_store import PayloadStore
+from jobstream.pipelines import load_pipelines
 from jobstream.settings import get_settings
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
 from services.job_service.interceptors import StatusInterceptor
 from services.job_service.service import JobService
-from workers.pipelines import load_pipelines
 
 SERVICE_NAME = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 

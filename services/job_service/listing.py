@@ -18,22 +18,10 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client, WorkflowExecution
 
-from jobstream.search_attributes import JOB_STATUS
-
 FIRST_WINDOW = timedelta(minutes=1)
 WINDOW_GROWTH = 4
 # The service's clock may trail Temporal's a little: the first window reaches a bit into the future.
 CLOCK_SLACK = timedelta(minutes=1)
-
-# The filter for each job status, the same rule as jobs.job_view: a job is terminal once its workflow has
-# closed, and until then it has the status its workflow recorded (QUEUED, or RUNNING from the first stage).
-STATUS_QUERY = {
-    "QUEUED": f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} = 'QUEUED'",
-    "RUNNING": f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} != 'QUEUED'",
-    "SUCCEEDED": "ExecutionStatus = 'Completed'",
-    "FAILED": "ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated')",
-    "CANCELLED": "ExecutionStatus = 'Canceled'",
-}
 
 
 class BadPageToken(ValueError):

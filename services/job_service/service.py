@@ -19,19 +19,27 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobstream import cursors
 from jobstream.auth import load_keys
 from jobstream.event_stream import EventStream, SlowConsumerError
+from jobstream.job_events import set_result
+from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.payload_store import PayloadStore
+from jobstream.pipelines import Pipelines
 from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
-from jobstream.temporal import WORKFLOW_QUEUE
+from jobstream.temporal_client import WORKFLOW_QUEUE
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
-from services.job_service import jobs, listing, validation
+from jobstream.workflow_io import (
+    CANCEL_REASON_SIGNAL,
+    WORKFLOW_TYPE,
+    GenerationParams,
+    JobInput,
+    JobResult,
+    StageProgress,
+)
+from services.job_service import job_view, listing, validation
 from services.job_service.validation import RequestError, invalid
-from workers.pipeline.types import GenerationParams, JobInput, JobResult
-from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
-from workers.pipelines import Pipelines
 
 MAX_SEED = 2**32 - 1
 
@@ -91,25 +99,23 @@ class JobService(JobServiceServicer):
             if exc.status == RPCStatusCode.NOT_FOUND:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
             raise
-        if jobs.tenant_of(description) != tenant:
+        if job_view.tenant_of(description) != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
-        job = await jobs.job_view(description)
-        jobs.add_live_details(job, description, await self.heartbeat_tokens(description))
+        job = await job_view.job_view(description)
+        job_view.add_live_details(job, description, await self.stage_progress(description))
         if description.status == WorkflowExecutionStatus.COMPLETED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
             job.tokens_generated = result.tokens
-            if result.ref:
-                job.result_url = await self.store.presigned_get(result.ref)
-            else:
-                job.result_text = result.text or ""
+            await set_result(job, result.text, result.ref, self.store)
         return handle, job, description
 
-    async def heartbeat_tokens(self, description: Any) -> int | None:
+    async def stage_progress(self, description: WorkflowExecutionDescription) -> StageProgress | None:
+        """The running model stage's heartbeat details (CPU stages heartbeat without any)."""
         for pending in description.raw_description.pending_activities:
             if pending.heartbeat_details.payloads:
-                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads)
-                if details and isinstance(details[0], dict) and "tokens" in details[0]:
-                    return int(details[0]["tokens"])
+                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads, [StageProgress])
+                if details:
+                    return StageProgress.model_validate(details[0])
         return None
 
     # -- RPCs -----------------------------------------------------------------------------------------
@@ -124,7 +130,7 @@ class JobService(JobServiceServicer):
             await abort(context, error)
         fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
         if valid.idempotency_key:
-            job_id = jobs.idempotent_job_id(tenant, valid.idempotency_key)
+            job_id = job_view.idempotent_job_id(tenant, valid.idempotency_key)
             # Same key and same request → same job, whether it is still running or long finished.
             try:
                 description = await self.client.get_workflow_handle(job_id).describe()
@@ -134,7 +140,7 @@ class JobService(JobServiceServicer):
             else:
                 return await self.existing(context, description, fingerprint, job_id, tenant)
         else:
-            job_id = jobs.new_job_id()
+            job_id = job_view.new_job_id()
         prompt = valid.prompt
         if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
             # Claim check at the front door: a large prompt never enters Temporal.
@@ -153,7 +159,7 @@ class JobService(JobServiceServicer):
         )
         try:
             await self.client.start_workflow(
-                PipelineWorkflow.run,
+                WORKFLOW_TYPE,
                 job,
                 id=job_id,
                 task_queue=WORKFLOW_QUEUE,
@@ -161,16 +167,13 @@ class JobService(JobServiceServicer):
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(JOB_TENANT, tenant),
-                        SearchAttributePair(JOB_STATUS, "QUEUED"),
+                        SearchAttributePair(JOB_STATUS, Status.QUEUED.value),
                         SearchAttributePair(JOB_PIPELINE, valid.pipeline),
                     ]
                 ),
-                memo={
-                    "pipeline": valid.pipeline,
-                    "status": "QUEUED",
-                    "stage_count": len(stages),
-                    "fingerprint": fingerprint,
-                },
+                memo=JobMemo(
+                    pipeline=valid.pipeline, status=Status.QUEUED, stage_count=len(stages), fingerprint=fingerprint
+                ).changes(),
             )
         except WorkflowAlreadyStartedError:
             # Two identical submissions raced; the loser answers with the winner's job.
@@ -186,13 +189,13 @@ class JobService(JobServiceServicer):
         job_id: str,
         tenant: str,
     ) -> api.SubmitJobResponse:
-        memo = await description.memo()
-        if memo.get("fingerprint") != fingerprint:
+        memo = JobMemo.parse(await description.memo())
+        if memo.fingerprint != fingerprint:
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"idempotency_key: already used for job {job_id} with a different request",
             )
-        job = await jobs.job_view(description)
+        job = await job_view.job_view(description)
         return self.submitted(job_id, tenant, job.status)
 
     def submitted(self, job_id: str, tenant: str, status: JobStatus) -> api.SubmitJobResponse:
@@ -224,6 +227,15 @@ class JobService(JobServiceServicer):
             raise invalid("input_ref", "the uploaded object is empty")
         return ref
 
+    async def tell_cancel_reason(self, handle: WorkflowHandle[Any, Any], reason: str) -> None:
+        """The reason reaches the workflow as a signal just before the cancel, so job.cancelled carries it."""
+        try:
+            await handle.signal(CANCEL_REASON_SIGNAL, reason)
+        except RPCError as exc:
+            # The job closed between the check and the signal: there is nothing left to cancel.
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+
     async def GetJob(
         self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.GetJobResponse:
@@ -239,7 +251,9 @@ class JobService(JobServiceServicer):
             await abort(context, invalid("reason", "must be at most 1024 characters"))
         handle, job, description = await self.owned_handle(context, tenant, request.job_id)
         # Not once the workflow has recorded its verdict: it is only publishing the terminal event then.
-        if not await jobs.verdict_recorded(description):
+        if not verdict_recorded(description.status, JobMemo.parse(await description.memo())):
+            if request.reason:
+                await self.tell_cancel_reason(handle, request.reason)
             await handle.cancel()
         return api.CancelJobResponse(job=job)
 
@@ -247,23 +261,23 @@ class JobService(JobServiceServicer):
         self, request: api.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.ListJobsResponse:
         tenant = await self.authenticate(context)
-        status = ""
+        status: Status | None = None
         if request.status != JobStatus.JOB_STATUS_UNSPECIFIED:
-            status = jobs.NAME_BY_STATUS.get(request.status, "")
-            if not status:
+            status = job_view.status_of_proto(request.status)
+            if status is None:
                 await abort(context, invalid("status", "is not a job status"))
         try:
             page_size = validation.check_page_size(request.page_size)
-            cursor = listing.Cursor.decode(request.page_token, status) if request.page_token else None
+            cursor = listing.Cursor.decode(request.page_token, status or "") if request.page_token else None
         except RequestError as error:
             await abort(context, error)
         except listing.BadPageToken as exc:
             await abort(context, invalid("page_token", str(exc)))
-        query = f"WorkflowType = 'PipelineWorkflow' AND {JOB_TENANT.name} = '{_quote(tenant)}'"
+        query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {JOB_TENANT.name} = '{_quote(tenant)}'"
         if status:
-            query += f" AND {listing.STATUS_QUERY[status]}"
-        executions, next_token = await listing.newest_first(self.client, query, page_size, cursor, status)
-        page = [await jobs.job_view(execution) for execution in executions]
+            query += f" AND {STATUS_QUERY[status]}"
+        executions, next_token = await listing.newest_first(self.client, query, page_size, cursor, status or "")
+        page = [await job_view.job_view(execution) for execution in executions]
         return api.ListJobsResponse(jobs=page, next_page_token=next_token)
 
     async def CreateUpload(

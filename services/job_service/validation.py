@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from jobstream.pipelines import Pipelines
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2 import SubmitJobRequest
-from workers.pipelines import Pipelines
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from bench import report, runner
+from bench import command, report
 from jobstream.settings import Settings
 
 FIGURES = {"1", "2", "3", "4", "5", "6"}
@@ -22,7 +22,7 @@ def is_number(value: object) -> bool:
 
 
 async def test_quick_bench_writes_every_figure(stack: Settings, tmp_path: Path) -> None:
-    results = await runner.run(quick=True, out=tmp_path, say=print)  # shown if the test fails
+    results = await command.run(quick=True, out=tmp_path, say=print)  # shown if the test fails
     table = report.write(results, tmp_path)
 
     data = json.loads((tmp_path / "results.json").read_text())

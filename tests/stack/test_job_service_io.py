@@ -23,6 +23,7 @@ from devstack import grpcurl
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
+from jobstream.workflow_io import JobInput, JobResult, StageInput, StageOutput
 from tests.stack.helpers import (
     Stub,
     auth,
@@ -34,7 +35,6 @@ from tests.stack.helpers import (
     tenant_key,
     wait_terminal,
 )
-from workers.pipeline.types import JobInput, JobResult, StageInput, StageOutput
 
 FIVE_MB = 5 * 1024 * 1024
 SENTENCE = "It is a truth universally acknowledged, that a single man in possession of a good fortune. "

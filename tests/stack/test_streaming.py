@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from jobstream.events import event_data
+from jobstream.event_log import event_data
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus

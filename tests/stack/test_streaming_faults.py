@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from temporalio.client import Client
 
 from devstack.reliability import Record
-from jobstream.events import parse_event
+from jobstream.event_log import parse_event
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub

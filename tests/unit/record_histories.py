@@ -21,7 +21,7 @@ import grpc
 
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import get_settings
-from jobstream.temporal import connect
+from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from jobstream.pipelines import load_pipelines
 from jobstream.settings import PROJECT_ROOT, Settings
-from workers.pipelines import load_pipelines
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"

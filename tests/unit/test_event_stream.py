@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from jobstream import cursors
+from jobstream.event_log import LogLocator
 from jobstream.event_stream import EventStream
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 
 
-async def never_located(job_id: str) -> tuple[int, int] | None:
+async def never_located(job_id: str) -> LogLocator | None:
     raise AssertionError("a watcher resuming after the terminal event must not look the job up")
 
 

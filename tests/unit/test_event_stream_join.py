@@ -14,6 +14,7 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from jobstream import cursors
+from jobstream.event_log import LogLocator
 from jobstream.event_stream import EventStream, NotStartedYet, SlowConsumerError, _Expired
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobCompleted, JobEvent, JobStarted, StageEvent, TokenEvent
@@ -48,7 +49,7 @@ def record(event: JobEvent | None, key: str | None = None, offset: int = 0) -> C
     value = event.SerializeToString() if event is not None else None
     key_bytes = (key or (event.job_id if event else JOB)).encode()
     return ConsumerRecord(
-        "jobstream.events", PARTITION, offset, 0, 0, key_bytes, value, None, len(key_bytes), len(value or b""), []
+        "jobstream.event_log", PARTITION, offset, 0, 0, key_bytes, value, None, len(key_bytes), len(value or b""), []
     )
 
 
@@ -56,7 +57,7 @@ class Fake:
     """A stream whose log replay and job directory are scripted."""
 
     def __init__(self, tmp_path: Path, queue_size: int = 1024) -> None:
-        self.location: tuple[int, int] | None = (PARTITION, START_OFFSET)
+        self.location: LogLocator | None = LogLocator(PARTITION, START_OFFSET)
         self.not_started_for = 0
         self.fallback_event: JobEvent | None = None
         self.replayed: list[JobEvent] = []
@@ -69,7 +70,7 @@ class Fake:
         self.stream._ready.set()
         self.stream._replay = self.replay  # type: ignore[method-assign]
 
-    async def locate(self, job_id: str) -> tuple[int, int] | None:
+    async def locate(self, job_id: str) -> LogLocator | None:
         if self.not_started_for > 0:
             self.not_started_for -= 1
             raise NotStartedYet(job_id)

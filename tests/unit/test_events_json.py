@@ -1,4 +1,4 @@
-"""jobstream/events.py: the JSON body of each event type (SSE `data:`), zero values included."""
+"""jobstream/event_log.py: the JSON body of each event type (SSE `data:`), zero values included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobstream import cursors
-from jobstream.events import TERMINAL_TYPES, event_data, event_json, parse_event
+from jobstream.event_log import TERMINAL_TYPES, event_data, event_json, parse_event
 from jobstream.v1.event_pb2 import (
     JobCancelled,
     JobCompleted,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from jobstream.pipelines import load_pipelines
 from workers.pipeline.activities.inference import GPU_OUT_OF_MEMORY, TRITON_UNAVAILABLE, classify
 from workers.pipeline.activities.text import INVALID_INPUT
-from workers.pipelines import load_pipelines
 
 
 @pytest.mark.parametrize(

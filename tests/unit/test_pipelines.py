@@ -1,4 +1,4 @@
-"""workers/pipelines.py: the shipped file loads; a bad file fails at start-up naming the line at fault."""
+"""jobstream/pipelines.py: the shipped file loads; a bad file fails at start-up naming the line at fault."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from pydantic import TypeAdapter
 
-from workers.pipelines import (
+from jobstream.pipelines import (
     CPU_QUEUE,
     PIPELINES_FILE,
     PipelineFileError,

@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from jobstream.pipelines import Pipelines, load_pipelines
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2 import SubmitJobRequest
@@ -22,7 +23,6 @@ from services.job_service.validation import (
     check_page_size,
     check_submit,
 )
-from workers.pipelines import Pipelines, load_pipelines
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

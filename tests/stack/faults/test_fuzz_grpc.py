@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from devstack.reliability import Record
 from jobstream import cursors
+from jobstream.pipelines import load_pipelines
 from jobstream.search_attributes import JOB_TENANT
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
@@ -43,7 +44,6 @@ from tests.stack.helpers import (
     tenant_key,
     wait_terminal,
 )
-from workers.pipelines import load_pipelines
 
 SUBMIT = "/jobstream.v1.JobService/SubmitJob"
 PIPELINES = load_pipelines().names()

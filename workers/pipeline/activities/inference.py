@@ -12,7 +12,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -22,17 +22,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tritonclient.utils import InferenceServerException
 
 from jobstream import cursors
-from jobstream.events import EventLog, parse_event
+from jobstream.event_log import EventLog, parse_event
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
+from jobstream.workflow_io import StageInput, StageOutput, StageProgress
 from workers.pipeline.activities.text import INVALID_INPUT, load_text
-from workers.pipeline.types import StageInput, StageOutput
 
 GPU_OUT_OF_MEMORY = "GpuOutOfMemory"
 TRITON_UNAVAILABLE = "TritonUnavailable"
@@ -84,18 +85,15 @@ class InferenceActivities:
             raise ApplicationError("run_model needs a model stage", type=INVALID_INPUT, non_retryable=True)
         text = await load_text(self.store, stage)
         info = activity.info()
-        progress: dict[str, int] = info.heartbeat_details[0] if info.heartbeat_details else {}
-        if not isinstance(progress, dict):
-            progress = {}
+        progress = resumed_progress(info.heartbeat_details)
         # Every heartbeat repeats the progress: a heartbeat without it would make a successor start over.
-        details = dict(progress)
+        details = progress
         parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
         pending: list[asyncio.Future[Any]] = []
         client = triton.InferenceServerClient(self.settings.triton_grpc_url)
         try:
             tokens = await heartbeating(self.published_tokens(stage, progress), details)
-            first_offset = progress.get("first_offset", -1)
-            partition = progress.get("partition", -1)
+            first_offset, partition = progress.first_offset, progress.partition
             activity.logger.info("model %s attempt %d resumes at token %d", model, info.attempt, len(tokens))
             async for index, token_text in self.stream(client, model, text, stage, len(tokens), parameters):
                 if index != len(tokens):
@@ -111,7 +109,7 @@ class InferenceActivities:
                     pending = unacknowledged(pending)
                     # send() itself waits while the producer's buffer is full (a broker away): keep beating.
                     pending.append(await heartbeating(self.log.send(event), details))
-                details = {"tokens": len(tokens), "first_offset": first_offset, "partition": partition}
+                details = StageProgress(tokens=len(tokens), first_offset=first_offset, partition=partition)
                 activity.heartbeat(details)
             # Every token is acknowledged by Kafka before the stage may complete.
             await heartbeating(asyncio.gather(*pending), details)
@@ -178,7 +176,7 @@ class InferenceActivities:
             with contextlib.suppress(Exception):
                 responses.cancel()
 
-    async def outage_over(self, error: BaseException, model: str, details: dict[str, int]) -> None:
+    async def outage_over(self, error: BaseException, model: str, details: StageProgress) -> None:
         """After losing Triton or Kafka, wait (heartbeating) until it is back before failing the attempt.
 
         A restarting server refuses connections for many seconds; without this wait the retries (1 s, 2 s,
@@ -219,10 +217,9 @@ class InferenceActivities:
         finally:
             await client.close()
 
-    async def published_tokens(self, stage: StageInput, progress: dict[str, int]) -> list[str]:
+    async def published_tokens(self, stage: StageInput, progress: StageProgress) -> list[str]:
         """The tokens a previous attempt already published for this stage, read back from Kafka."""
-        first_offset = progress.get("first_offset", -1)
-        partition = progress.get("partition", -1)
+        first_offset, partition = progress.first_offset, progress.partition
         if first_offset < 0 or partition < 0:
             return []
         consumer = AIOKafkaConsumer(
@@ -241,7 +238,7 @@ class InferenceActivities:
                     if record.key != stage.job_id.encode() or record.value is None:
                         continue
                     event = parse_event(record.value)
-                    if event.type == "token" and event.id.startswith(cursors.token(stage.stage_index, 0)[:6]):
+                    if event.type == "token" and cursors.is_token_of(event.id, stage.stage_index):
                         found.setdefault(event.token.index, event.token.text)
         finally:
             await consumer.stop()
@@ -252,7 +249,15 @@ class InferenceActivities:
         return prefix
 
 
-async def heartbeating(awaitable: Awaitable[T], details: dict[str, int]) -> T:
+def resumed_progress(heartbeat_details: Sequence[Any]) -> StageProgress:
+    """The progress the previous attempt heartbeated; none on a first attempt (or unreadable details)."""
+    try:
+        return StageProgress.model_validate(heartbeat_details[0]) if heartbeat_details else StageProgress()
+    except ValidationError:
+        return StageProgress()
+
+
+async def heartbeating(awaitable: Awaitable[T], details: StageProgress) -> T:
     """Await something that can take a while (Kafka's acks while the broker restarts), heartbeating meanwhile:
     a live attempt must not look dead to Temporal, which would start a second one beside it."""
     task = asyncio.ensure_future(awaitable)

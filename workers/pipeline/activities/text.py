@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from jobstream.payload_store import PayloadStore
-from workers.pipeline.types import StageInput, StageOutput
+from jobstream.workflow_io import StageInput, StageOutput
 
 INVALID_INPUT = "InvalidInput"
 

@@ -1,4 +1,4 @@
-"""Load and validate the declared pipelines (workers/pipelines.yaml); a bad file fails naming its line."""
+"""Load and validate the declared pipelines (jobstream/pipelines.yaml); a bad file fails naming its line."""
 
 from __future__ import annotations
 

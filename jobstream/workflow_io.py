@@ -1,10 +1,18 @@
-"""What crosses Temporal between the pipeline workflow and its activities (pydantic, small by design)."""
+"""What crosses Temporal between the JobService, the pipeline workflow and its activities (pydantic, small
+by design): the workflow's input and result, each stage's input and output, the model stage's progress
+(its heartbeat details), and the events the workflow asks to have published."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
-from workers.pipelines import ResolvedStage
+from jobstream.pipelines import ResolvedStage
+
+WORKFLOW_TYPE = "PipelineWorkflow"
+# The signal that tells a job why it is about to be cancelled (CancelJob sends it just before the cancel).
+CANCEL_REASON_SIGNAL = "cancel_reason"
 
 
 class _Model(BaseModel):
@@ -53,12 +61,22 @@ class JobResult(_Model):
     tokens: int = 0
 
 
+class StageProgress(_Model):
+    """A model stage's heartbeat details: what a retried attempt needs to resume after its predecessor."""
+
+    tokens: int = 0
+    # Where the stage's first token is in the log (-1 until it was acknowledged).
+    first_offset: int = -1
+    partition: int = -1
+
+
 class EventSpec(_Model):
-    """An event the workflow asks an activity to publish; the activity stamps the time."""
+    """An event the workflow asks an activity to publish; the activity stamps the time unless it is given."""
 
     job_id: str
     type: str
     cursor: str
+    time: datetime | None = None
     pipeline: str = ""
     stages: list[str] = []
     stage: str = ""

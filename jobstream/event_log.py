@@ -7,8 +7,7 @@ events (SSE `id:` / `event:` / JSON `data:`, or the protobuf itself).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from google.protobuf import json_format
@@ -19,8 +18,9 @@ from jobstream.v1.event_pb2 import JobEvent
 TERMINAL_TYPES = frozenset({"job.completed", "job.failed", "job.cancelled"})
 
 
-@dataclass(frozen=True)
-class Published:
+class LogLocator(NamedTuple):
+    """Where an event is in the log. A tuple, so it crosses Temporal as `[partition, offset]`."""
+
     partition: int
     offset: int
 
@@ -45,9 +45,9 @@ class EventLog:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def publish(self, event: JobEvent) -> Published:
+    async def publish(self, event: JobEvent) -> LogLocator:
         metadata = await self._producer.send_and_wait(self.topic, event.SerializeToString(), key=event.job_id.encode())
-        return Published(metadata.partition, metadata.offset)
+        return LogLocator(metadata.partition, metadata.offset)
 
     async def send(self, event: JobEvent) -> Any:
         """Enqueue without waiting for the ack; await the returned future to confirm delivery."""

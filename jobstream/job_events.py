@@ -1,0 +1,51 @@
+"""The job's own events (everything but tokens) as protobufs: one builder, used by the workflow's publish
+activity and by the readers that rebuild a finished job's terminal event from its final state."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobstream.payload_store import PayloadStore
+from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFailed, JobStarted, StageEvent
+from jobstream.v1.job_pb2 import Job, JobError
+from jobstream.workflow_io import EventSpec
+
+
+async def set_result(target: Job | JobCompleted, text: str | None, ref: str | None, store: PayloadStore) -> None:
+    """A result in MinIO is handed out as a presigned URL; any other is inline text."""
+    if ref:
+        target.result_url = await store.presigned_get(ref)
+    else:
+        target.result_text = text or ""
+
+
+async def build_event(spec: EventSpec, store: PayloadStore) -> JobEvent:
+    stamp = Timestamp()
+    if spec.time is None:
+        stamp.GetCurrentTime()
+    else:
+        stamp.FromDatetime(spec.time)
+    event = JobEvent(id=spec.cursor, job_id=spec.job_id, type=spec.type, time=stamp)
+    if spec.type == "job.started":
+        event.job_started.CopyFrom(JobStarted(pipeline=spec.pipeline, stages=spec.stages))
+    elif spec.type in ("stage.started", "stage.completed"):
+        event.stage.CopyFrom(
+            StageEvent(
+                stage=spec.stage,
+                stage_index=spec.stage_index,
+                stage_count=spec.stage_count,
+                attempt=max(spec.attempt, 1),
+            )
+        )
+    elif spec.type == "job.completed":
+        completed = JobCompleted(tokens_generated=spec.tokens)
+        await set_result(completed, spec.result_text, spec.result_ref, store)
+        event.job_completed.CopyFrom(completed)
+    elif spec.type == "job.failed":
+        error = JobError(code=spec.error_code, message=spec.error_message)
+        event.job_failed.CopyFrom(JobFailed(error=error, stage=spec.stage))
+    elif spec.type == "job.cancelled":
+        event.job_cancelled.CopyFrom(JobCancelled(reason=spec.reason, stage=spec.stage, tokens_generated=spec.tokens))
+    else:
+        raise ValueError(f"unknown event type {spec.type!r}")
+    return event

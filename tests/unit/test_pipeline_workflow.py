@@ -1,0 +1,580 @@
+"""PipelineWorkflow against a real Temporal dev server with every activity mocked: no Kafka, MinIO or Triton.
+
+One dev server (the CLI binary the bootstrap builds) serves the whole file; each test runs its own job on
+its own task queues, with mocked `preprocess`/`run_model`/`postprocess` activities and a mocked
+`publish_event` local activity that records every event the workflow asks to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from devstack.gobuild import find_existing
+from devstack.temporal_server import TEMPORAL_CLI_VERSION
+from jobstream import cursors
+from jobstream.event_log import LogLocator
+from jobstream.job_state import JobMemo, StageState
+from jobstream.payload_store import REF_SCHEME, data_converter
+from jobstream.pipelines import ResolvedStage, load_pipelines
+from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
+from jobstream.settings import Settings
+from jobstream.workflow_io import (
+    CANCEL_REASON_SIGNAL,
+    EventSpec,
+    GenerationParams,
+    JobInput,
+    JobResult,
+    StageInput,
+    StageOutput,
+)
+from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+
+PARTITION = 3
+FIRST_OFFSET = 100
+TENANT = "tenant-a"
+PROMPT = "  Once   upon\ta time  "
+# Cancellation reaches an activity in a heartbeat's response: heartbeat often, so a cancel lands at once.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=50)
+WAIT_S = 10.0
+
+
+def temporal_binary() -> Path | None:
+    """The binary devstack.temporal_server.install() would use, without building one: $JOBSTREAM_TEMPORAL_BIN, PATH,
+    then the bootstrap's cache slot."""
+    existing = find_existing("temporal", "JOBSTREAM_TEMPORAL_BIN")
+    if existing:
+        return existing
+    cached = Settings().cache_dir / f"temporal-{TEMPORAL_CLI_VERSION}" / "temporal"
+    return cached if cached.is_file() else None
+
+
+@pytest_asyncio.fixture(scope="session")
+async def client() -> AsyncIterator[Client]:
+    binary = temporal_binary()
+    if binary is None:
+        pytest.skip(
+            f"no Temporal CLI: `make bootstrap` builds it (temporal-{TEMPORAL_CLI_VERSION} "
+            "under the cache dir) or name one with JOBSTREAM_TEMPORAL_BIN"
+        )
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(binary),
+        # The project's converter; every payload here is far under the claim-check threshold, so the
+        # external store (a MinIO that is not there) is never asked.
+        data_converter=data_converter(Settings(minio_port=1)),
+        search_attributes=[JOB_TENANT, JOB_STATUS, JOB_PIPELINE],
+    )
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
+
+
+class Events:
+    """The mocked `publish_event` local activity: records each spec, answers [partition, offset]."""
+
+    def __init__(self) -> None:
+        self.specs: list[EventSpec] = []
+        self.changed = asyncio.Event()
+
+    @activity.defn(name="publish_event")
+    async def publish_event(self, spec: EventSpec) -> LogLocator:
+        self.specs.append(spec)
+        self.changed.set()
+        return LogLocator(PARTITION, FIRST_OFFSET + len(self.specs) - 1)
+
+    def story(self) -> list[tuple[str, str, str, int, int]]:
+        return [(s.type, s.cursor, s.stage, s.stage_index, s.stage_count) for s in self.specs]
+
+    async def wait_for(self, type_: str, stage: str = "") -> EventSpec:
+        async def seen() -> EventSpec:
+            while True:
+                for spec in self.specs:
+                    if spec.type == type_ and spec.stage == stage:
+                        return spec
+                self.changed.clear()
+                await self.changed.wait()
+
+        return await asyncio.wait_for(seen(), WAIT_S)
+
+
+class Stages:
+    """Mocked stage activities: plain text transforms by default; tests override the `do_*` hooks."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, StageInput]] = []
+
+    def record(self, name: str, stage: StageInput) -> None:
+        self.calls.append((name, activity.info().attempt, stage))
+
+    def attempts(self) -> list[tuple[str, int]]:
+        return [(name, attempt) for name, attempt, _ in self.calls]
+
+    @activity.defn(name="preprocess")
+    async def preprocess(self, stage: StageInput) -> StageOutput:
+        self.record("preprocess", stage)
+        return await self.do_preprocess(stage)
+
+    @activity.defn(name="run_model")
+    async def run_model(self, stage: StageInput) -> StageOutput:
+        self.record("run_model", stage)
+        return await self.do_run_model(stage)
+
+    @activity.defn(name="postprocess")
+    async def postprocess(self, stage: StageInput) -> StageOutput:
+        self.record("postprocess", stage)
+        return await self.do_postprocess(stage)
+
+    async def do_preprocess(self, stage: StageInput) -> StageOutput:
+        return StageOutput(text=" ".join((stage.text or "").split()), attempt=activity.info().attempt)
+
+    async def do_run_model(self, stage: StageInput) -> StageOutput:
+        return StageOutput(text=f"{stage.text} there lived", tokens=2, attempt=activity.info().attempt)
+
+    async def do_postprocess(self, stage: StageInput) -> StageOutput:
+        return StageOutput(text=stage.text, attempt=activity.info().attempt)
+
+
+@dataclasses.dataclass
+class Job:
+    client: Client
+    input: JobInput
+    events: Events
+    stages: Stages
+
+    async def start(self) -> WorkflowHandle[Any, JobResult]:
+        # As the JobService starts it: QUEUED until the workflow says otherwise.
+        return await self.client.start_workflow(
+            PipelineWorkflow.run,
+            self.input,
+            id=self.input.job_id,
+            task_queue=self.input.job_id,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(JOB_TENANT, TENANT),
+                    SearchAttributePair(JOB_STATUS, "QUEUED"),
+                    SearchAttributePair(JOB_PIPELINE, self.input.pipeline),
+                ]
+            ),
+            memo=JobMemo(pipeline=self.input.pipeline, stage_count=len(self.input.stages)).changes(),
+        )
+
+
+def workflow_worker(client: Client, queue: str, events: Events) -> Worker:
+    # publish_event is a local activity: it runs beside the workflow, as in the CPU worker.
+    return Worker(client, task_queue=queue, workflows=[PipelineWorkflow], activities=[events.publish_event])
+
+
+def own_queues(stages: list[ResolvedStage], prefix: str) -> list[ResolvedStage]:
+    """The pipeline's stages on this test's own queues, so no other test's worker ever sees its tasks."""
+    return [stage.model_copy(update={"queue": f"{prefix}/{stage.queue}"}) for stage in stages]
+
+
+@contextlib.asynccontextmanager
+async def job(
+    client: Client,
+    stages: Stages,
+    *,
+    pipeline: str = "generate",
+    adjust: Callable[[ResolvedStage], ResolvedStage] = lambda stage: stage,
+    serve_workflow: bool = True,
+    serve_stages: bool = True,
+) -> AsyncIterator[Job]:
+    """A job of `pipeline`, with its workflow worker and stage workers running unless told not to."""
+    job_id = f"job-{uuid.uuid4().hex[:12]}"
+    resolved = [adjust(stage) for stage in own_queues(load_pipelines().resolve(pipeline), job_id)]
+    job_input = JobInput(
+        job_id=job_id,
+        tenant=TENANT,
+        pipeline=pipeline,
+        stages=resolved,
+        prompt=PROMPT,
+        params=GenerationParams(max_tokens=8, seed=7),
+    )
+    events = Events()
+    workers = [workflow_worker(client, job_id, events)] if serve_workflow else []
+    if serve_stages:
+        by_kind: dict[str, Callable[..., Awaitable[StageOutput]]] = {
+            "preprocess": stages.preprocess,
+            "model": stages.run_model,
+            "postprocess": stages.postprocess,
+        }
+        for queue in sorted({stage.queue for stage in resolved}):
+            kinds = sorted({stage.kind for stage in resolved if stage.queue == queue})
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    activities=[by_kind[kind] for kind in kinds],
+                    max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                    default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                )
+            )
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield Job(client, job_input, events, stages)
+
+
+async def memo_of(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    return dict(await (await handle.describe()).memo())
+
+
+async def records_of(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, str, StageState, int, int]]:
+    """The memo's stage records, without their times (checked to be in order)."""
+    records = JobMemo.parse(await memo_of(handle)).stages
+    for record in records:
+        assert record.state == StageState.PENDING or record.start_time is not None
+        if record.end_time is not None:
+            assert record.start_time is not None
+            assert record.start_time <= record.end_time
+        assert (record.end_time is None) == (record.state in (StageState.PENDING, StageState.RUNNING))
+    return [(r.name, r.kind, r.state, r.attempts, r.tokens) for r in records]
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> tuple[WorkflowExecutionStatus | None, str | None]:
+    description = await handle.describe()
+    return description.status, description.typed_search_attributes.get(JOB_STATUS)
+
+
+def started(stage: str, index: int, count: int = 3) -> tuple[str, str, str, int, int]:
+    return ("stage.started", cursors.stage_started(index), stage, index, count)
+
+
+def completed(stage: str, index: int, count: int = 3) -> tuple[str, str, str, int, int]:
+    return ("stage.completed", cursors.stage_completed(index), stage, index, count)
+
+
+JOB_STARTED = ("job.started", cursors.job_started(), "", 0, 0)
+
+
+async def test_generate_succeeds(client: Client) -> None:
+    async with job(client, Stages()) as j:
+        handle = await j.start()
+        result = await handle.result()
+        assert result == JobResult(text="Once upon a time there lived", ref=None, tokens=2)
+
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            completed("preprocess", 0),
+            started("generate", 1),
+            completed("generate", 1),
+            started("postprocess", 2),
+            completed("postprocess", 2),
+            ("job.completed", cursors.terminal(), "", 0, 0),
+        ]
+        first, last = j.events.specs[0], j.events.specs[-1]
+        assert (first.job_id, first.pipeline, first.stages) == (
+            j.input.job_id,
+            "generate",
+            ["preprocess", "generate", "postprocess"],
+        )
+        assert {spec.job_id for spec in j.events.specs} == {j.input.job_id}
+        assert (last.result_text, last.result_ref, last.tokens) == ("Once upon a time there lived", None, 2)
+
+        # Each stage got the previous one's output, on its own queue, with the job's parameters.
+        assert j.stages.attempts() == [("preprocess", 1), ("run_model", 1), ("postprocess", 1)]
+        inputs = [stage for _, _, stage in j.stages.calls]
+        assert [s.text for s in inputs] == [PROMPT, "Once upon a time", "Once upon a time there lived"]
+        assert [(s.stage_index, s.stage_count, s.stage.name) for s in inputs] == [
+            (0, 3, "preprocess"),
+            (1, 3, "generate"),
+            (2, 3, "postprocess"),
+        ]
+        assert {s.params for s in inputs} == {GenerationParams(max_tokens=8, seed=7)}
+        assert inputs[1].stage.queue == f"{j.input.job_id}/jobstream-gpu-tinylm"
+
+        memo = await memo_of(handle)
+        assert await records_of(handle) == [
+            ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
+            ("generate", "model", StageState.SUCCEEDED, 1, 2),
+            ("postprocess", "postprocess", StageState.SUCCEEDED, 1, 0),
+        ]
+        del memo["stages"]
+        assert memo == {
+            "pipeline": "generate",
+            "stage_count": 3,
+            "status": "SUCCEEDED",
+            "stage": "postprocess",
+            "stages_completed": 3,
+            "tokens_generated": 2,
+            "attempt": 1,
+            # Where job.started landed: the first offset the mocked log handed out.
+            "log_partition": PARTITION,
+            "log_offset": FIRST_OFFSET,
+        }
+        assert await status_of(handle) == (WorkflowExecutionStatus.COMPLETED, "SUCCEEDED")
+
+
+class OutOfMemoryOnce(Stages):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_postprocess = asyncio.Event()
+        self.in_postprocess = asyncio.Event()
+
+    async def do_run_model(self, stage: StageInput) -> StageOutput:
+        if activity.info().attempt == 1:
+            raise ApplicationError("CUDA out of memory at token 5", type="GpuOutOfMemory")
+        return await super().do_run_model(stage)
+
+    async def do_postprocess(self, stage: StageInput) -> StageOutput:
+        self.in_postprocess.set()
+        await self.hold_postprocess.wait()
+        return await super().do_postprocess(stage)
+
+
+def quick_retry(stage: ResolvedStage) -> ResolvedStage:
+    """The declared policy, but its first retry after 50 ms instead of 1 s."""
+    retry = stage.retry.model_copy(update={"initial_interval": timedelta(milliseconds=50)})
+    return stage.model_copy(update={"retry": retry})
+
+
+async def test_model_stage_retried_after_retryable_error(client: Client) -> None:
+    stages = OutOfMemoryOnce()
+    async with job(client, stages, adjust=quick_retry) as j:
+        handle = await j.start()
+        # Held in postprocess: the memo now tells the model stage's outcome, and it took two attempts.
+        await asyncio.wait_for(stages.in_postprocess.wait(), WAIT_S)
+        memo = await memo_of(handle)
+        assert (memo["status"], memo["stage"], memo["stages_completed"], memo["attempt"]) == (
+            "RUNNING",
+            "postprocess",
+            2,
+            2,
+        )
+        assert memo["tokens_generated"] == 2
+        assert await status_of(handle) == (WorkflowExecutionStatus.RUNNING, "RUNNING")
+        stages.hold_postprocess.set()
+        model_completed = next(s for s in j.events.specs if s.type == "stage.completed" and s.stage == "generate")
+        assert model_completed.attempt == 2
+
+        assert await handle.result() == JobResult(text="Once upon a time there lived", tokens=2)
+        assert stages.attempts() == [("preprocess", 1), ("run_model", 1), ("run_model", 2), ("postprocess", 1)]
+        # The retry is the stage's own business: the job's story has one start and one end per stage.
+        assert [spec.type for spec in j.events.specs] == [
+            "job.started",
+            *["stage.started", "stage.completed"] * 3,
+            "job.completed",
+        ]
+        assert (await memo_of(handle))["status"] == "SUCCEEDED"
+        assert await status_of(handle) == (WorkflowExecutionStatus.COMPLETED, "SUCCEEDED")
+        # A finished job still shows that its model stage needed a second attempt.
+        assert await records_of(handle) == [
+            ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
+            ("generate", "model", StageState.SUCCEEDED, 2, 2),
+            ("postprocess", "postprocess", StageState.SUCCEEDED, 1, 0),
+        ]
+
+
+class InvalidInput(Stages):
+    async def do_run_model(self, stage: StageInput) -> StageOutput:
+        raise ApplicationError("prompt has no tokens the model knows", type="InvalidInput", non_retryable=True)
+
+
+async def test_non_retryable_failure_fails_the_job(client: Client) -> None:
+    async with job(client, InvalidInput()) as j:
+        handle = await j.start()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        cause = failure.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert (cause.type, cause.message, cause.non_retryable) == (
+            "InvalidInput",
+            "prompt has no tokens the model knows",
+            True,
+        )
+
+        assert j.stages.attempts() == [("preprocess", 1), ("run_model", 1)]
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            completed("preprocess", 0),
+            started("generate", 1),
+            ("job.failed", cursors.terminal(), "generate", 0, 0),
+        ]
+        failed = j.events.specs[-1]
+        assert (failed.error_code, failed.error_message) == ("InvalidInput", "prompt has no tokens the model knows")
+
+        memo = await memo_of(handle)
+        keys = ("status", "stage", "stages_completed", "error_code", "error_message")
+        assert {key: memo.get(key) for key in keys} == {
+            "status": "FAILED",
+            "stage": "generate",
+            "stages_completed": 1,
+            "error_code": "InvalidInput",
+            "error_message": "prompt has no tokens the model knows",
+        }
+        assert await status_of(handle) == (WorkflowExecutionStatus.FAILED, "FAILED")
+        assert await records_of(handle) == [
+            ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
+            ("generate", "model", StageState.FAILED, 1, 0),
+            ("postprocess", "postprocess", StageState.PENDING, 0, 0),
+        ]
+
+
+async def assert_cancelled(handle: WorkflowHandle[Any, JobResult]) -> None:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert await status_of(handle) == (WorkflowExecutionStatus.CANCELED, "CANCELLED")
+
+
+async def test_cancel_before_a_stage_starts(client: Client) -> None:
+    # No stage worker: preprocess is scheduled and waits on its queue (schedule-to-start is a minute).
+    async with job(client, Stages(), serve_stages=False) as j:
+        handle = await j.start()
+        await j.events.wait_for("stage.started", "preprocess")
+        await handle.cancel()
+        await assert_cancelled(handle)
+
+        assert j.stages.calls == []
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            ("job.cancelled", cursors.terminal(), "preprocess", 0, 0),
+        ]
+        assert j.events.specs[-1].tokens == 0
+        memo = await memo_of(handle)
+        assert (memo["status"], memo["stage"], memo.get("stages_completed")) == ("CANCELLED", "preprocess", None)
+
+
+async def test_cancel_before_the_workflow_first_runs(client: Client) -> None:
+    # Cancelled before any worker polls: the first workflow task carries the start and the cancel together.
+    async with job(client, Stages(), serve_workflow=False) as j:
+        handle = await j.start()
+        await handle.cancel()
+        async with workflow_worker(client, j.input.job_id, j.events):
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+        assert isinstance(failure.value.cause, CancelledError)
+        assert j.stages.calls == []
+        assert [spec.type for spec in j.events.specs][-1:] == ["job.cancelled"]
+        assert (await memo_of(handle))["status"] == "CANCELLED"
+        assert await status_of(handle) == (WorkflowExecutionStatus.CANCELED, "CANCELLED")
+
+
+class SlowModel(Stages):
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    async def do_run_model(self, stage: StageInput) -> StageOutput:
+        self.generating.set()
+        try:
+            while True:
+                activity.heartbeat({"tokens": 1})
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            self.stopped.set()
+            raise
+
+
+async def test_cancel_during_a_stage(client: Client) -> None:
+    stages = SlowModel()
+    async with job(client, stages) as j:
+        handle = await j.start()
+        await asyncio.wait_for(stages.generating.wait(), WAIT_S)
+        # As CancelJob does it: the reason first, then the cancel.
+        await handle.signal(CANCEL_REASON_SIGNAL, "the user closed the tab")
+        await handle.cancel()
+        await assert_cancelled(handle)
+        assert j.events.specs[-1].reason == "the user closed the tab"
+        assert (await memo_of(handle))["cancel_reason"] == "the user closed the tab"
+        assert await records_of(handle) == [
+            ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
+            ("generate", "model", StageState.CANCELLED, 1, 0),
+            ("postprocess", "postprocess", StageState.PENDING, 0, 0),
+        ]
+
+        # The workflow waited for the activity to confirm it stopped before it ended.
+        assert stages.stopped.is_set()
+        assert stages.attempts() == [("preprocess", 1), ("run_model", 1)]
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            completed("preprocess", 0),
+            started("generate", 1),
+            ("job.cancelled", cursors.terminal(), "generate", 0, 0),
+        ]
+        memo = await memo_of(handle)
+        assert (memo["status"], memo["stage"], memo["stages_completed"]) == ("CANCELLED", "generate", 1)
+
+        history = await handle.fetch_history()
+        kinds = [event.event_type for event in history.events]
+        assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
+        assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED in kinds
+
+
+class CancelMissed(Stages):
+    """preprocess never heartbeats, so the cancel never reaches it, and it completes normally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def do_preprocess(self, stage: StageInput) -> StageOutput:
+        self.running.set()
+        await self.release.wait()
+        return await super().do_preprocess(stage)
+
+
+async def test_cancel_that_a_stage_misses_still_cancels_the_job(client: Client) -> None:
+    stages = CancelMissed()
+    async with job(client, stages) as j:
+        handle = await j.start()
+        await asyncio.wait_for(stages.running.wait(), WAIT_S)
+        await handle.cancel()
+        # The workflow is waiting for preprocess to confirm the cancellation; it completes instead.
+        stages.release.set()
+        await assert_cancelled(handle)
+
+        assert stages.attempts() == [("preprocess", 1)]
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            completed("preprocess", 0),
+            ("job.cancelled", cursors.terminal(), "preprocess", 0, 0),
+        ]
+        assert (await memo_of(handle))["status"] == "CANCELLED"
+
+
+class ClaimChecked(Stages):
+    """postprocess as the real one decides: a result over the threshold goes to the store, by reference."""
+
+    threshold_bytes = 16
+
+    async def do_postprocess(self, stage: StageInput) -> StageOutput:
+        text = stage.text or ""
+        assert len(text.encode()) > self.threshold_bytes
+        return StageOutput(ref=RESULT_REF, attempt=activity.info().attempt)
+
+
+RESULT_REF = f"{REF_SCHEME}jobstream/results/sha256/{'ab' * 32}"
+
+
+async def test_result_over_threshold_travels_by_reference(client: Client) -> None:
+    async with job(client, ClaimChecked()) as j:
+        handle = await j.start()
+        assert await handle.result() == JobResult(text=None, ref=RESULT_REF, tokens=2)
+        done = j.events.specs[-1]
+        assert (done.type, done.result_text, done.result_ref, done.tokens) == ("job.completed", None, RESULT_REF, 2)
+        assert (await memo_of(handle))["status"] == "SUCCEEDED"
