@@ -123,8 +123,8 @@ async def run(args: argparse.Namespace) -> int:
             print_job(job, args.json)
             return 0
         if args.command == "cancel":
-            request = api.CancelJobRequest(job_id=args.job_id, reason=args.reason)
-            job = (await stub.CancelJob(request, metadata=metadata())).job
+            cancel = api.CancelJobRequest(job_id=args.job_id, reason=args.reason)
+            job = (await stub.CancelJob(cancel, metadata=metadata())).job
             print_job(job, args.json)
             return 0
         if args.command == "list":
