@@ -14,10 +14,11 @@ ENV UV_PYTHON_DOWNLOADS=never \
 WORKDIR /app
 
 # Dependencies first, in their own layer: a source change does not reinstall them. Neither the dev group
-# (tests, linters) nor the servers group (the Triton wheel: in compose, Triton is its own official image).
+# (tests, linters), nor the bench group, nor the servers group (the Triton wheel: in compose, Triton is its own
+# official image).
 COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-group servers --no-install-project
+    uv sync --frozen --no-dev --no-group servers --no-group bench --no-install-project
 
 COPY jobstream ./jobstream
 COPY services ./services
@@ -25,7 +26,7 @@ COPY workers ./workers
 COPY sse_bridge ./sse_bridge
 COPY devstack ./devstack
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-group servers
+    uv sync --frozen --no-dev --no-group servers --no-group bench
 
 # An unprivileged user; /var/lib/jobstream is where compose mounts the shared API-keys volume (a new named
 # volume takes the ownership of the directory it is mounted over).

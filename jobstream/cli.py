@@ -1,4 +1,5 @@
-"""The `jobstream` command: run the local stack, and submit, follow, inspect, list and cancel jobs."""
+"""The `jobstream` command: submit, follow, inspect, list and cancel jobs; the local stack and the benchmark
+add their own subcommands (`up`, `reliability`, `bench`) through entry points."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 import grpc
@@ -30,6 +33,7 @@ def metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key()}"),)
 
 
+SUBCOMMANDS_GROUP = "jobstream.commands"
 FINAL_STATUS = {"job.completed": "SUCCEEDED", "job.failed": "FAILED", "job.cancelled": "CANCELLED"}
 
 
@@ -140,11 +144,31 @@ async def run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Subcommand:
+    """A `jobstream` subcommand that lives beside the code it runs (the local stack, the benchmark), found
+    through the `jobstream.commands` entry points: the shared package never imports the tools above it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def subcommands() -> dict[str, Subcommand]:
+    found = {}
+    for entry in entry_points(group=SUBCOMMANDS_GROUP):
+        command = entry.load()
+        if not isinstance(command, Subcommand):
+            raise TypeError(f"entry point {entry.value} is not a jobstream.cli.Subcommand")
+        found[entry.name] = command
+    return found
+
+
+def parser(extra: Mapping[str, Subcommand]) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jobstream", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the whole local stack in the foreground (Ctrl-C stops it)")
-    up.add_argument("--fresh", action="store_true", help="delete the state directory first")
+    for name, subcommand in extra.items():
+        subcommand.configure(commands.add_parser(name, help=subcommand.help))
     submit = commands.add_parser("submit", help="submit a job; prints its id first")
     submit.add_argument("prompt")
     submit.add_argument("--pipeline", default="generate")
@@ -165,37 +189,19 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
     commands.add_parser("api-key", help="print the development API key (for grpcurl)")
-    bench = commands.add_parser("bench", help="measure the stack against direct Triton and Temporal streaming")
-    bench.add_argument("--quick", action="store_true", help="small sizes, well under a minute (what CI runs)")
-    bench.add_argument("--out", help="results folder (default bench/results/<timestamp>/)")
-    bench.add_argument("--update-readme", action="store_true", help="put this full run's table into README.md")
-    reliability = commands.add_parser(
-        "reliability", help="run the fault, load and bad-input suites and write the README's reliability table"
-    )
-    reliability.add_argument("--full", action="store_true", help="full size (200 jobs x 200 tokens, 2,000+ inputs)")
-    reliability.add_argument("pytest_args", nargs="*", help="extra pytest arguments (a partial run leaves README)")
     for command in (submit, listing, *(commands.choices[n] for n in ("follow", "status", "cancel"))):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "up":
-        from devstack.up import run as run_up  # the stack's own dependencies load only here
-
-        return asyncio.run(run_up(args.fresh))
-    if args.command == "bench":
-        from bench.command import main as run_bench  # matplotlib and the benchmark load only here
-
-        return run_bench(args.quick, args.out, args.update_readme)
+    extra = subcommands()
+    args = parser(extra).parse_args(argv)
+    if args.command in extra:
+        return extra[args.command].run(args)
     if args.command == "api-key":
         print(api_key())
         return 0
-    if args.command == "reliability":
-        from devstack.reliability import run as run_reliability  # pytest and the suites load only here
-
-        return run_reliability(args.full, args.pytest_args)
     try:
         return asyncio.run(run(args))
     except grpc.aio.AioRpcError as exc:

@@ -1,0 +1,25 @@
+"""`jobstream bench`, registered as an entry point in pyproject.toml; the benchmark (and matplotlib, from the
+`bench` dependency group) loads only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from jobstream.cli import Subcommand
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute (what CI runs)")
+    parser.add_argument("--out", help="results folder (default bench/results/<timestamp>/)")
+    parser.add_argument("--update-readme", action="store_true", help="put this full run's table into README.md")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from bench.command import main
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"jobstream bench needs the bench dependency group ({exc}): uv sync --group bench") from exc
+    return main(args.quick, args.out, args.update_readme)
+
+
+bench = Subcommand("measure the stack against direct Triton and Temporal streaming", _configure, _run)
