@@ -21,7 +21,7 @@ from temporalio.client import Client
 from devstack.reliability import Record
 from jobstream.event_log import parse_event
 from jobstream.settings import Settings
-from jobstream.v1.job_pb2 import JobStatus
+from jobstream.v1.job_pb2 import JobStatus, StageState
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 from tests.stack.helpers import (
     SseEvent,
@@ -144,6 +144,13 @@ async def test_sigkill_of_the_gpu_worker_mid_stream_loses_and_repeats_no_token(
     (preprocess,) = activity_starts(history, "preprocess")
     assert preprocess.activity_task_started_event_attributes.attempt == 1
     reliability.note(f"run_model attempt {run_model.activity_task_started_event_attributes.attempt}")
+    # The finished job still shows the retry: in GetJob's stages, and in the model's stage.completed event.
+    model_stage = next(stage for stage in job.stages if stage.kind == "model")
+    assert model_stage.attempts == run_model.activity_task_started_event_attributes.attempt
+    assert (model_stage.state, model_stage.tokens_generated) == (StageState.STAGE_STATE_SUCCEEDED, 120)
+    assert [stage.attempts for stage in job.stages if stage.kind != "model"] == [1, 1]
+    model_completed = next(e for e in events if e.event == "stage.completed" and e.json["stage"] == model_stage.name)
+    assert model_completed.json["attempt"] == model_stage.attempts
     # ... which resumed after the tokens its killed predecessor had published, not from scratch.
     resumed = resume_points(stack, reply.job_id)
     assert resumed.get(1) == 0, resumed

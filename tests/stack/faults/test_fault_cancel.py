@@ -11,7 +11,7 @@ from devstack.reliability import Record
 from jobstream import cursors
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
-from jobstream.v1.job_pb2 import JobStatus
+from jobstream.v1.job_pb2 import JobStatus, StageState
 from tests.stack.faults.scenario import MODEL_SLOT
 from tests.stack.helpers import (
     SseEvent,
@@ -61,6 +61,15 @@ async def test_cancel_mid_stream_is_cancelled_within_2_s_and_the_stream_ends_wit
     reliability.note(f"CANCELLED {cancelled_after[0]:.2f} s after CancelJob")
     assert cancelled_after[0] < 2.0
     assert events[-1].event == "job.cancelled"
+    # The reason given to CancelJob reaches the event, GetJob and the cancelled stage's record.
+    assert events[-1].json["reason"] == "fault 9"
+    job = await get_job(stub, api_key, reply.job_id)
+    assert job.cancel_reason == "fault 9"
+    assert [(stage.name, StageState.Name(stage.state)) for stage in job.stages] == [
+        ("preprocess", "STAGE_STATE_SUCCEEDED"),
+        ("generate", "STAGE_STATE_CANCELLED"),
+        ("postprocess", "STAGE_STATE_PENDING"),
+    ]
     assert [event.id for event in events] == expected, [event.id for event in events]
     assert tokens == list(range(len(tokens)))
     # Triton saw the stream cancelled long before its end, and never finished it.
