@@ -18,12 +18,12 @@ from typing import Any
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from bench.common import PROMPT, SEED, TEMPERATURE, Context, Figure, row, summary
+from jobstream.job_state import JobMemo, Status
 from jobstream.pipelines import load_pipelines
 from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
 from jobstream.temporal_client import WORKFLOW_QUEUE
-from jobstream.workflow_io import GenerationParams, JobInput
+from jobstream.workflow_io import WORKFLOW_TYPE, GenerationParams, JobInput
 from services.job_service.job_view import new_job_id
-from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
 PIPELINE = "drill-fast"
 MAX_TOKENS = 1  # the jobs run afterwards; keep their cost (and the backlog they leave) small
@@ -59,7 +59,7 @@ def _start_directly(ctx: Context) -> Callable[[], Awaitable[Any]]:
     attributes = TypedSearchAttributes(
         [
             SearchAttributePair(JOB_TENANT, BASELINE_TENANT),
-            SearchAttributePair(JOB_STATUS, "QUEUED"),
+            SearchAttributePair(JOB_STATUS, Status.QUEUED.value),
             SearchAttributePair(JOB_PIPELINE, PIPELINE),
         ]
     )
@@ -75,13 +75,13 @@ def _start_directly(ctx: Context) -> Callable[[], Awaitable[Any]]:
             params=GenerationParams(max_tokens=MAX_TOKENS, temperature=TEMPERATURE, seed=SEED),
         )
         return await ctx.temporal.start_workflow(
-            PipelineWorkflow.run,
+            WORKFLOW_TYPE,
             job,
             id=job_id,
             task_queue=WORKFLOW_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=attributes,
-            memo={"pipeline": PIPELINE, "status": "QUEUED", "stage_count": len(stages), "fingerprint": job_id},
+            memo=JobMemo(pipeline=PIPELINE, stage_count=len(stages), fingerprint=job_id).changes(),
         )
 
     return start

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from jobstream.auth import ensure_dev_key
 from jobstream.event_log import TERMINAL_TYPES, event_data
+from jobstream.job_state import Status
 from jobstream.settings import get_settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
@@ -34,7 +35,7 @@ def metadata() -> tuple[tuple[str, str], ...]:
 
 
 SUBCOMMANDS_GROUP = "jobstream.commands"
-FINAL_STATUS = {"job.completed": "SUCCEEDED", "job.failed": "FAILED", "job.cancelled": "CANCELLED"}
+FINAL_STATUS = {"job.completed": Status.SUCCEEDED, "job.failed": Status.FAILED, "job.cancelled": Status.CANCELLED}
 
 
 def status_name(status: int) -> str:
@@ -88,7 +89,7 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
             # The terminal event is the verdict: GetJob reports RUNNING until the workflow has closed, a
             # moment after it published this event.
             error = final.job_failed.error
-            print(FINAL_STATUS[final.type] + (f": {error.code}: {error.message}" if error.code else ""))
+            print(FINAL_STATUS[final.type].value + (f": {error.code}: {error.message}" if error.code else ""))
         else:
             job = (await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=metadata())).job
             print(f"{status_name(job.status)}", end="")

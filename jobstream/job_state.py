@@ -42,8 +42,8 @@ CLOSED_STATUS = {
 
 # The same rule as `job_status`, as visibility queries (ListJobs' status filter).
 STATUS_QUERY = {
-    Status.QUEUED: f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} = 'QUEUED'",
-    Status.RUNNING: f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} != 'QUEUED'",
+    Status.QUEUED: f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} = '{Status.QUEUED}'",
+    Status.RUNNING: f"ExecutionStatus = 'Running' AND {JOB_STATUS.name} != '{Status.QUEUED}'",
     Status.SUCCEEDED: "ExecutionStatus = 'Completed'",
     Status.FAILED: "ExecutionStatus IN ('Failed', 'TimedOut', 'Terminated')",
     Status.CANCELLED: "ExecutionStatus = 'Canceled'",
