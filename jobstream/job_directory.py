@@ -83,18 +83,16 @@ class JobDirectory:
         if description is None or description.status == WorkflowExecutionStatus.RUNNING:
             return None
         memo = JobMemo.parse(await description.memo())
-        spec = EventSpec(
-            job_id=job_id, type="", cursor=cursors.terminal(), time=description.close_time, stage=memo.stage
-        )
+        end = {"job_id": job_id, "cursor": cursors.terminal(), "time": description.close_time, "stage": memo.stage}
         status = job_status(description.status, memo)
         if status == Status.SUCCEEDED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
-            update = {"type": "job.completed", "result_text": result.text, "result_ref": result.ref}
-            spec = spec.model_copy(update=update | {"tokens": result.tokens})
+            spec = EventSpec(
+                type="job.completed", result_text=result.text, result_ref=result.ref, tokens=result.tokens, **end
+            )
         elif status == Status.CANCELLED:
-            update = {"type": "job.cancelled", "tokens": memo.tokens_generated, "reason": memo.cancel_reason}
-            spec = spec.model_copy(update=update)
+            spec = EventSpec(type="job.cancelled", tokens=memo.tokens_generated, reason=memo.cancel_reason, **end)
         else:
             code, message = memo.error_or_default(description.status)
-            spec = spec.model_copy(update={"type": "job.failed", "error_code": code, "error_message": message})
+            spec = EventSpec(type="job.failed", error_code=code, error_message=message, **end)
         return await build_event(spec, self.store)
