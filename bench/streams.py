@@ -62,7 +62,11 @@ class PathRun:
 async def _ours(ctx: Context, tokens: int) -> PathRun:
     job = await run_job(ctx, PIPELINE, tokens)
     stream = job.tokens
-    history = await ctx.temporal.get_workflow_handle(job.job_id).fetch_history()
+    handle = ctx.temporal.get_workflow_handle(job.job_id)
+    # The terminal event is published before the workflow closes: its last workflow task (the verdict,
+    # the terminal event's marker, the completion) is in the history only once it has.
+    await handle.result()
+    history = await handle.fetch_history()
     return PathRun(
         latency_ms=[(t.received - t.stamped) * 1000 for t in stream],
         tokens_per_s=len(stream) / (stream[-1].received - stream[0].stamped),
