@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobstream.cli import Subcommand
+from jobstream.subcommands import Subcommand
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from jobstream.cli import Subcommand
+from jobstream.subcommands import Subcommand
 
 
 def _configure_up(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -20,6 +18,7 @@ from jobstream.auth import ensure_dev_key
 from jobstream.event_log import TERMINAL_TYPES, event_data
 from jobstream.job_state import Status
 from jobstream.settings import get_settings
+from jobstream.subcommands import Subcommand, subcommands
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus, StageState
@@ -34,7 +33,6 @@ def metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key()}"),)
 
 
-SUBCOMMANDS_GROUP = "jobstream.commands"
 FINAL_STATUS = {"job.completed": Status.SUCCEEDED, "job.failed": Status.FAILED, "job.cancelled": Status.CANCELLED}
 
 
@@ -143,26 +141,6 @@ async def run(args: argparse.Namespace) -> int:
                 print_job(job, args.json)
             return 0
     raise AssertionError(args.command)
-
-
-@dataclass(frozen=True)
-class Subcommand:
-    """A `jobstream` subcommand that lives beside the code it runs (the local stack, the benchmark), found
-    through the `jobstream.commands` entry points: the shared package never imports the tools above it."""
-
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-def subcommands() -> dict[str, Subcommand]:
-    found = {}
-    for entry in entry_points(group=SUBCOMMANDS_GROUP):
-        command = entry.load()
-        if not isinstance(command, Subcommand):
-            raise TypeError(f"entry point {entry.value} is not a jobstream.cli.Subcommand")
-        found[entry.name] = command
-    return found
 
 
 def parser(extra: Mapping[str, Subcommand]) -> argparse.ArgumentParser:
