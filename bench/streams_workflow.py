@@ -72,10 +72,9 @@ class StreamActivities:
         count = 0
         try:
             async with stream:
-                async for index, text in tinylm_stream(
-                    client, params.prompt, params.max_tokens, params.token_delay_ms, params.seed
-                ):
-                    topic.publish(StreamedToken(index, text, time.time()), force_flush=True)
+                tokens = tinylm_stream(client, params.prompt, params.max_tokens, params.token_delay_ms, params.seed)
+                async for text in tokens:
+                    topic.publish(StreamedToken(count, text, time.time()), force_flush=True)
                     count += 1
                     activity.heartbeat()
         finally:

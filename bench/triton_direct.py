@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import tritonclient.grpc.aio as triton
 
 from bench.common import SEED, TEMPERATURE
+from jobstream.workflow_io import GenerationParams
+from workers.pipeline.activities.inference import OUTPUTS, model_inputs
 
 
 @dataclass
@@ -25,20 +26,9 @@ class DirectStream:
     texts: list[str] = field(default_factory=list)
 
 
-def _tensor(name: str, value: Any, dtype: Any, kind: str) -> triton.InferInput:
-    tensor = triton.InferInput(name, [1], kind)
-    tensor.set_data_from_numpy(np.array([value], dtype=dtype))
-    return tensor
-
-
-def tinylm_inputs(prompt: str, max_tokens: int, seed: int = SEED, start_index: int = 0) -> list[triton.InferInput]:
-    return [
-        _tensor("PROMPT", prompt.encode("utf-8"), np.object_, "BYTES"),
-        _tensor("MAX_TOKENS", max_tokens, np.int32, "INT32"),
-        _tensor("TEMPERATURE", TEMPERATURE, np.float32, "FP32"),
-        _tensor("SEED", seed, np.int64, "INT64"),
-        _tensor("START_INDEX", start_index, np.int32, "INT32"),
-    ]
+def tinylm_inputs(prompt: str, max_tokens: int, seed: int = SEED) -> list[triton.InferInput]:
+    """The request the model stage sends (the vLLM backend's contract), so the baseline asks what we ask."""
+    return model_inputs(prompt, GenerationParams(max_tokens=max_tokens, temperature=TEMPERATURE, seed=seed), max_tokens)
 
 
 async def tinylm_stream(
@@ -47,13 +37,13 @@ async def tinylm_stream(
     max_tokens: int,
     token_delay_ms: int | None,
     seed: int = SEED,
-) -> AsyncIterator[tuple[int, str]]:
-    """(index, text) per token as Triton streams them; `token_delay_ms` None keeps the model's default."""
+) -> AsyncIterator[str]:
+    """The token texts as Triton streams them; `token_delay_ms` None keeps the model's default."""
     parameters: dict[str, Any] = {} if token_delay_ms is None else {"token_delay_ms": token_delay_ms}
     request = {
         "model_name": "tinylm",
         "inputs": tinylm_inputs(prompt, max_tokens, seed),
-        "outputs": [triton.InferRequestedOutput("TEXT"), triton.InferRequestedOutput("INDEX")],
+        "outputs": [triton.InferRequestedOutput(name) for name in OUTPUTS],
         "parameters": parameters,
     }
 
@@ -63,17 +53,22 @@ async def tinylm_stream(
     async for result, error in client.stream_infer(inputs_iterator=requests()):
         if error is not None:
             raise RuntimeError(f"Triton: {error}")
-        if result is None or result.as_numpy("INDEX") is None:
+        if result is None:
             continue
-        raw = result.as_numpy("TEXT")[0]
-        yield int(result.as_numpy("INDEX")[0]), raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        raw = result.as_numpy("text_output")
+        text = "" if raw is None or raw.size == 0 else raw.reshape(-1)[0].decode("utf-8")
+        if text:
+            yield text
+        final = result.get_response().parameters.get("triton_final_response")
+        if final is not None and final.bool_param:
+            return
 
 
 async def direct_stream(
     client: triton.InferenceServerClient, prompt: str, max_tokens: int, token_delay_ms: int | None, seed: int = SEED
 ) -> DirectStream:
     run = DirectStream(started=time.time())
-    async for _, text in tinylm_stream(client, prompt, max_tokens, token_delay_ms, seed):
+    async for text in tinylm_stream(client, prompt, max_tokens, token_delay_ms, seed):
         run.received.append(time.time())
         run.texts.append(text)
     if len(run.texts) != max_tokens:

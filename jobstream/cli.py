@@ -51,11 +51,16 @@ def print_job(job: Job, as_json: bool) -> None:
     line = f"{job.job_id}  {status_name(job.status):9}  {job.pipeline:18} stage={job.stage or '-'}"
     line += f" progress={job.progress:.0%} tokens={job.tokens_generated} attempt={job.attempt}"
     print(line)
+    if job.finish_reason or job.usage.prompt_tokens:
+        usage = job.usage
+        print(f"  usage: {usage.prompt_tokens} prompt + {usage.output_tokens} output tokens", end="")
+        print(f", finish_reason={job.finish_reason}" if job.finish_reason else "")
     for stage in job.stages:
         state = StageState.Name(stage.state).removeprefix("STAGE_STATE_").lower()
         line = f"  {stage.name:12} {stage.kind:11} {state:9} attempts={stage.attempts}"
         if stage.kind == "model":
-            line += f" tokens={stage.tokens_generated}"
+            line += f" tokens={stage.tokens_generated} prompt_tokens={stage.prompt_tokens}"
+            line += f" finish_reason={stage.finish_reason}" if stage.finish_reason else ""
         if stage.HasField("start_time") and stage.HasField("end_time"):
             seconds = (stage.end_time.ToDatetime() - stage.start_time.ToDatetime()).total_seconds()
             line += f" {seconds:.2f}s"
@@ -107,6 +112,9 @@ async def run(args: argparse.Namespace) -> int:
                 params.seed = args.seed
             if args.temperature is not None:
                 params.temperature = args.temperature
+            if args.top_p is not None:
+                params.top_p = args.top_p
+            params.stop.extend(args.stop)
             request = api.SubmitJobRequest(
                 pipeline=args.pipeline,
                 prompt=args.prompt,
@@ -154,6 +162,8 @@ def parser(extra: Mapping[str, Subcommand]) -> argparse.ArgumentParser:
     submit.add_argument("--max-tokens", type=int, default=64)
     submit.add_argument("--seed", type=int)
     submit.add_argument("--temperature", type=float)
+    submit.add_argument("--top-p", type=float, help="nucleus sampling, in (0, 1]")
+    submit.add_argument("--stop", action="append", default=[], help="a stop sequence (repeat for more, up to 4)")
     submit.add_argument("--idempotency-key", default="")
     submit.add_argument("--follow", action="store_true", help="stream the tokens, then the final status")
     for name, text in (

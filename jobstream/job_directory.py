@@ -88,11 +88,24 @@ class JobDirectory:
         if status == Status.SUCCEEDED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
             spec = EventSpec(
-                type="job.completed", result_text=result.text, result_ref=result.ref, tokens=result.tokens, **end
+                type="job.completed",
+                result_text=result.text,
+                result_ref=result.ref,
+                tokens=result.tokens,
+                usage=result.usage,
+                finish_reason=result.finish_reason,
+                **end,
             )
         elif status == Status.CANCELLED:
-            spec = EventSpec(type="job.cancelled", tokens=memo.tokens_generated, reason=memo.cancel_reason, **end)
+            spec = EventSpec(
+                type="job.cancelled",
+                tokens=memo.tokens_generated,
+                reason=memo.cancel_reason,
+                usage=memo.usage(),
+                finish_reason=memo.finish_reason() or "cancelled",
+                **end,
+            )
         else:
             code, message = memo.error_or_default(description.status)
-            spec = EventSpec(type="job.failed", error_code=code, error_message=message, **end)
+            spec = EventSpec(type="job.failed", error_code=code, error_message=message, usage=memo.usage(), **end)
         return await build_event(spec, self.store)

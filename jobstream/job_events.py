@@ -8,7 +8,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobstream.payload_store import PayloadStore
 from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFailed, JobStarted, StageEvent
 from jobstream.v1.job_pb2 import Job, JobError
-from jobstream.workflow_io import EventSpec
+from jobstream.v1.job_pb2 import Usage as UsageProto
+from jobstream.workflow_io import EventSpec, Usage
+
+
+def usage_proto(usage: Usage) -> UsageProto:
+    return UsageProto(prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens)
 
 
 async def set_result(target: Job | JobCompleted, text: str | None, ref: str | None, store: PayloadStore) -> None:
@@ -38,14 +43,23 @@ async def build_event(spec: EventSpec, store: PayloadStore) -> JobEvent:
             )
         )
     elif spec.type == "job.completed":
-        completed = JobCompleted(tokens_generated=spec.tokens)
+        completed = JobCompleted(
+            tokens_generated=spec.tokens, usage=usage_proto(spec.usage), finish_reason=spec.finish_reason
+        )
         await set_result(completed, spec.result_text, spec.result_ref, store)
         event.job_completed.CopyFrom(completed)
     elif spec.type == "job.failed":
         error = JobError(code=spec.error_code, message=spec.error_message)
-        event.job_failed.CopyFrom(JobFailed(error=error, stage=spec.stage))
+        event.job_failed.CopyFrom(JobFailed(error=error, stage=spec.stage, usage=usage_proto(spec.usage)))
     elif spec.type == "job.cancelled":
-        event.job_cancelled.CopyFrom(JobCancelled(reason=spec.reason, stage=spec.stage, tokens_generated=spec.tokens))
+        cancelled = JobCancelled(
+            reason=spec.reason,
+            stage=spec.stage,
+            tokens_generated=spec.tokens,
+            usage=usage_proto(spec.usage),
+            finish_reason=spec.finish_reason,
+        )
+        event.job_cancelled.CopyFrom(cancelled)
     else:
         raise ValueError(f"unknown event type {spec.type!r}")
     return event

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import WorkflowExecutionStatus
 
 from jobstream.search_attributes import JOB_STATUS
+from jobstream.workflow_io import Usage
 
 
 class Status(StrEnum):
@@ -72,6 +73,8 @@ class StageRecord(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     tokens: int = 0
+    prompt_tokens: int = 0
+    finish_reason: str = ""
 
 
 class JobMemo(BaseModel):
@@ -104,6 +107,18 @@ class JobMemo(BaseModel):
     def changes(self) -> dict[str, Any]:
         """The fields this instance was built with, as a memo upsert."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    def usage(self) -> Usage:
+        """What the job's model stages used so far (their outputs are the tokens they delivered)."""
+        return sum(
+            (Usage(prompt_tokens=r.prompt_tokens, output_tokens=r.tokens) for r in self.stages if r.kind == "model"),
+            Usage(),
+        )
+
+    def finish_reason(self) -> str:
+        """Why the last model stage that ended stopped generating ("" before any has)."""
+        reasons = [r.finish_reason for r in self.stages if r.kind == "model" and r.finish_reason]
+        return reasons[-1] if reasons else ""
 
     def error_or_default(self, execution_status: WorkflowExecutionStatus | None) -> tuple[str, str]:
         """(code, message) of a failed job; a workflow that closed without recording one says how it closed."""

@@ -18,6 +18,9 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
+Resume = Literal["continue", "restart"]
+
+
 class PipelineFileError(ValueError):
     pass
 
@@ -88,6 +91,10 @@ class Stage(_Strict):
     retry: Retry | None = None
     # Forwarded to Triton as request parameters (e.g. token_delay_ms, fail_at_token, fail_attempts).
     parameters: dict[str, int | float | str | bool] = {}
+    # How a retried model attempt goes on after the tokens already delivered: `continue` sends the input
+    # followed by them and asks for the rest (what an LLM does); `restart` sends the input again and skips
+    # as many tokens (for a deterministic model whose output does not continue its input).
+    resume: Resume = "continue"
 
     @model_validator(mode="after")
     def _model_matches_kind(self) -> Stage:
@@ -129,6 +136,7 @@ class ResolvedStage(_Strict):
     timeouts: Timeouts
     retry: Retry
     parameters: dict[str, int | float | str | bool] = {}
+    resume: Resume = "continue"
 
 
 class Pipelines:
@@ -156,6 +164,7 @@ class Pipelines:
                     timeouts=stage.timeouts or defaults.timeouts,
                     retry=stage.retry or defaults.retry,
                     parameters=stage.parameters,
+                    resume=stage.resume,
                 )
             )
         return resolved

@@ -20,9 +20,26 @@ class _Model(BaseModel):
 
 
 class GenerationParams(_Model):
+    """Maps onto vLLM's sampling parameters, which is what the model stage sends (`sampling_parameters`)."""
+
     max_tokens: int = 64
     temperature: float = 0.8
     seed: int = 0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+class Usage(_Model):
+    """Tokens as a user is billed: every attempt's prompt, and each output token delivered once."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
 
 
 class JobInput(_Model):
@@ -53,12 +70,18 @@ class StageOutput(_Model):
     tokens: int = 0
     # The attempt that produced this output (1 unless the stage was retried).
     attempt: int = 1
+    # A model stage's prompt tokens over all its attempts, and why it stopped: "length", "stop", or
+    # "cancelled" (the job was cancelled while it generated: the output is what was delivered).
+    prompt_tokens: int = 0
+    finish_reason: str = ""
 
 
 class JobResult(_Model):
     text: str | None = None
     ref: str | None = None
     tokens: int = 0
+    usage: Usage = Usage()
+    finish_reason: str = ""
 
 
 class StageProgress(_Model):
@@ -68,6 +91,8 @@ class StageProgress(_Model):
     # Where the stage's first token is in the log (-1 until it was acknowledged).
     first_offset: int = -1
     partition: int = -1
+    # The prompt tokens of the attempts so far (each attempt reads its prompt again).
+    prompt_tokens: int = 0
 
 
 class EventSpec(_Model):
@@ -89,3 +114,5 @@ class EventSpec(_Model):
     error_code: str = ""
     error_message: str = ""
     reason: str = ""
+    usage: Usage = Usage()
+    finish_reason: str = ""

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobstream.v1 import job_pb2 as jobstream_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jobstream/v1/event.proto\x12\x0cjobstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jobstream/v1/job.proto\"\x89\x03\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bjob_started\x18\n \x01(\x0b\x32\x18.jobstream.v1.JobStartedH\x00\x12)\n\x05stage\x18\x0b \x01(\x0b\x32\x18.jobstream.v1.StageEventH\x00\x12)\n\x05token\x18\x0c \x01(\x0b\x32\x18.jobstream.v1.TokenEventH\x00\x12\x33\n\rjob_completed\x18\r \x01(\x0b\x32\x1a.jobstream.v1.JobCompletedH\x00\x12-\n\njob_failed\x18\x0e \x01(\x0b\x32\x17.jobstream.v1.JobFailedH\x00\x12\x33\n\rjob_cancelled\x18\x0f \x01(\x0b\x32\x1a.jobstream.v1.JobCancelledH\x00\x42\t\n\x07payload\".\n\nJobStarted\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06stages\x18\x02 \x03(\t\"V\n\nStageEvent\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0bstage_index\x18\x02 \x01(\x05\x12\x13\n\x0bstage_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\"8\n\nTokenEvent\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\"_\n\x0cJobCompleted\x12\x15\n\x0bresult_text\x18\x01 \x01(\tH\x00\x12\x14\n\nresult_url\x18\x02 \x01(\tH\x00\x12\x18\n\x10tokens_generated\x18\x03 \x01(\x05\x42\x08\n\x06result\"A\n\tJobFailed\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobError\x12\r\n\x05stage\x18\x02 \x01(\t\"G\n\x0cJobCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x18\n\x10tokens_generated\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jobstream/v1/event.proto\x12\x0cjobstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16jobstream/v1/job.proto\"\x89\x03\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bjob_started\x18\n \x01(\x0b\x32\x18.jobstream.v1.JobStartedH\x00\x12)\n\x05stage\x18\x0b \x01(\x0b\x32\x18.jobstream.v1.StageEventH\x00\x12)\n\x05token\x18\x0c \x01(\x0b\x32\x18.jobstream.v1.TokenEventH\x00\x12\x33\n\rjob_completed\x18\r \x01(\x0b\x32\x1a.jobstream.v1.JobCompletedH\x00\x12-\n\njob_failed\x18\x0e \x01(\x0b\x32\x17.jobstream.v1.JobFailedH\x00\x12\x33\n\rjob_cancelled\x18\x0f \x01(\x0b\x32\x1a.jobstream.v1.JobCancelledH\x00\x42\t\n\x07payload\".\n\nJobStarted\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06stages\x18\x02 \x03(\t\"V\n\nStageEvent\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0bstage_index\x18\x02 \x01(\x05\x12\x13\n\x0bstage_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\"8\n\nTokenEvent\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\"\x9a\x01\n\x0cJobCompleted\x12\x15\n\x0bresult_text\x18\x01 \x01(\tH\x00\x12\x14\n\nresult_url\x18\x02 \x01(\tH\x00\x12\x18\n\x10tokens_generated\x18\x03 \x01(\x05\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.jobstream.v1.Usage\x12\x15\n\rfinish_reason\x18\x05 \x01(\tB\x08\n\x06result\"e\n\tJobFailed\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobError\x12\r\n\x05stage\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.jobstream.v1.Usage\"\x82\x01\n\x0cJobCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x18\n\x10tokens_generated\x18\x03 \x01(\x05\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.jobstream.v1.Usage\x12\x15\n\rfinish_reason\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGEEVENT']._serialized_end=629
   _globals['_TOKENEVENT']._serialized_start=631
   _globals['_TOKENEVENT']._serialized_end=687
-  _globals['_JOBCOMPLETED']._serialized_start=689
-  _globals['_JOBCOMPLETED']._serialized_end=784
-  _globals['_JOBFAILED']._serialized_start=786
-  _globals['_JOBFAILED']._serialized_end=851
-  _globals['_JOBCANCELLED']._serialized_start=853
-  _globals['_JOBCANCELLED']._serialized_end=924
+  _globals['_JOBCOMPLETED']._serialized_start=690
+  _globals['_JOBCOMPLETED']._serialized_end=844
+  _globals['_JOBFAILED']._serialized_start=846
+  _globals['_JOBFAILED']._serialized_end=947
+  _globals['_JOBCANCELLED']._serialized_start=950
+  _globals['_JOBCANCELLED']._serialized_end=1080
 # @@protoc_insertion_point(module_scope)

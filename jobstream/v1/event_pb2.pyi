@@ -110,39 +110,54 @@ class TokenEvent(_message.Message):
 
 class JobCompleted(_message.Message):
     """Payload of `job.completed`: the job finished successfully (terminal)."""
-    __slots__ = ("result_text", "result_url", "tokens_generated")
+    __slots__ = ("result_text", "result_url", "tokens_generated", "usage", "finish_reason")
     RESULT_TEXT_FIELD_NUMBER: _ClassVar[int]
     RESULT_URL_FIELD_NUMBER: _ClassVar[int]
     TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     result_text: str
     """The generated text, inline, when it is under the claim-check threshold."""
     result_url: str
     """A URL (presigned, time-limited) from which to download an output too large to inline."""
     tokens_generated: int
     """Total number of output tokens generated."""
-    def __init__(self, result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., tokens_generated: _Optional[int] = ...) -> None: ...
+    usage: _job_pb2.Usage
+    """What the job's model stages used; same as `Job.usage`."""
+    finish_reason: str
+    """Why generation stopped; same as `Job.finish_reason`."""
+    def __init__(self, result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., tokens_generated: _Optional[int] = ..., usage: _Optional[_Union[_job_pb2.Usage, _Mapping[str, _Any]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
 
 class JobFailed(_message.Message):
     """Payload of `job.failed`: the job failed (terminal)."""
-    __slots__ = ("error", "stage")
+    __slots__ = ("error", "stage", "usage")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     error: _job_pb2.JobError
     """Why the job failed; same as `Job.error`."""
     stage: str
     """Name of the stage that failed; empty if the job failed before any stage started."""
-    def __init__(self, error: _Optional[_Union[_job_pb2.JobError, _Mapping[str, _Any]]] = ..., stage: _Optional[str] = ...) -> None: ...
+    usage: _job_pb2.Usage
+    """What the job's model stages that finished used."""
+    def __init__(self, error: _Optional[_Union[_job_pb2.JobError, _Mapping[str, _Any]]] = ..., stage: _Optional[str] = ..., usage: _Optional[_Union[_job_pb2.Usage, _Mapping[str, _Any]]] = ...) -> None: ...
 
 class JobCancelled(_message.Message):
     """Payload of `job.cancelled`: the job was cancelled (terminal)."""
-    __slots__ = ("reason", "stage", "tokens_generated")
+    __slots__ = ("reason", "stage", "tokens_generated", "usage", "finish_reason")
     REASON_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
     """The reason given to CancelJob; may be empty."""
     stage: str
     """Name of the stage that was running when the job was cancelled; empty if none was."""
     tokens_generated: int
     """Number of output tokens generated before the cancellation took effect."""
-    def __init__(self, reason: _Optional[str] = ..., stage: _Optional[str] = ..., tokens_generated: _Optional[int] = ...) -> None: ...
+    usage: _job_pb2.Usage
+    """What the job used up to the cancellation (the tokens delivered before it)."""
+    finish_reason: str
+    """`cancelled` if generation was cut short, else why the last model stage stopped."""
+    def __init__(self, reason: _Optional[str] = ..., stage: _Optional[str] = ..., tokens_generated: _Optional[int] = ..., usage: _Optional[_Union[_job_pb2.Usage, _Mapping[str, _Any]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...

@@ -85,10 +85,12 @@ class JobError(_message.Message):
 
 class GenerationParams(_message.Message):
     """Parameters that control text generation. Fields left unset take the pipeline's defaults."""
-    __slots__ = ("max_tokens", "temperature", "seed")
+    __slots__ = ("max_tokens", "temperature", "seed", "top_p", "stop")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     """Upper bound on the number of tokens to generate. 0 means the pipeline's default;
     negative values, and values above the pipeline's limit, are rejected with INVALID_ARGUMENT.
@@ -101,13 +103,34 @@ class GenerationParams(_message.Message):
     """Seed for the sampler; the same seed, prompt and parameters give the same output.
     0 is a valid seed, distinct from unset (unset means a seed chosen by the server).
     """
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    top_p: float
+    """Nucleus sampling: sample from the likeliest tokens whose probabilities add up to `top_p`, in
+    (0.0, 1.0]. Unset means 1.0 (every token).
+    """
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    """Stop sequences, at most 4, each 1 to 64 characters: generation stops before the first one it would
+    produce, which is not part of the output (`finish_reason` is then `stop`).
+    """
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Usage(_message.Message):
+    """Tokens as a job is billed, summed over its model stages: every attempt's prompt counts (a retry reads
+    its prompt again), and each output token counts once, as delivered.
+    """
+    __slots__ = ("prompt_tokens", "output_tokens")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    """Tokens the models read, over every attempt."""
+    output_tokens: int
+    """Tokens the models delivered."""
+    def __init__(self, prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     """A durable inference job: one run of a pipeline over one input.
     Returned by GetJob, CancelJob and ListJobs.
     """
-    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error", "stages", "cancel_reason")
+    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error", "stages", "cancel_reason", "usage", "finish_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +147,8 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     """Server-assigned identifier of the job; also the id of its Temporal workflow.
     Opaque, URL-safe, at most 128 characters.
@@ -166,11 +191,17 @@ class Job(_message.Message):
     """
     cancel_reason: str
     """The reason given to CancelJob. Set only when `status` is JOB_STATUS_CANCELLED (and may be empty)."""
-    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping[str, _Any]]]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
+    usage: Usage
+    """What the job's model stages used so far."""
+    finish_reason: str
+    """Why generation stopped, as the last model stage that ended says: `length` (max_tokens reached),
+    `stop` (a stop sequence, or the model's own end) or `cancelled`. Empty until a model stage ended.
+    """
+    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping[str, _Any]]]] = ..., cancel_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping[str, _Any]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
 
 class JobStage(_message.Message):
     """One stage of a job: what it is, how it ran, and how many attempts it took."""
-    __slots__ = ("name", "kind", "state", "attempts", "start_time", "end_time", "tokens_generated")
+    __slots__ = ("name", "kind", "state", "attempts", "start_time", "end_time", "tokens_generated", "prompt_tokens", "finish_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +209,8 @@ class JobStage(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     TOKENS_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     """The stage's name in the pipeline (for example `generate`)."""
     kind: str
@@ -195,4 +228,8 @@ class JobStage(_message.Message):
     """When the stage finished, failed or was cancelled; unset until then."""
     tokens_generated: int
     """Tokens the stage generated (model stages; 0 for the others). Live while the stage runs."""
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., tokens_generated: _Optional[int] = ...) -> None: ...
+    prompt_tokens: int
+    """Prompt tokens the stage's model read, over its attempts (model stages)."""
+    finish_reason: str
+    """Why the stage's model stopped (`length`, `stop`, `cancelled`); empty until it has."""
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., tokens_generated: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ...) -> None: ...

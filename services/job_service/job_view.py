@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowExecution, WorkflowExecutionDescription
 
+from jobstream.job_events import usage_proto
 from jobstream.job_state import JobMemo, StageRecord, Status, job_status
 from jobstream.search_attributes import JOB_TENANT
 from jobstream.v1.job_pb2 import Job, JobError, JobStage, JobStatus
@@ -64,6 +65,8 @@ def _stage_proto(record: StageRecord) -> JobStage:
         start_time=_timestamp(record.start_time),
         end_time=_timestamp(record.end_time),
         tokens_generated=record.tokens,
+        prompt_tokens=record.prompt_tokens,
+        finish_reason=record.finish_reason,
     )
 
 
@@ -85,6 +88,8 @@ async def job_view(execution: WorkflowExecution) -> Job:
         create_time=_timestamp(execution.start_time),
         update_time=_timestamp(execution.close_time or execution.execution_time or execution.start_time),
         stages=[_stage_proto(record) for record in memo.stages],
+        usage=usage_proto(memo.usage()),
+        finish_reason=memo.finish_reason(),
     )
     if status == Status.FAILED:
         code, message = memo.error_or_default(execution.status)
@@ -110,3 +115,7 @@ def add_live_details(job: Job, description: WorkflowExecutionDescription, progre
         job.tokens_generated = progress.tokens
         if running is not None:
             running.tokens_generated = progress.tokens
+            running.prompt_tokens = progress.prompt_tokens
+            # Usage so far: the finished stages' and what the running one has delivered.
+            job.usage.prompt_tokens += progress.prompt_tokens
+            job.usage.output_tokens += progress.tokens

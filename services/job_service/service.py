@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobstream import cursors
 from jobstream.auth import load_keys
 from jobstream.event_stream import EventStream, SlowConsumerError
-from jobstream.job_events import set_result
+from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import Pipelines
@@ -106,6 +106,8 @@ class JobService(JobServiceServicer):
         if description.status == WorkflowExecutionStatus.COMPLETED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
             job.tokens_generated = result.tokens
+            job.usage.CopyFrom(usage_proto(result.usage))
+            job.finish_reason = result.finish_reason
             await set_result(job, result.text, result.ref, self.store)
         return handle, job, description
 
@@ -155,7 +157,13 @@ class JobService(JobServiceServicer):
             stages=stages,
             prompt=prompt,
             input_ref=input_ref,
-            params=GenerationParams(max_tokens=valid.max_tokens, temperature=valid.temperature, seed=seed),
+            params=GenerationParams(
+                max_tokens=valid.max_tokens,
+                temperature=valid.temperature,
+                seed=seed,
+                top_p=valid.top_p,
+                stop=valid.stop,
+            ),
         )
         try:
             await self.client.start_workflow(

@@ -19,6 +19,8 @@ DEFAULT_MAX_TOKENS = 64
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_PIPELINE = "generate"
 MAX_PAGE_SIZE = 100
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 64
 
 
 class RequestError(Exception):
@@ -40,6 +42,8 @@ class ValidSubmit:
     max_tokens: int
     temperature: float
     seed: int | None
+    top_p: float
+    stop: tuple[str, ...]
     idempotency_key: str
 
 
@@ -49,7 +53,16 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def check_params(params: GenerationParams) -> tuple[int, float, int | None]:
+@dataclass(frozen=True)
+class ValidParams:
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    top_p: float
+    stop: tuple[str, ...]
+
+
+def check_params(params: GenerationParams) -> ValidParams:
     max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
     if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise invalid("params.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT} (0 means {DEFAULT_MAX_TOKENS})")
@@ -57,7 +70,15 @@ def check_params(params: GenerationParams) -> tuple[int, float, int | None]:
     if not 0.0 <= temperature <= 2.0:  # also false for NaN
         raise invalid("params.temperature", "must be between 0 and 2")
     seed = params.seed if params.HasField("seed") else None
-    return max_tokens, temperature, seed
+    top_p = params.top_p if params.HasField("top_p") else 1.0
+    if not 0.0 < top_p <= 1.0:  # also false for NaN
+        raise invalid("params.top_p", "must be greater than 0 and at most 1")
+    if len(params.stop) > MAX_STOP_SEQUENCES:
+        raise invalid("params.stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    for stop in params.stop:
+        if not 1 <= len(stop) <= MAX_STOP_LENGTH:
+            raise invalid("params.stop", f"each stop sequence must be 1 to {MAX_STOP_LENGTH} characters")
+    return ValidParams(max_tokens, temperature, seed, top_p, tuple(params.stop))
 
 
 def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> ValidSubmit:
@@ -84,11 +105,13 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
         input_ref = request.input_ref
     else:
         raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
-    max_tokens, temperature, seed = check_params(request.params)
+    params = check_params(request.params)
     key = request.idempotency_key
     if key and not IDEMPOTENCY_KEY.fullmatch(key):
         raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
-    return ValidSubmit(pipeline, prompt, input_ref, max_tokens, temperature, seed, key)
+    return ValidSubmit(
+        pipeline, prompt, input_ref, params.max_tokens, params.temperature, params.seed, params.top_p, params.stop, key
+    )
 
 
 def check_page_size(page_size: int) -> int:

@@ -24,7 +24,6 @@ from typing import Any, TypeAlias
 
 import grpc
 import httpx
-import numpy as np
 import tritonclient.grpc.aio as triton
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
@@ -37,6 +36,8 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
+from jobstream.workflow_io import GenerationParams as StageParams
+from workers.pipeline.activities.inference import model_inputs
 
 Metadata = tuple[tuple[str, str], ...]
 # The generated stub is generic only for type checkers; at run time it is a plain class.
@@ -178,50 +179,52 @@ def normalise_prompt(prompt: str) -> str:
     return " ".join(unicodedata.normalize("NFC", prompt).split())
 
 
-def _tensor(name: str, value: Any, dtype: Any, kind: str) -> triton.InferInput:
-    tensor = triton.InferInput(name, [1], kind)
-    tensor.set_data_from_numpy(np.array([value], dtype=dtype))
-    return tensor
-
-
-async def triton_stream(settings: Settings, model: str, inputs: list[triton.InferInput]) -> list[str]:
-    """Every token text a decoupled model streams for one request, in index order."""
+async def triton_responses(
+    settings: Settings, model: str, inputs: list[triton.InferInput], parameters: dict[str, object] | None = None
+) -> list[dict[str, Any]]:
+    """Every response a decoupled model streams for one request, each as {output name: its first value}."""
     client = triton.InferenceServerClient(settings.triton_grpc_url)
 
     async def requests() -> AsyncIterator[dict[str, object]]:
-        yield {"model_name": model, "inputs": inputs, "parameters": {"token_delay_ms": 0}}
+        yield {"model_name": model, "inputs": inputs, "parameters": {"token_delay_ms": 0, **(parameters or {})}}
 
-    tokens: list[str] = []
+    responses: list[dict[str, Any]] = []
     try:
         async for result, error in client.stream_infer(requests()):
             assert error is None, error
-            if result is None or result.as_numpy("INDEX") is None:
+            outputs = {}
+            for output in result.get_response().outputs:
+                value = result.as_numpy(output.name).reshape(-1)[0]
+                outputs[output.name] = value.decode("utf-8") if isinstance(value, bytes) else int(value)
+            responses.append(outputs)
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
                 break
-            assert int(result.as_numpy("INDEX")[0]) == len(tokens)
-            raw = result.as_numpy("TEXT")[0]
-            tokens.append(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
     finally:
         await client.close()
-    return tokens
+    return responses
+
+
+async def triton_stream(
+    settings: Settings, model: str, inputs: list[triton.InferInput], parameters: dict[str, object] | None = None
+) -> list[str]:
+    """Every token text a decoupled model streams for one request (the vLLM backend's contract)."""
+    responses = await triton_responses(settings, model, inputs, parameters)
+    return [text for response in responses if (text := response.get("text_output"))]
 
 
 async def tinylm_tokens(
     settings: Settings, prompt: str, max_tokens: int, seed: int, temperature: float = 0.8
 ) -> list[str]:
-    """tinylm's tokens for an already-normalised prompt, with the tensor types the workers send."""
-    inputs = [
-        _tensor("PROMPT", prompt.encode("utf-8"), np.object_, "BYTES"),
-        _tensor("MAX_TOKENS", max_tokens, np.int32, "INT32"),
-        _tensor("TEMPERATURE", temperature, np.float32, "FP32"),
-        _tensor("SEED", seed, np.int64, "INT64"),
-    ]
-    tokens = await triton_stream(settings, "tinylm", inputs)
+    """tinylm's tokens for an already-normalised prompt, asked for as the model stage asks."""
+    params = StageParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    tokens = await triton_stream(settings, "tinylm", model_inputs(prompt, params, max_tokens))
     assert len(tokens) == max_tokens
     return tokens
 
 
-async def keywords_tokens(settings: Settings, text: str) -> list[str]:
-    return await triton_stream(settings, "keywords", [_tensor("TEXT", text.encode("utf-8"), np.object_, "BYTES")])
+async def keywords_tokens(settings: Settings, text: str, max_tokens: int = 64) -> list[str]:
+    return await triton_stream(settings, "keywords", model_inputs(text, StageParams(), max_tokens))
 
 
 # -- Temporal histories ---------------------------------------------------------------------------------

@@ -225,8 +225,8 @@ async def test_oom_once_is_retried_and_resumes_to_the_fault_free_text(
     attributes = model.activity_task_started_event_attributes
     assert attributes.attempt == 2
     assert "out of memory" in attributes.last_failure.message.lower()
-    # The second attempt asked Triton to start after the 5 tokens the first one had already published.
-    await triton_log_line(stack, drill.job_id, r"start max_tokens=16 start_index=5 .* attempt=2")
+    # The second attempt asked Triton to continue the 5 tokens the first one had already published.
+    await triton_log_line(stack, drill.job_id, r"start input_tokens=\d+ input_sha256=\w+ max_tokens=11 .* attempt=2")
     # ... so each token index reached the event stream once, and together they are the result.
     tokens = [event.token for event in await watch_events(stub, api_key, drill.job_id) if event.type == "token"]
     assert [token.index for token in tokens] == list(range(16))

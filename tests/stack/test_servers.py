@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -20,7 +21,10 @@ from temporalio.worker import Worker
 
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
+from jobstream.workflow_io import GenerationParams as StageParams
+from tests.stack.helpers import triton_responses, triton_stream
 from tests.stack.smoke_workflow import ShoutWorkflow, shout
+from workers.pipeline.activities.inference import model_inputs
 
 
 async def test_temporal_round_trips_a_workflow_with_an_activity(temporal_client: Client) -> None:
@@ -93,36 +97,53 @@ async def test_minio_serves_a_10_mb_object_through_a_presigned_get(stack: Settin
 
 
 async def test_triton_streams_tokens_one_by_one(stack: Settings) -> None:
+    # Written the way vllm_backend's own samples/client.py asks a vLLM model: the local model speaks that.
     client = triton.InferenceServerClient(stack.triton_grpc_url)
-    inputs = []
-    for name, value, dtype, kind in (
-        ("PROMPT", b"It is a truth universally acknowledged", np.object_, "BYTES"),
-        ("MAX_TOKENS", 20, np.int32, "INT32"),
-        ("SEED", 7, np.int64, "INT64"),
-    ):
-        tensor = triton.InferInput(name, [1], kind)
-        tensor.set_data_from_numpy(np.array([value], dtype=dtype))
-        inputs.append(tensor)
+    sampling = {"temperature": "0.1", "top_p": "0.95", "max_tokens": "20"}
+    inputs = [triton.InferInput("text_input", [1], "BYTES"), triton.InferInput("stream", [1], "BOOL")]
+    inputs[0].set_data_from_numpy(np.array([b"It is a truth universally acknowledged"], dtype=np.object_))
+    inputs[1].set_data_from_numpy(np.array([True], dtype=bool))
+    inputs.append(triton.InferInput("sampling_parameters", [1], "BYTES"))
+    inputs[-1].set_data_from_numpy(np.array([json.dumps(sampling).encode("utf-8")], dtype=np.object_))
 
     async def requests() -> AsyncIterator[dict[str, Any]]:
-        yield {"model_name": "tinylm", "inputs": inputs, "parameters": {"token_delay_ms": 20}}
+        yield {
+            "model_name": "tinylm",
+            "inputs": inputs,
+            "outputs": [triton.InferRequestedOutput("text_output")],
+            "request_id": "sample-client",
+            "parameters": {**sampling, "token_delay_ms": 20},
+        }
 
-    arrivals: list[tuple[float, int, str]] = []
+    arrivals: list[tuple[float, str]] = []
     started = time.monotonic()
     try:
         async for result, error in client.stream_infer(requests()):
             assert error is None, error
-            if result.as_numpy("INDEX") is None:
-                break
-            arrivals.append(
-                (time.monotonic() - started, int(result.as_numpy("INDEX")[0]), result.as_numpy("TEXT")[0].decode())
-            )
-            if len(arrivals) == 20:
+            arrivals.append((time.monotonic() - started, result.as_numpy("text_output")[0].decode()))
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
                 break
     finally:
         await client.close()
-    assert [index for _, index, _ in arrivals] == list(range(20))
-    assert all(text for _, _, text in arrivals)
+    # One token per response, the last one flagged final (as vLLM streams).
+    assert len(arrivals) == 20, arrivals
+    assert all(text for _, text in arrivals)
     first, last = arrivals[0][0], arrivals[-1][0]
     # 20 tokens at 20 ms each: the first must arrive long before the last (streamed, not batched).
     assert last - first > 0.2, arrivals
+
+
+async def test_tinylm_reports_usage_and_stops_on_a_stop_sequence(stack: Settings) -> None:
+    prompt = "It is a truth universally acknowledged"
+    free = await triton_stream(stack, "tinylm", model_inputs(prompt, StageParams(max_tokens=30, seed=5), 30))
+    # A stop sequence taken from the middle of the free run: the output ends just before it.
+    stop, whole = free[12].strip(), "".join(free)
+    params = StageParams(max_tokens=30, seed=5, stop=(stop,))
+    responses = await triton_responses(stack, "tinylm", model_inputs(prompt, params, 30))
+    assert "".join(r["text_output"] for r in responses) == whole[: whole.index(stop)]
+    assert [r["finish_reason"] for r in responses] == ["None"] * (len(responses) - 1) + ["stop"]
+    assert {r["num_input_tokens"] for r in responses} == {6}
+    unstopped = await triton_responses(stack, "tinylm", model_inputs(prompt, StageParams(max_tokens=3, seed=5), 3))
+    assert [r["finish_reason"] for r in unstopped] == ["None", "None", "length"]
+    assert [r["num_output_tokens"] for r in unstopped] == [1, 1, 1]

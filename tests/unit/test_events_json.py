@@ -17,7 +17,7 @@ from jobstream.v1.event_pb2 import (
     StageEvent,
     TokenEvent,
 )
-from jobstream.v1.job_pb2 import JobError
+from jobstream.v1.job_pb2 import JobError, Usage
 
 JOB = "job_" + "a" * 26
 
@@ -100,7 +100,11 @@ def test_failed_and_cancelled() -> None:
         "reason": "",
         "stage": "",
         "tokens_generated": 0,
+        "finish_reason": "",
     }
+    billed = JobCancelled(usage=Usage(prompt_tokens=9, output_tokens=4), finish_reason="cancelled")
+    data = event_data(JobEvent(id=cursors.terminal(), job_id=JOB, type="job.cancelled", job_cancelled=billed))
+    assert (data["usage"], data["finish_reason"]) == ({"prompt_tokens": 9, "output_tokens": 4}, "cancelled")
     assert {"job.completed", "job.failed", "job.cancelled"} == TERMINAL_TYPES
 
 

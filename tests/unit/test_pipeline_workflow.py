@@ -43,6 +43,7 @@ from jobstream.workflow_io import (
     JobResult,
     StageInput,
     StageOutput,
+    Usage,
 )
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
@@ -145,7 +146,15 @@ class Stages:
         return StageOutput(text=" ".join((stage.text or "").split()), attempt=activity.info().attempt)
 
     async def do_run_model(self, stage: StageInput) -> StageOutput:
-        return StageOutput(text=f"{stage.text} there lived", tokens=2, attempt=activity.info().attempt)
+        attempt = activity.info().attempt
+        # Each attempt reads its 4-token prompt: the usage counts them all.
+        return StageOutput(
+            text=f"{stage.text} there lived",
+            tokens=2,
+            attempt=attempt,
+            prompt_tokens=4 * attempt,
+            finish_reason="length",
+        )
 
     async def do_postprocess(self, stage: StageInput) -> StageOutput:
         return StageOutput(text=stage.text, attempt=activity.info().attempt)
@@ -268,7 +277,13 @@ async def test_generate_succeeds(client: Client) -> None:
     async with job(client, Stages()) as j:
         handle = await j.start()
         result = await handle.result()
-        assert result == JobResult(text="Once upon a time there lived", ref=None, tokens=2)
+        assert result == JobResult(
+            text="Once upon a time there lived",
+            ref=None,
+            tokens=2,
+            usage=Usage(prompt_tokens=4, output_tokens=2),
+            finish_reason="length",
+        )
 
         assert j.events.story() == [
             JOB_STARTED,
@@ -288,6 +303,7 @@ async def test_generate_succeeds(client: Client) -> None:
         )
         assert {spec.job_id for spec in j.events.specs} == {j.input.job_id}
         assert (last.result_text, last.result_ref, last.tokens) == ("Once upon a time there lived", None, 2)
+        assert (last.usage, last.finish_reason) == (Usage(prompt_tokens=4, output_tokens=2), "length")
 
         # Each stage got the previous one's output, on its own queue, with the job's parameters.
         assert j.stages.attempts() == [("preprocess", 1), ("run_model", 1), ("postprocess", 1)]
@@ -304,7 +320,7 @@ async def test_generate_succeeds(client: Client) -> None:
         memo = await memo_of(handle)
         assert await records_of(handle) == [
             ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
-            ("generate", "model", StageState.SUCCEEDED, 1, 2),
+            ("generate", "model", StageState.SUCCEEDED, 1, 2),  # (tokens)
             ("postprocess", "postprocess", StageState.SUCCEEDED, 1, 0),
         ]
         del memo["stages"]
@@ -365,7 +381,13 @@ async def test_model_stage_retried_after_retryable_error(client: Client) -> None
         model_completed = next(s for s in j.events.specs if s.type == "stage.completed" and s.stage == "generate")
         assert model_completed.attempt == 2
 
-        assert await handle.result() == JobResult(text="Once upon a time there lived", tokens=2)
+        # Billed as a user is: both attempts' prompts, the two tokens once.
+        assert await handle.result() == JobResult(
+            text="Once upon a time there lived",
+            tokens=2,
+            usage=Usage(prompt_tokens=8, output_tokens=2),
+            finish_reason="length",
+        )
         assert stages.attempts() == [("preprocess", 1), ("run_model", 1), ("run_model", 2), ("postprocess", 1)]
         # The retry is the stage's own business: the job's story has one start and one end per stage.
         assert [spec.type for spec in j.events.specs] == [
@@ -574,7 +596,49 @@ RESULT_REF = f"{REF_SCHEME}jobstream/results/sha256/{'ab' * 32}"
 async def test_result_over_threshold_travels_by_reference(client: Client) -> None:
     async with job(client, ClaimChecked()) as j:
         handle = await j.start()
-        assert await handle.result() == JobResult(text=None, ref=RESULT_REF, tokens=2)
+        result = await handle.result()
+        assert (result.text, result.ref, result.tokens) == (None, RESULT_REF, 2)
         done = j.events.specs[-1]
         assert (done.type, done.result_text, done.result_ref, done.tokens) == ("job.completed", None, RESULT_REF, 2)
         assert (await memo_of(handle))["status"] == "SUCCEEDED"
+
+
+class StopsWhenCancelled(Stages):
+    """run_model as the real one: on the job's cancellation it stops and reports what it delivered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating = asyncio.Event()
+
+    async def do_run_model(self, stage: StageInput) -> StageOutput:
+        self.generating.set()
+        try:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            return StageOutput(
+                text=" there", tokens=3, attempt=activity.info().attempt, prompt_tokens=4, finish_reason="cancelled"
+            )
+
+
+async def test_a_cancelled_model_stage_reports_what_it_delivered(client: Client) -> None:
+    stages = StopsWhenCancelled()
+    async with job(client, stages) as j:
+        handle = await j.start()
+        await asyncio.wait_for(stages.generating.wait(), WAIT_S)
+        await handle.cancel()
+        await assert_cancelled(handle)
+        cancelled = j.events.specs[-1]
+        assert (cancelled.type, cancelled.tokens, cancelled.finish_reason) == ("job.cancelled", 3, "cancelled")
+        assert cancelled.usage == Usage(prompt_tokens=4, output_tokens=3)
+        # The cut-short stage is cancelled, not completed: no stage.completed, its record says so.
+        assert [spec.type for spec in j.events.specs].count("stage.completed") == 1
+        memo = JobMemo.parse(await memo_of(handle))
+        assert (memo.status, memo.tokens_generated, memo.finish_reason()) == ("CANCELLED", 3, "cancelled")
+        assert memo.usage() == Usage(prompt_tokens=4, output_tokens=3)
+        assert await records_of(handle) == [
+            ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
+            ("generate", "model", StageState.CANCELLED, 1, 3),
+            ("postprocess", "postprocess", StageState.PENDING, 0, 0),
+        ]

@@ -53,6 +53,8 @@ def test_defaults(pipelines: Pipelines, settings: Settings) -> None:
         max_tokens=DEFAULT_MAX_TOKENS,
         temperature=DEFAULT_TEMPERATURE,
         seed=None,
+        top_p=1.0,
+        stop=(),
         idempotency_key="",
     )
     assert DEFAULT_PIPELINE in pipelines.names()
@@ -114,6 +116,24 @@ def test_max_tokens_out_of_range(pipelines: Pipelines, settings: Settings, max_t
     request = SubmitJobRequest(prompt="Hi", params=GenerationParams(max_tokens=max_tokens))
     error = refused(request, pipelines, settings)
     assert (error.code, error.field) == (INVALID, "params.max_tokens")
+
+
+def test_top_p_and_stop_are_kept(pipelines: Pipelines, settings: Settings) -> None:
+    params = GenerationParams(top_p=0.9, stop=["\n\n", "Mr. Darcy"])
+    valid = check_submit(SubmitJobRequest(prompt="Hi", params=params), pipelines, settings)
+    assert (valid.top_p, valid.stop) == (0.9, ("\n\n", "Mr. Darcy"))
+
+
+@pytest.mark.parametrize("top_p", [0.0, -0.5, 1.01, math.nan, math.inf])
+def test_top_p_out_of_range(pipelines: Pipelines, settings: Settings, top_p: float) -> None:
+    error = refused(SubmitJobRequest(prompt="Hi", params=GenerationParams(top_p=top_p)), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "params.top_p")
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], [""], ["x" * 65]])
+def test_bad_stop_sequences(pipelines: Pipelines, settings: Settings, stop: list[str]) -> None:
+    error = refused(SubmitJobRequest(prompt="Hi", params=GenerationParams(stop=stop)), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "params.stop")
 
 
 @pytest.mark.parametrize("temperature", [-0.01, 2.01, math.nan, math.inf, -math.inf])

@@ -1,8 +1,13 @@
 """The model stage: stream tokens from Triton straight into the job's event log, never through Temporal.
 
-A retried attempt resumes where its predecessor's published tokens end: it reads them back from Kafka
-(starting at the offset its predecessor heartbeated) and asks the model to start at the next index. Tokens
-published twice carry the same cursor, so readers drop the copy: every index reaches a client once.
+It speaks the request contract of Triton's vLLM backend (`text_input`, `stream`, `sampling_parameters`,
+`exclude_input_in_output` -> `text_output`, `finish_reason`, `num_input_tokens`), so a stage can point at
+a real vLLM model in Triton or at the local models, which speak the same contract.
+
+A retried attempt goes on where its predecessor's published tokens end: it reads them back from Kafka
+(starting at the offset its predecessor heartbeated) and, as the stage declares, asks the model to
+continue the input followed by them (`continue`), or to start over while it skips as many (`restart`).
+Tokens published twice carry the same cursor, so readers drop the copy: every index reaches a client once.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -32,10 +39,16 @@ from jobstream.event_log import EventLog, parse_event
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
-from jobstream.workflow_io import StageInput, StageOutput, StageProgress
+from jobstream.workflow_io import GenerationParams, StageInput, StageOutput, StageProgress
 from workers.pipeline.activities.text import INVALID_INPUT, load_text
 
 GPU_OUT_OF_MEMORY = "GpuOutOfMemory"
+# A model declared `resume: restart` regenerated something other than what it had delivered.
+NOT_REPRODUCIBLE = "ModelNotReproducible"
+OPTIONAL_OUTPUTS = ("return_finish_reason", "return_num_input_tokens", "return_num_output_tokens")
+OUTPUTS = ("text_output", "finish_reason", "num_input_tokens", "num_output_tokens")
+# How long a cancelled attempt waits for Kafka to acknowledge the tokens it already sent.
+CANCEL_FLUSH_S = 2.0
 TRITON_UNAVAILABLE = "TritonUnavailable"
 # How long an attempt that lost Triton or Kafka waits for it to come back before it fails (and is retried).
 DEPENDENCY_WAIT_S = 60.0
@@ -49,18 +62,51 @@ def _tensor(name: str, value: Any, dtype: Any, triton_type: str) -> triton.Infer
     return tensor
 
 
-def model_inputs(model: str, text: str, stage: StageInput, start_index: int) -> list[triton.InferInput]:
-    encoded = text.encode("utf-8")
-    if model == "keywords":
-        return [_tensor("TEXT", encoded, np.object_, "BYTES")]
-    params = stage.params
+def model_inputs(text: str, params: GenerationParams, max_tokens: int) -> list[triton.InferInput]:
+    """A streaming request in the vLLM backend's contract: the text to continue and vLLM's sampling
+    parameters, the output without the input, and the optional outputs usage is counted from."""
+    sampling: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "seed": params.seed,
+    }
+    if params.stop:
+        sampling["stop"] = list(params.stop)
     return [
-        _tensor("PROMPT", encoded, np.object_, "BYTES"),
-        _tensor("MAX_TOKENS", params.max_tokens, np.int32, "INT32"),
-        _tensor("TEMPERATURE", params.temperature, np.float32, "FP32"),
-        _tensor("SEED", params.seed, np.int64, "INT64"),
-        _tensor("START_INDEX", start_index, np.int32, "INT32"),
+        _tensor("text_input", text.encode("utf-8"), np.object_, "BYTES"),
+        _tensor("stream", True, np.bool_, "BOOL"),
+        _tensor("sampling_parameters", json.dumps(sampling).encode("utf-8"), np.object_, "BYTES"),
+        _tensor("exclude_input_in_output", True, np.bool_, "BOOL"),
+        *(_tensor(name, True, np.bool_, "BOOL") for name in OPTIONAL_OUTPUTS),
     ]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One streamed response: its new text (one token; "" for a bare final response) and what it says."""
+
+    text: str
+    finish_reason: str  # "" until the model says why it stopped
+    num_input_tokens: int | None
+
+
+@dataclass
+class Attempt:
+    """What this attempt has so far: the stage's tokens (the delivered prefix first) and their usage."""
+
+    tokens: list[str]
+    prompt_tokens: int
+    finish_reason: str = ""
+
+    def output(self, attempt: int, **where: str | None) -> StageOutput:
+        return StageOutput(
+            tokens=len(self.tokens),
+            attempt=attempt,
+            prompt_tokens=self.prompt_tokens,
+            finish_reason=self.finish_reason or "length",
+            **where,
+        )
 
 
 def classify(message: str) -> ApplicationError:
@@ -86,20 +132,79 @@ class InferenceActivities:
         text = await load_text(self.store, stage)
         info = activity.info()
         progress = resumed_progress(info.heartbeat_details)
+        parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
+        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
+        state = Attempt(tokens=[], prompt_tokens=progress.prompt_tokens)
+        try:
+            await self.generate(client, model, text, stage, progress, parameters, state)
+        except asyncio.CancelledError:
+            cancel = activity.cancellation_details()
+            if cancel is None or not cancel.cancel_requested:
+                raise
+            # The job was cancelled: report what was delivered, so the job's usage counts it.
+            state.finish_reason = "cancelled"
+            activity.logger.info("model %s cancelled after %d tokens", model, len(state.tokens))
+            return state.output(info.attempt, text="".join(state.tokens))
+        finally:
+            await client.close()
+        output = "".join(state.tokens)
+        data = output.encode("utf-8")
+        if len(data) > self.settings.payload_threshold_bytes:
+            return state.output(info.attempt, ref=await self.store.put("stages", data))
+        return state.output(info.attempt, text=output)
+
+    async def generate(
+        self,
+        client: triton.InferenceServerClient,
+        model: str,
+        text: str,
+        stage: StageInput,
+        progress: StageProgress,
+        parameters: dict[str, Any],
+        state: Attempt,
+    ) -> None:
         # Every heartbeat repeats the progress: a heartbeat without it would make a successor start over.
         details = progress
-        parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
         pending: list[asyncio.Future[Any]] = []
-        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
         try:
-            tokens = await heartbeating(self.published_tokens(stage, progress), details)
+            state.tokens = await heartbeating(self.published_tokens(stage, progress), details)
             first_offset, partition = progress.first_offset, progress.partition
-            activity.logger.info("model %s attempt %d resumes at token %d", model, info.attempt, len(tokens))
-            async for index, token_text in self.stream(client, model, text, stage, len(tokens), parameters):
-                if index != len(tokens):
-                    raise ApplicationError(f"model skipped from token {len(tokens)} to {index}")
-                tokens.append(token_text)
-                event = token_event(stage, index, token_text)
+            delivered = len(state.tokens)
+            if stage.stage.resume == "continue":
+                text_input, budget, skip = text + "".join(state.tokens), stage.params.max_tokens - delivered, 0
+            else:
+                text_input, budget, skip = text, stage.params.max_tokens, delivered
+            activity.logger.info(
+                "model %s attempt %d resumes at token %d (%s)",
+                model,
+                activity.info().attempt,
+                delivered,
+                stage.stage.resume,
+            )
+            if budget <= 0:
+                return  # the predecessor delivered every token and died before it could say so
+            earlier_prompts = progress.prompt_tokens
+            async for piece in self.stream(client, model, text_input, stage, budget, parameters):
+                if piece.num_input_tokens is not None:
+                    # Heartbeated with the next token: the first heartbeat must be the one with the first
+                    # offset (the SDK sends the first at once, later ones throttled).
+                    state.prompt_tokens = earlier_prompts + piece.num_input_tokens
+                state.finish_reason = piece.finish_reason or state.finish_reason
+                if not piece.text:
+                    continue
+                if skip:
+                    regenerated = state.tokens[len(state.tokens) - skip]
+                    if piece.text != regenerated:
+                        raise ApplicationError(
+                            f"model {model} declares resume: restart but regenerated {piece.text!r} where it "
+                            f"had delivered {regenerated!r}",
+                            type=NOT_REPRODUCIBLE,
+                            non_retryable=True,
+                        )
+                    skip -= 1
+                    continue
+                event = token_event(stage, len(state.tokens), piece.text)
+                state.tokens.append(piece.text)
                 if first_offset < 0:
                     # Wait for the first token's offset: it is where a successor starts reading.
                     published = await heartbeating(self.log.publish(event), details)
@@ -109,7 +214,12 @@ class InferenceActivities:
                     pending = unacknowledged(pending)
                     # send() itself waits while the producer's buffer is full (a broker away): keep beating.
                     pending.append(await heartbeating(self.log.send(event), details))
-                details = StageProgress(tokens=len(tokens), first_offset=first_offset, partition=partition)
+                details = StageProgress(
+                    tokens=len(state.tokens),
+                    first_offset=first_offset,
+                    partition=partition,
+                    prompt_tokens=state.prompt_tokens,
+                )
                 activity.heartbeat(details)
             # Every token is acknowledged by Kafka before the stage may complete.
             await heartbeating(asyncio.gather(*pending), details)
@@ -118,13 +228,13 @@ class InferenceActivities:
                 send.add_done_callback(_retrieve)
             await self.outage_over(exc, model, details)
             raise
-        finally:
-            await client.close()
-        output = "".join(tokens)
-        data = output.encode("utf-8")
-        if len(data) > self.settings.payload_threshold_bytes:
-            return StageOutput(ref=await self.store.put("stages", data), tokens=len(tokens), attempt=info.attempt)
-        return StageOutput(text=output, tokens=len(tokens), attempt=info.attempt)
+        except asyncio.CancelledError:
+            # Cancelled: what Kafka acknowledges within a moment is what the clients got.
+            if pending:
+                await asyncio.wait(pending, timeout=CANCEL_FLUSH_S)
+            for send in pending:
+                send.add_done_callback(_retrieve)
+            raise
 
     async def stream(
         self,
@@ -132,21 +242,21 @@ class InferenceActivities:
         model: str,
         text: str,
         stage: StageInput,
-        start_index: int,
+        max_tokens: int,
         parameters: dict[str, Any],
-    ) -> AsyncIterator[tuple[int, str]]:
-        """(index, text) per token; raises ApplicationError classified for the retry policy."""
+    ) -> AsyncIterator[Piece]:
+        """The model's responses; raises ApplicationError classified for the retry policy."""
         request = {
             "model_name": model,
-            "inputs": model_inputs(model, text, stage, start_index),
-            "outputs": [triton.InferRequestedOutput("TEXT"), triton.InferRequestedOutput("INDEX")],
+            "inputs": model_inputs(text, stage.params, max_tokens),
+            "outputs": [triton.InferRequestedOutput(name) for name in OUTPUTS],
             "request_id": f"{stage.job_id}/{stage.stage.name}/{uuid.uuid4().hex[:8]}",
             "parameters": parameters,
         }
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
             # One request, then half-close: the aio client cannot ask for Triton's empty final response,
-            # so the stream's clean end (gRPC OK after the last token) is what marks completion.
+            # so the stream's clean end (gRPC OK after the last response) is what marks completion.
             yield request
 
         responses = client.stream_infer(inputs_iterator=requests())
@@ -156,15 +266,8 @@ class InferenceActivities:
                     raise classify(str(error))
                 if result is None:
                     continue
-                response = result.get_response()
-                final = response.parameters.get("triton_final_response")
-                if result.as_numpy("INDEX") is None:
-                    if final is not None and final.bool_param:
-                        return
-                    continue
-                index = int(result.as_numpy("INDEX")[0])
-                raw = result.as_numpy("TEXT")[0]
-                yield index, raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                yield _piece(result)
+                final = result.get_response().parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
                     return
         except InferenceServerException as exc:
@@ -247,6 +350,20 @@ class InferenceActivities:
         while len(prefix) in found:
             prefix.append(found[len(prefix)])
         return prefix
+
+
+def _piece(result: Any) -> Piece:
+    def first(name: str) -> Any:
+        values = result.as_numpy(name)
+        return None if values is None or values.size == 0 else values.reshape(-1)[0]
+
+    raw = first("text_output")
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw or "")
+    reason = first("finish_reason")
+    reason = reason.decode("utf-8") if isinstance(reason, bytes) else str(reason or "")
+    inputs = first("num_input_tokens")
+    # vLLM says "None" (str of Python's None) until the sequence has finished.
+    return Piece(text, "" if reason == "None" else reason, None if inputs is None else int(inputs))
 
 
 def resumed_progress(heartbeat_details: Sequence[Any]) -> StageProgress:

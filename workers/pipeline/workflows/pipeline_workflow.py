@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         JobResult,
         StageInput,
         StageOutput,
+        Usage,
     )
 
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
@@ -43,6 +44,8 @@ class PipelineWorkflow:
     def __init__(self) -> None:
         self._stage = ""
         self._tokens = 0
+        self._usage = Usage()
+        self._finish_reason = ""
         self._cancel_reason = ""
         self._records: list[StageRecord] = []
         self._keeps_records = False
@@ -97,10 +100,13 @@ class PipelineWorkflow:
                     stage=self._stage,
                     error_code=code,
                     error_message=message,
+                    usage=self._usage,
                 )
             )
             raise ApplicationError(message, type=code, non_retryable=True) from error
-        result = JobResult(text=data.text, ref=data.ref, tokens=self._tokens)
+        result = JobResult(
+            text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
+        )
         self._set_status(Status.SUCCEEDED)
         await self._publish(
             EventSpec(
@@ -110,6 +116,8 @@ class PipelineWorkflow:
                 result_text=data.text,
                 result_ref=data.ref,
                 tokens=self._tokens,
+                usage=self._usage,
+                finish_reason=self._finish_reason,
             )
         )
         return result
@@ -151,6 +159,13 @@ class PipelineWorkflow:
         if stage.kind == "model":
             # The job's token count is its last model stage's: that stage's output is the result.
             self._tokens = output.tokens
+            self._usage += Usage(prompt_tokens=output.prompt_tokens, output_tokens=output.tokens)
+            self._finish_reason = output.finish_reason
+            self._update_record(index, prompt_tokens=output.prompt_tokens, finish_reason=output.finish_reason)
+        if output.finish_reason == "cancelled":
+            # The model stage stopped for the job's cancellation and reported what it had delivered.
+            self._update_record(index, attempts=output.attempt, tokens=output.tokens)
+            raise asyncio.CancelledError
         self._update_record(
             index, state=StageState.SUCCEEDED, attempts=output.attempt, end_time=workflow.now(), tokens=output.tokens
         )
@@ -189,6 +204,8 @@ class PipelineWorkflow:
                 stage=self._stage,
                 tokens=self._tokens,
                 reason=self._cancel_reason,
+                usage=self._usage,
+                finish_reason=self._finish_reason or "cancelled",
             )
         )
 
@@ -200,7 +217,7 @@ class PipelineWorkflow:
         if status in (Status.FAILED, Status.CANCELLED):
             memo |= self._records_changes()
         if status == Status.CANCELLED and self._keeps_records:
-            memo |= JobMemo(cancel_reason=self._cancel_reason).changes()
+            memo |= JobMemo(cancel_reason=self._cancel_reason, tokens_generated=self._tokens).changes()
         workflow.upsert_memo(memo)
 
     async def _publish(self, event: EventSpec) -> LogLocator:
