@@ -24,7 +24,7 @@ import numpy as np
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from stream_kit import Generation, InvalidArgument, Request, StreamingModel
+from stream_kit import Generation, InvalidArgument, Request, StreamingModel  # noqa: E402
 
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100

@@ -27,7 +27,7 @@ import numpy.typing as npt
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from stream_kit import Generation, InvalidArgument, Request, StreamingModel
+from stream_kit import Generation, InvalidArgument, Request, StreamingModel  # noqa: E402
 
 NO_REPEAT = 4  # no 4-gram of tokens appears twice in prompt + output
 PARAGRAPH = re.compile(r"\n\s*\n")
