@@ -149,6 +149,9 @@ class Supervisor:
             if self._stopping:
                 return  # stop() closes the log and cleans up
             running.log.close()
+            # What the dead child forked is still in its group (Triton's model stubs, reparented to init,
+            # holding shared memory): clear it before after_exit cleans up and a new one starts.
+            await reap_group(running.process.pid)
             if child.after_exit:
                 child.after_exit()
             if time.monotonic() - running.started_at > STABLE_AFTER_S:
@@ -183,6 +186,29 @@ class Supervisor:
         for watcher in self._watchers:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+
+
+async def reap_group(pgid: int, timeout_s: float = 5.0) -> None:
+    """SIGKILL every process left in the group `pgid` and wait until none is (not even a zombie)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not group_members(pgid):
+            return
+        await asyncio.sleep(0.05)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live pids in process group `pgid` (/proc/PID/stat: state, then ppid, then pgrp). A zombie waiting
+    for its new parent to reap it holds nothing any more, so it does not count."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(group) == pgid and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
 
 
 async def _terminate(process: asyncio.subprocess.Process, timeout_s: float) -> None:

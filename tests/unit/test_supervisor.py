@@ -163,6 +163,26 @@ async def test_stop_ends_children_and_their_process_groups(harness: Harness) -> 
     assert not any("exited" in line for line in harness.said)  # a stop is not a crash
 
 
+async def test_a_dead_childs_group_is_cleared_before_its_restart(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As when tritonserver alone is SIGKILLed: its forked helper (a model stub) would live on, reparented.
+    monkeypatch.setattr(supervisor_module, "asyncio", _FastBackoff())
+    cleared: list[bool] = []
+    grandchild_file = harness.tmp_path / "forker.ready.grandchild"
+
+    def after_exit() -> None:  # runs before the restart: the group must be empty by then
+        cleared.append(not alive(int(grandchild_file.read_text())))
+
+    await harness.supervisor.start(harness.child("forker", "fork", after_exit=after_exit))
+    leader, grandchild = harness.supervisor.pid("forker"), int(grandchild_file.read_text())
+    os.kill(leader, signal.SIGKILL)
+    await wait_for(lambda: any("restarted" in line for line in harness.said))
+    assert cleared == [True]
+    assert not alive(grandchild)
+    assert supervisor_module.group_members(leader) == []
+
+
 async def test_a_child_ignoring_sigterm_is_killed_after_the_timeout(harness: Harness) -> None:
     await harness.supervisor.start(harness.child("stubborn", "ignore-term"))
     pid = harness.supervisor.pid("stubborn")

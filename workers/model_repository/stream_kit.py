@@ -34,6 +34,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -388,11 +389,15 @@ def _exit_when_orphaned(name: str) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)
-        with contextlib.suppress(OSError):
-            arguments = open("/proc/self/cmdline", "rb").read().split(b"\0")  # noqa: SIM115
-            for region in (a.decode() for a in arguments if a.startswith(SHM_PREFIX.encode())):
-                os.unlink(f"/dev/shm/{region}")
-        print(f"{name}: the Triton server (pid {parent}) is gone; exiting", flush=True)
-        os._exit(0)
+        try:
+            with contextlib.suppress(OSError):
+                arguments = Path("/proc/self/cmdline").read_bytes().split(b"\0")
+                for region in (a.decode() for a in arguments if a.startswith(SHM_PREFIX.encode())):
+                    os.unlink(f"/dev/shm/{region}")
+            # Not Triton's logger: it talks to the dead server. Its log file may be gone too.
+            with contextlib.suppress(OSError):
+                os.write(2, f"{name}: the Triton server (pid {parent}) is gone; exiting\n".encode())
+        finally:
+            os._exit(0)
 
     threading.Thread(target=watch, name=f"{name}-parent", daemon=True).start()
