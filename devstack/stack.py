@@ -69,6 +69,11 @@ def file_ready(role: str) -> Probe:
     return probe
 
 
+def local_models(settings: Settings) -> list[str]:
+    """The pipelines' models the local Triton serves (each gets a GPU worker)."""
+    return triton.local_models(settings.model_repository, load_pipelines().models())
+
+
 def servers(settings: Settings, tools: Tools) -> list[Child]:
     """The four real servers, in the order they must start."""
     state = settings.state_dir
@@ -116,6 +121,7 @@ def servers(settings: Settings, tools: Tools) -> list[Child]:
                 settings.triton_http_port,
                 settings.triton_grpc_port,
                 settings.triton_metrics_port,
+                local_models(settings),
             ),
             http_ok(f"http://{host}:{settings.triton_http_port}/v2/health/ready"),
             env=triton.environment(tools.venv),
@@ -136,6 +142,8 @@ def services(settings: Settings) -> list[Child]:
             "job-service",
             [PYTHON, "-m", "services.job_service"],
             grpc_serving(settings.grpc_target),
+            # A pipeline whose model this machine cannot run is refused at submit, not left queued.
+            env={"JOBSTREAM_MODELS": ",".join(local_models(settings))},
             ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT")],
         ),
         Child(
@@ -144,7 +152,7 @@ def services(settings: Settings) -> list[Child]:
             file_ready("cpu-worker"),
         ),
     ]
-    for model in sorted(load_pipelines().models()):
+    for model in local_models(settings):
         role = f"gpu-worker-{model}"
         children.append(Child(role, [PYTHON, "-m", "workers.gpu_worker", "--model", model], file_ready(role)))
     children.append(

@@ -23,10 +23,12 @@ import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 TRITON_VERSION = "2.51"
@@ -177,8 +179,9 @@ def command(
     http_port: int,
     grpc_port: int,
     metrics_port: int,
+    models: list[str],
 ) -> list[str]:
-    """The tritonserver command line for the local stack (CPU-only friendly)."""
+    """The tritonserver command line for the local stack (CPU-only friendly), loading `models`."""
     return [
         str(server_binary(venv)),
         "--model-repository",
@@ -208,8 +211,10 @@ def command(
         "true",
         "--exit-timeout-secs",
         "5",
+        # Only the models this machine can run: the repository also holds GPU models (the vLLM one).
         "--model-control-mode",
-        "none",
+        "explicit",
+        *(f"--load-model={model}" for model in models),
         # The configs are complete: skip the auto-complete pass, which starts an extra Python stub
         # per model just to ask it for a config.
         "--disable-auto-complete-config",
@@ -219,6 +224,21 @@ def command(
         "--log-verbose",
         "0",
     ]
+
+
+_BACKEND = re.compile(r'^backend:\s*"([^"]+)"', re.MULTILINE)
+
+
+def local_models(repository: Path, wanted: Iterable[str]) -> list[str]:
+    """The models of `wanted` that the local Triton can run: Python-backend ones (numpy on a CPU), not
+    those of a GPU backend such as vLLM."""
+    local = []
+    for model in sorted(wanted):
+        config = repository / model / "config.pbtxt"
+        backend = _BACKEND.search(config.read_text()) if config.is_file() else None
+        if backend is not None and backend.group(1) == "python":
+            local.append(model)
+    return local
 
 
 def _shm_in_use() -> set[str]:
@@ -274,4 +294,6 @@ if __name__ == "__main__":  # pragma: no cover - manual use: print the command l
     _venv = Path(sys.prefix)
     _backends = install(Path.home() / ".cache" / "jobstream", _venv)
     print(json.dumps(environment(_venv), indent=2))
-    print(" ".join(command(_venv, _backends, Path("workers/model_repository"), "127.0.0.1", 8000, 8001, 8002)))
+    _repository = Path("workers/model_repository")
+    _models = local_models(_repository, [d.name for d in _repository.iterdir() if d.is_dir()])
+    print(" ".join(command(_venv, _backends, _repository, "127.0.0.1", 8000, 8001, 8002, _models)))

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "workers" / "model_repository", description="Triton model repository."
     )
 
+    models: str = Field(
+        "",
+        description="Models this deployment serves, comma-separated: SubmitJob refuses a pipeline that needs "
+        "another. Empty: every model the pipelines name.",
+    )
     api_keys_file: Path | None = Field(
         None, description='JSON {"keys": {API key: tenant}}; default STATE_DIR/api-keys.json.'
     )

@@ -85,6 +85,14 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     pipeline = request.pipeline or DEFAULT_PIPELINE
     if pipeline not in pipelines.names():
         raise invalid("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
+    served = {model.strip() for model in settings.models.split(",") if model.strip()}
+    missing = sorted({stage.model for stage in pipelines.resolve(pipeline) if stage.model} - served) if served else []
+    if missing:
+        raise invalid(
+            "pipeline",
+            f"{pipeline} needs the model {', '.join(missing)}, which this deployment does not serve "
+            f"(it serves {', '.join(sorted(served))})",
+        )
     which = request.WhichOneof("input")
     prompt: str | None = None
     input_ref: str | None = None

@@ -62,6 +62,10 @@ def is_jobstream(service: dict[str, Any]) -> bool:
     return "build" in service
 
 
+def loaded_models(triton: dict[str, Any]) -> list[str]:
+    return [flag for flag in command(triton) if flag.startswith("--load-model=")] if triton else []
+
+
 def is_one_shot(service: dict[str, Any]) -> bool:
     return service.get("restart") == "no"
 
@@ -141,6 +145,8 @@ def check_variables(compose: Compose) -> list[str]:
                 problems.append(f"{name}: {variable} is not a Settings field")
         for field, target in SERVER_HOSTS.items():
             value = service.get("environment", {}).get(f"JOBSTREAM_{field.upper()}")
+            if field == "triton_host" and "gpu" in service.get("profiles", []):
+                target = "triton-vllm"  # the GPU profile's model runs on the vLLM Triton
             if is_jobstream(service) and value != target:
                 problems.append(f"{name}: JOBSTREAM_{field.upper()} is {value!r}, not the {target} service")
         # A server bound to the container's loopback cannot be reached through its published port.
@@ -158,6 +164,9 @@ def check_variables(compose: Compose) -> list[str]:
         if field == "stream_token_secret":
             # Empty means "generated into STATE_DIR", which the containers do not share: one must be given.
             want = fallback or "a non-empty secret"
+        elif field == "models":
+            # Empty means every model the pipelines name; without the gpu profile, the CPU Triton's.
+            want = ",".join(flag.removeprefix("--load-model=") for flag in loaded_models(services(compose)["triton"]))
         elif field == "public_bridge_url":
             # Empty means http://HOST:BRIDGE_PORT; spelled out here.
             want = f"http://{default('host')}:{default('bridge_port')}"
@@ -237,8 +246,12 @@ def check_models(compose: Compose) -> list[str]:
             served[model] = name
             if name != f"gpu-worker-{model}":
                 problems.append(f"{name} serves {model}")
-            if service.get("depends_on", {}).get("triton", {}).get("condition") != "service_healthy":
+            # It waits for the Triton it talks to, and that one loads its model.
+            triton_name = service["environment"].get("JOBSTREAM_TRITON_HOST")
+            if service.get("depends_on", {}).get(triton_name, {}).get("condition") != "service_healthy":
                 problems.append(f"{name} does not wait for a healthy Triton")
+            if f"--load-model={model}" not in loaded_models(svc.get(triton_name, {})):
+                problems.append(f"{name}'s Triton ({triton_name}) does not load {model}")
     if set(served) != load_pipelines().models():
         problems.append(f"GPU workers serve {sorted(served)}; the pipelines need {sorted(load_pipelines().models())}")
     triton = svc["triton"]

@@ -86,6 +86,16 @@ def test_unknown_pipeline(pipelines: Pipelines, settings: Settings) -> None:
     assert len(str(long)) < 1000  # an attacker's name is not echoed whole
 
 
+def test_a_pipeline_whose_model_is_not_served_is_refused(pipelines: Pipelines, settings: Settings) -> None:
+    local = settings.model_copy(update={"models": "tinylm, keywords"})
+    error = refused(SubmitJobRequest(pipeline="generate-vllm", prompt="Hi"), pipelines, local)
+    assert (error.code, error.field) == (INVALID, "pipeline")
+    assert "opt125m" in str(error)
+    assert check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="Hi"), pipelines, local)
+    # Unset: every model the pipelines name is served (a deployment with the GPU model).
+    assert check_submit(SubmitJobRequest(pipeline="generate-vllm", prompt="Hi"), pipelines, settings)
+
+
 def test_prompt_size_counts_utf8_bytes(pipelines: Pipelines, settings: Settings) -> None:
     assert check_submit(SubmitJobRequest(prompt="x" * 16), pipelines, settings).prompt == "x" * 16
     error = refused(SubmitJobRequest(prompt="\u00e9" * 9), pipelines, settings)  # 9 characters, 18 bytes

@@ -62,9 +62,8 @@ def _tensor(name: str, value: Any, dtype: Any, triton_type: str) -> triton.Infer
     return tensor
 
 
-def model_inputs(text: str, params: GenerationParams, max_tokens: int) -> list[triton.InferInput]:
-    """A streaming request in the vLLM backend's contract: the text to continue and vLLM's sampling
-    parameters, the output without the input, and the optional outputs usage is counted from."""
+def sampling_parameters(params: GenerationParams, max_tokens: int) -> dict[str, Any]:
+    """The job's parameters as vLLM's SamplingParams fields."""
     sampling: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": params.temperature,
@@ -73,6 +72,13 @@ def model_inputs(text: str, params: GenerationParams, max_tokens: int) -> list[t
     }
     if params.stop:
         sampling["stop"] = list(params.stop)
+    return sampling
+
+
+def model_inputs(text: str, params: GenerationParams, max_tokens: int) -> list[triton.InferInput]:
+    """A streaming request in the vLLM backend's contract: the text to continue and vLLM's sampling
+    parameters, the output without the input, and the optional outputs usage is counted from."""
+    sampling = sampling_parameters(params, max_tokens)
     return [
         _tensor("text_input", text.encode("utf-8"), np.object_, "BYTES"),
         _tensor("stream", True, np.bool_, "BOOL"),
