@@ -199,10 +199,9 @@ class StreamingModel(ABC):
                 f"temperature={request.sampling.temperature} attempt={request.attempt}"
             )
             pieces: list[str] = []
-            reason = "length"
-            tokens = _with_stop(itertools.islice(generation.tokens, request.sampling.max_tokens), request.sampling)
-            pending: tuple[str, str | None] | None = None
-            for text, stopped in tokens:
+            reason = ""
+            limit = request.sampling.max_tokens
+            for text, stopped in _with_stop(itertools.islice(generation.tokens, limit), request.sampling):
                 if request.token_delay_s > 0:
                     self.stopping.wait(request.token_delay_s)  # the emulated GPU time of this token
                 if self.stopping.is_set():
@@ -213,8 +212,6 @@ class StreamingModel(ABC):
                     sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                     return
                 if sent == request.fail_at_token and request.attempt <= request.fail_attempts:
-                    if pending is not None and request.stream:
-                        sender.send(self._response(request, generation, pending[0], None))  # tokens before it
                     pb_utils.Logger.log_warn(f"{tag} injected OOM at token {sent} (attempt {request.attempt})")
                     _finish_with_error(
                         sender,
@@ -223,25 +220,24 @@ class StreamingModel(ABC):
                         pb_utils.TritonError.UNAVAILABLE,
                     )
                     return
-                # One token of look-ahead: the last token's response is the one flagged final, as vLLM does.
-                if pending is not None and request.stream:
-                    sender.send(self._response(request, generation, pending[0], None))
-                pending = (text, stopped)
                 pieces.append(text)
                 sent += 1
-                if stopped is not None:
-                    reason = "stop"
+                reason = "stop" if stopped is not None else "length" if sent == limit else ""
+                # Sent at once; the last one (known at max_tokens or at a stop sequence) flagged final, as
+                # vLLM does.
+                if request.stream and (text or reason):
+                    flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason else 0
+                    sender.send(self._response(request, generation, text, reason or None), flags=flags)
+                if reason:
                     break
-            else:
-                if sent < request.sampling.max_tokens:
-                    reason = "stop"  # the model ended by itself (its end-of-sequence)
-            final_text = (pending[0] if pending else "") if request.stream else "".join(pieces)
-            if not request.stream and request.include_input:
-                final_text = request.text + final_text
-            sender.send(
-                self._response(request, generation, final_text, reason, tokens=1 if request.stream else sent),
-                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-            )
+            final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+            if not reason:
+                reason = "stop"  # the model ended by itself (its end of sequence) before max_tokens
+                if request.stream:
+                    sender.send(self._response(request, generation, "", reason), flags=final)
+            if not request.stream:
+                whole = (request.text if request.include_input else "") + "".join(pieces)
+                sender.send(self._response(request, generation, whole, reason, tokens=sent), flags=final)
             pb_utils.Logger.log_info(f"{tag} done, {sent} tokens, finish_reason={reason}")
         except Exception as exc:
             pb_utils.Logger.log_error(f"{tag} failed after {sent} tokens: {exc!r}")
