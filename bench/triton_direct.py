@@ -59,9 +59,7 @@ async def tinylm_stream(
         text = "" if raw is None or raw.size == 0 else raw.reshape(-1)[0].decode("utf-8")
         if text:
             yield text
-        final = result.get_response().parameters.get("triton_final_response")
-        if final is not None and final.bool_param:
-            return
+        # The stream ends by itself after the final response (the request side is already closed).
 
 
 async def direct_stream(

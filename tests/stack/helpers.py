@@ -197,9 +197,6 @@ async def triton_responses(
                 value = result.as_numpy(output.name).reshape(-1)[0]
                 outputs[output.name] = value.decode("utf-8") if isinstance(value, bytes) else int(value)
             responses.append(outputs)
-            final = result.get_response().parameters.get("triton_final_response")
-            if final is not None and final.bool_param:
-                break
     finally:
         await client.close()
     return responses
