@@ -9,6 +9,7 @@ of the comparison. The benchmark runs the worker in-process on its own task queu
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,6 +78,10 @@ class StreamActivities:
                     topic.publish(StreamedToken(count, text, time.time()), force_flush=True)
                     count += 1
                     activity.heartbeat()
+                # Let the flusher pick up the last force_flush before __aexit__ cancels it: on Python 3.11
+                # asyncio.wait_for can swallow a cancel that lands as its wait completes (fixed in 3.12),
+                # and the stream's exit then waits for a flusher that never stops (the quick bench stalled).
+                await asyncio.sleep(0.05)
         finally:
             await client.close()
         return count
