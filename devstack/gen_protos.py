@@ -9,6 +9,7 @@ grpcio-tools give identical bytes (tests/unit/test_protos_current.py relies on t
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -81,10 +82,19 @@ SERVICER_DOC = """Server-side base class: override the methods, with plain metho
 or `async def` for grpc.aio.server(). A method left alone answers UNIMPLEMENTED."""
 
 
+def googleapis_root() -> Path:
+    """Where the googleapis-common-protos package keeps google/api/*.proto (the HTTP annotations)."""
+    spec = importlib.util.find_spec("google.api.annotations_pb2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("gen-protos: googleapis-common-protos is not installed (uv sync)")
+    return Path(spec.origin).parents[2]
+
+
 def protoc(*args: str) -> None:
     # Relative paths from inside protos/, so the output does not depend on the checkout's location;
     # `-m grpc_tools.protoc` (unlike grpc_tools.protoc.main) adds the well-known types to the include path.
-    if subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".", *args], cwd=PROTOS).returncode:
+    command = [sys.executable, "-m", "grpc_tools.protoc", "-I", ".", "-I", str(googleapis_root()), *args]
+    if subprocess.run(command, cwd=PROTOS).returncode:
         raise SystemExit("gen-protos: protoc failed")
 
 

@@ -69,6 +69,9 @@ def file_ready(role: str) -> Probe:
     return probe
 
 
+LOOPBACK_ORIGINS = "http://127.0.0.1:*,http://localhost:*"
+
+
 def local_models(settings: Settings) -> list[str]:
     """The pipelines' models the local Triton serves (each gets a GPU worker)."""
     return triton.local_models(settings.model_repository, load_pipelines().models())
@@ -160,6 +163,8 @@ def services(settings: Settings) -> list[Child]:
             "sse-bridge",
             [PYTHON, "-m", "sse_bridge"],
             http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
+            # A front end's development server on any loopback port may call the local stack.
+            env={"JOBSTREAM_CORS_ORIGINS": settings.cors_origins or LOOPBACK_ORIGINS},
             ports=[(settings.bridge_port, "JOBSTREAM_BRIDGE_PORT")],
         )
     )

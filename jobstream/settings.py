@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "workers" / "model_repository", description="Triton model repository."
     )
 
+    cors_origins: str = Field(
+        "",
+        description="Origins a browser may call the HTTP API and read streams from, comma-separated; `*` matches "
+        "a port or a host part (http://127.0.0.1:*). Empty: same origin only.",
+    )
+    sse_send_timeout_s: int = Field(
+        30, description="An SSE client that takes longer than this to accept a write is disconnected (seconds)."
+    )
     models: str = Field(
         "",
         description="Models this deployment serves, comma-separated: SubmitJob refuses a pipeline that needs "

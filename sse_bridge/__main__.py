@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import grpc
 import uvicorn
 
 from jobstream.event_stream import EventStream
@@ -15,6 +16,7 @@ from jobstream.settings import get_settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import connect
 from sse_bridge.app import Bridge, create_app
+from sse_bridge.http_api import HttpApi
 
 
 @contextlib.asynccontextmanager
@@ -24,7 +26,15 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     stream = EventStream(settings, directory.locate, directory.final_event)
     await stream.start()
     try:
-        yield Bridge(stream, directory, StreamTokens(settings), settings.sse_keepalive_s)
+        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+            yield Bridge(
+                stream,
+                directory,
+                StreamTokens(settings),
+                settings.sse_keepalive_s,
+                api=HttpApi(channel, max_body_bytes=2 * settings.max_input_bytes),
+                send_timeout_s=settings.sse_send_timeout_s,
+            )
     finally:
         await stream.stop()
 
@@ -33,7 +43,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sse-bridge %(levelname)s %(message)s")
     settings = get_settings()
     uvicorn.run(
-        create_app(open_bridge),
+        create_app(open_bridge, settings.cors_origins),
         host=settings.bind_address,
         port=settings.bridge_port,
         log_level="warning",

@@ -1,7 +1,9 @@
-"""The SSE bridge: `GET /v1/jobs/{job_id}/events` turns a job's event log into Server-Sent Events."""
+"""The bridge, jobstream's one HTTP process: `GET /v1/jobs/{job_id}/events` turns a job's event log into
+Server-Sent Events, and the JobService's RPCs are served over HTTP/JSON (sse_bridge/http_api.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
@@ -10,18 +12,27 @@ from typing import Any
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.event_log import event_json
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
+from sse_bridge import http_api
+from sse_bridge.http_api import HttpApi
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 KEEPALIVE_S = 15
+# EventSource waits this long before it reconnects (browsers default to about 3 s).
+RETRY_MS = 1000
+TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
+TRANSIENT_RETRY_S = 1.0
 
 
 def problem(status: int, code: str, message: str, **extra: str) -> JSONResponse:
@@ -30,12 +41,20 @@ def problem(status: int, code: str, message: str, **extra: str) -> JSONResponse:
 
 class Bridge:
     def __init__(
-        self, stream: EventStream, directory: JobDirectory, tokens: StreamTokens, keepalive_s: int = KEEPALIVE_S
+        self,
+        stream: EventStream,
+        directory: JobDirectory,
+        tokens: StreamTokens,
+        keepalive_s: int = KEEPALIVE_S,
+        api: HttpApi | None = None,
+        send_timeout_s: float | None = None,
     ) -> None:
         self.stream = stream
         self.directory = directory
         self.tokens = tokens
         self.keepalive_s = keepalive_s
+        self.api = api
+        self.send_timeout_s = send_timeout_s
 
     async def events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -54,14 +73,41 @@ class Bridge:
         after = request.query_params.get("after") or request.headers.get("last-event-id", "")
         if after and not cursors.is_valid(after):
             return problem(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
-        if await self.directory.tenant(job_id) != grant.tenant:
-            return problem(404, "not_found", f"job {job_id} not found")
-        return EventSourceResponse(self._render(job_id, after), ping=self.keepalive_s)
+        if after == cursors.terminal():
+            # The story has ended and the client has all of it: 204 is what makes EventSource stop.
+            return Response(status_code=204)
+        try:
+            owner: str | None = await self.directory.tenant(job_id)
+        except RPCError as exc:
+            if exc.status not in TRANSIENT:
+                raise
+            owner = None  # Temporal is away: hold the stream and ask again (below), never a 5xx
+        else:
+            if owner != grant.tenant:
+                return problem(404, "not_found", f"job {job_id} not found")
+        return EventSourceResponse(
+            self._render(job_id, after, grant.tenant, checked=owner is not None),
+            ping=self.keepalive_s,
+            send_timeout=self.send_timeout_s,
+        )
 
-    async def _render(self, job_id: str, after: str) -> AsyncIterator[dict[str, Any]]:
+    async def _render(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncIterator[dict[str, Any]]:
+        yield {"retry": RETRY_MS}
+        if not checked and not await self._owned_once_reachable(job_id, tenant):
+            return
         with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
             async for event in self.stream.watch(job_id, after):
                 yield {"id": event.id, "event": event.type, "data": event_json(event)}
+
+    async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
+        """Ask Temporal until it answers (the response's pings keep the connection meanwhile)."""
+        while True:
+            try:
+                return await self.directory.tenant(job_id) == tenant
+            except RPCError as exc:
+                if exc.status not in TRANSIENT:
+                    raise
+            await asyncio.sleep(TRANSIENT_RETRY_S)
 
 
 async def healthz(_: Request) -> Response:
@@ -82,15 +128,33 @@ async def events(request: Request) -> Response:
     return await bridge.events(request)
 
 
-def create_app(open_bridge: Callable[[], contextlib.AbstractAsyncContextManager[Bridge]]) -> Starlette:
+def create_app(
+    open_bridge: Callable[[], contextlib.AbstractAsyncContextManager[Bridge]], cors_origins: str = ""
+) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_bridge() as bridge:
             app.state.bridge = bridge
+            app.state.api = bridge.api
             yield
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/v1/jobs/{job_id}/events", events)],
+        routes=[Route("/healthz", healthz), Route("/v1/jobs/{job_id}/events", events), *http_api.routes()],
+        middleware=[cors(cors_origins)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
+    )
+
+
+def cors(origins: str) -> Middleware:
+    """CORS for the API and the streams: the origins of a setting, `*` standing for a port or a host part."""
+    patterns = [origin.strip() for origin in origins.split(",") if origin.strip()]
+    regex = "|".join(re.escape(origin).replace(r"\*", "[A-Za-z0-9-]+") for origin in patterns)
+    return Middleware(
+        CORSMiddleware,
+        allow_origin_regex=f"^(?:{regex})$" if regex else None,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        expose_headers=["Location"],
+        max_age=600,
     )

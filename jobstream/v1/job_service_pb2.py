@@ -22,43 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from jobstream.v1 import event_pb2 as jobstream_dot_v1_dot_event__pb2
 from jobstream.v1 import job_pb2 as jobstream_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobstream/v1/job_service.proto\x12\x0cjobstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobstream/v1/event.proto\x1a\x16jobstream/v1/job.proto\"\x9d\x01\n\x10SubmitJobRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_ref\x18\x03 \x01(\tH\x00\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.jobstream.v1.GenerationParams\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x07\n\x05input\"v\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\x12\n\nevents_url\x18\x03 \x01(\t\x12\x14\n\x0cstream_token\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"a\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.jobstream.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"9\n\x10WatchJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobEvent\"=\n\x13\x43reateUploadRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"n\n\x14\x43reateUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x11\n\tinput_ref\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xdc\x03\n\nJobService\x12L\n\tSubmitJob\x12\x1e.jobstream.v1.SubmitJobRequest\x1a\x1f.jobstream.v1.SubmitJobResponse\x12\x43\n\x06GetJob\x12\x1b.jobstream.v1.GetJobRequest\x1a\x1c.jobstream.v1.GetJobResponse\x12I\n\x08ListJobs\x12\x1d.jobstream.v1.ListJobsRequest\x1a\x1e.jobstream.v1.ListJobsResponse\x12L\n\tCancelJob\x12\x1e.jobstream.v1.CancelJobRequest\x1a\x1f.jobstream.v1.CancelJobResponse\x12K\n\x08WatchJob\x12\x1d.jobstream.v1.WatchJobRequest\x1a\x1e.jobstream.v1.WatchJobResponse0\x01\x12U\n\x0c\x43reateUpload\x12!.jobstream.v1.CreateUploadRequest\x1a\".jobstream.v1.CreateUploadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobstream/v1/job_service.proto\x12\x0cjobstream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobstream/v1/event.proto\x1a\x16jobstream/v1/job.proto\"\x9d\x01\n\x10SubmitJobRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_ref\x18\x03 \x01(\tH\x00\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.jobstream.v1.GenerationParams\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x07\n\x05input\"v\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\x12\n\nevents_url\x18\x03 \x01(\t\x12\x14\n\x0cstream_token\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"a\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.jobstream.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"9\n\x10WatchJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobEvent\"=\n\x13\x43reateUploadRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"n\n\x14\x43reateUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x11\n\tinput_ref\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfc\x04\n\nJobService\x12\x61\n\tSubmitJob\x12\x1e.jobstream.v1.SubmitJobRequest\x1a\x1f.jobstream.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12^\n\x06GetJob\x12\x1b.jobstream.v1.GetJobRequest\x1a\x1c.jobstream.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12[\n\x08ListJobs\x12\x1d.jobstream.v1.ListJobsRequest\x1a\x1e.jobstream.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12q\n\tCancelJob\x12\x1e.jobstream.v1.CancelJobRequest\x1a\x1f.jobstream.v1.CancelJobResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/jobs/{job_id}:cancel:\x01*\x12l\n\x08WatchJob\x12\x1d.jobstream.v1.WatchJobRequest\x1a\x1e.jobstream.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}:watch0\x01\x12m\n\x0c\x43reateUpload\x12!.jobstream.v1.CreateUploadRequest\x1a\".jobstream.v1.CreateUploadResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/uploads:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobstream.v1.job_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITJOBREQUEST']._serialized_start=164
-  _globals['_SUBMITJOBREQUEST']._serialized_end=321
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=323
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=441
-  _globals['_GETJOBREQUEST']._serialized_start=443
-  _globals['_GETJOBREQUEST']._serialized_end=474
-  _globals['_GETJOBRESPONSE']._serialized_start=476
-  _globals['_GETJOBRESPONSE']._serialized_end=524
-  _globals['_LISTJOBSREQUEST']._serialized_start=526
-  _globals['_LISTJOBSREQUEST']._serialized_end=623
-  _globals['_LISTJOBSRESPONSE']._serialized_start=625
-  _globals['_LISTJOBSRESPONSE']._serialized_end=701
-  _globals['_CANCELJOBREQUEST']._serialized_start=703
-  _globals['_CANCELJOBREQUEST']._serialized_end=753
-  _globals['_CANCELJOBRESPONSE']._serialized_start=755
-  _globals['_CANCELJOBRESPONSE']._serialized_end=806
-  _globals['_WATCHJOBREQUEST']._serialized_start=808
-  _globals['_WATCHJOBREQUEST']._serialized_end=856
-  _globals['_WATCHJOBRESPONSE']._serialized_start=858
-  _globals['_WATCHJOBRESPONSE']._serialized_end=915
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=917
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=978
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=980
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1090
-  _globals['_JOBSERVICE']._serialized_start=1093
-  _globals['_JOBSERVICE']._serialized_end=1569
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._serialized_options = b'\202\323\344\223\002\r\"\010/v1/jobs:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/jobs/{job_id}'
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/jobs'
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/jobs/{job_id}:cancel:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/jobs/{job_id}:watch'
+  _globals['_JOBSERVICE'].methods_by_name['CreateUpload']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['CreateUpload']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/uploads:\001*'
+  _globals['_SUBMITJOBREQUEST']._serialized_start=194
+  _globals['_SUBMITJOBREQUEST']._serialized_end=351
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=353
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=471
+  _globals['_GETJOBREQUEST']._serialized_start=473
+  _globals['_GETJOBREQUEST']._serialized_end=504
+  _globals['_GETJOBRESPONSE']._serialized_start=506
+  _globals['_GETJOBRESPONSE']._serialized_end=554
+  _globals['_LISTJOBSREQUEST']._serialized_start=556
+  _globals['_LISTJOBSREQUEST']._serialized_end=653
+  _globals['_LISTJOBSRESPONSE']._serialized_start=655
+  _globals['_LISTJOBSRESPONSE']._serialized_end=731
+  _globals['_CANCELJOBREQUEST']._serialized_start=733
+  _globals['_CANCELJOBREQUEST']._serialized_end=783
+  _globals['_CANCELJOBRESPONSE']._serialized_start=785
+  _globals['_CANCELJOBRESPONSE']._serialized_end=836
+  _globals['_WATCHJOBREQUEST']._serialized_start=838
+  _globals['_WATCHJOBREQUEST']._serialized_end=886
+  _globals['_WATCHJOBRESPONSE']._serialized_start=888
+  _globals['_WATCHJOBRESPONSE']._serialized_end=945
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=947
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1008
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1010
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1120
+  _globals['_JOBSERVICE']._serialized_start=1123
+  _globals['_JOBSERVICE']._serialized_end=1759
 # @@protoc_insertion_point(module_scope)

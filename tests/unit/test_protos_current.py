@@ -4,6 +4,7 @@ and the .proto sources pass `buf lint` (STANDARD rules, buf.yaml) and `buf forma
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devstack import buf
+from devstack.gen_protos import googleapis_root
 from jobstream.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,15 +61,28 @@ def _buf() -> Path:
     return found
 
 
-def _run_buf(*args: str) -> None:
+def _run_buf(workspace: Path, *args: str) -> None:
     command = [str(_buf()), *args]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=workspace, capture_output=True, text=True)
     assert done.returncode == 0, f"`buf {' '.join(args)}` failed ({done.returncode}):\n{done.stdout}{done.stderr}"
 
 
-def test_buf_lint() -> None:
-    _run_buf("lint")
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """buf.yaml and protos/, plus google/api/*.proto from the installed googleapis-common-protos as a second
+    module (what gen-protos compiles with): no network registry."""
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    deps = tmp_path / "third_party" / "google" / "api"
+    deps.mkdir(parents=True)
+    for name in ("annotations.proto", "http.proto"):
+        shutil.copy(googleapis_root() / "google" / "api" / name, deps / name)
+    return tmp_path
 
 
-def test_buf_format() -> None:
-    _run_buf("format", "--diff", "--exit-code")
+def test_buf_lint(workspace: Path) -> None:
+    _run_buf(workspace, "lint", "protos")
+
+
+def test_buf_format(workspace: Path) -> None:
+    _run_buf(workspace, "format", "protos", "--diff", "--exit-code")

@@ -19,7 +19,7 @@ from jobstream.job_directory import JobDirectory
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1.event_pb2 import JobEvent
-from sse_bridge.app import Bridge, create_app
+from sse_bridge.app import RETRY_MS, Bridge, create_app
 
 JOB = "job_" + "a" * 26
 OTHER_JOB = "job_" + "b" * 26
@@ -121,6 +121,9 @@ async def test_an_idle_stream_gets_keep_alive_comments_and_the_watcher_is_releas
         assert start["status"] == 200
         headers = {k.decode(): v.decode() for k, v in start["headers"]}
         assert headers["content-type"].startswith("text/event-stream")
+        # First the reconnection delay for EventSource, then only keep-alives.
+        hint = await asyncio.wait_for(sent.get(), 5)
+        assert hint["body"].decode().splitlines() == [f"retry: {RETRY_MS}", ""]
         comments: list[float] = []
         async with asyncio.timeout(10):
             while len(comments) < 2:

@@ -1,0 +1,167 @@
+"""The JobService over HTTP/JSON: each RPC's `google.api.http` annotation (protos/jobstream/v1) becomes a
+route here, transcoded to a gRPC call to the JobService, so the logic lives once, in the JobService. Envoy's
+gRPC-JSON transcoder or grpc-gateway can serve the same routes from the same annotations in production.
+
+JSON follows proto3 JSON mapping (lowerCamelCase out; either spelling in). Errors are
+`{"error": {"code", "message", "field"?}}` with the HTTP status Google's API design guide gives each gRPC
+code. `POST /v1/jobs` answers 202 Accepted with `Location: /v1/jobs/{job_id}`; the `Idempotency-Key`
+header is the request's `idempotency_key`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.api import annotations_pb2
+from google.protobuf import json_format
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jobstream.v1 import job_service_pb2
+from jobstream.v1.job_service_pb2_grpc import JobServiceStub
+
+# https://cloud.google.com/apis/design/errors#handling_errors
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+# The JobService says which field is at fault as "field: message" (services/job_service/validation.py).
+FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
+UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
+CALL_TIMEOUT_S = 30.0
+# The routes that stream (WatchJob) are served as Server-Sent Events at /v1/jobs/{job_id}/events instead.
+SKIPPED = frozenset({"WatchJob"})
+
+
+def error(status: int, code: str, message: str, field: str = "") -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One RPC's HTTP mapping, read from its annotation."""
+
+    method: str  # GET or POST
+    path: str  # Starlette's path template, e.g. /v1/jobs/{job_id}:cancel
+    body: str  # "*" (the whole request) or ""
+    rpc: MethodDescriptor
+
+
+def bindings() -> list[Binding]:
+    found = []
+    for rpc in job_service_pb2.DESCRIPTOR.services_by_name["JobService"].methods:
+        if rpc.name in SKIPPED:
+            continue
+        rule = rpc.GetOptions().Extensions[annotations_pb2.http]
+        verb = rule.WhichOneof("pattern")
+        if verb is None:
+            continue
+        found.append(Binding(verb.upper(), getattr(rule, verb), rule.body, rpc))
+    return found
+
+
+def routes() -> list[Route]:
+    """One route per annotated RPC; each calls the app's HttpApi (built with the app's gRPC channel)."""
+
+    def endpoint(binding: Binding) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            api: HttpApi = request.app.state.api
+            return await api.call(binding, request)
+
+        return handle
+
+    return [Route(b.path, endpoint(b), methods=[b.method]) for b in bindings()]
+
+
+class HttpApi:
+    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int) -> None:
+        self.stub = JobServiceStub(channel)
+        self.max_body_bytes = max_body_bytes
+
+    async def call(self, binding: Binding, request: Request) -> Response:
+        message = GetMessageClass(binding.rpc.input_type)()
+        problem = await self.fill(message, request, binding)
+        if problem is not None:
+            return problem
+        metadata = [("authorization", request.headers.get("authorization", ""))]
+        try:
+            reply: Message = await getattr(self.stub, binding.rpc.name)(
+                message, metadata=metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            return rpc_error(exc)
+        body = json_format.MessageToDict(reply)
+        if binding.rpc.name == "SubmitJob":
+            return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['jobId']}"})
+        return JSONResponse(body)
+
+    async def fill(self, message: Message, request: Request, binding: Binding) -> Response | None:
+        """Body, query and path into the request message; a 4xx response if they do not fit it."""
+        try:
+            if binding.body == "*":
+                raw = await request.body()
+                if len(raw) > self.max_body_bytes:
+                    return error(413, "resource_exhausted", f"the body is over {self.max_body_bytes} bytes")
+                data = json.loads(raw) if raw.strip() else {}
+                if not isinstance(data, dict):
+                    return error(400, "invalid_argument", "the body must be a JSON object")
+            else:
+                data = {key: _query_value(message, key, value) for key, value in request.query_params.items()}
+            data.update(request.path_params)
+            json_format.ParseDict(data, message)
+        except json.JSONDecodeError as exc:
+            return error(400, "invalid_argument", f"the body is not JSON: {exc.msg} (at {exc.pos})")
+        except json_format.ParseError as exc:
+            unknown = UNKNOWN_FIELD.search(str(exc))
+            return error(400, "invalid_argument", str(exc), unknown.group(1) if unknown else "")
+        key = request.headers.get("idempotency-key")
+        if key is not None and binding.rpc.name == "SubmitJob":
+            if message.idempotency_key and message.idempotency_key != key:  # type: ignore[attr-defined]
+                return error(400, "invalid_argument", "Idempotency-Key differs from idempotencyKey", "idempotency_key")
+            message.idempotency_key = key  # type: ignore[attr-defined]
+        return None
+
+
+def _query_value(message: Message, key: str, value: str) -> Any:
+    """A query parameter as its field's JSON value: numbers for integer fields, enum names as given (a short
+    status such as `succeeded` is accepted too)."""
+    field = next((f for f in message.DESCRIPTOR.fields if key in (f.name, f.json_name)), None)
+    if field is None:
+        return value
+    if field.enum_type is not None and value and not value.isdigit():
+        prefix = "JOB_STATUS_" if field.enum_type.name == "JobStatus" else ""
+        name = value.upper()
+        return name if name in field.enum_type.values_by_name else prefix + name
+    if field.cpp_type in (field.CPPTYPE_INT32, field.CPPTYPE_INT64, field.CPPTYPE_UINT32, field.CPPTYPE_UINT64):
+        return int(value) if value.lstrip("-").isdigit() else value
+    return value
+
+
+def rpc_error(exc: grpc.aio.AioRpcError) -> JSONResponse:
+    code = exc.code()
+    message = exc.details() or code.name
+    match = FIELD.match(message)
+    return error(HTTP_STATUS.get(code, 500), code.name.lower(), message, match.group(1) if match else "")
