@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from devstack import buf, grpcurl, kafka, minio, temporal_server, triton
+from devstack import buf, chromium, grpcurl, kafka, minio, temporal_server, triton
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 from workers.tinylm import train
 
@@ -68,7 +68,7 @@ def ensure(settings: Settings | None = None, quiet: bool = False) -> Tools:
     cache = settings.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     venv = Path(sys.prefix)
-    steps = 7
+    steps = 8
     temporal_bin = _step(
         1, steps, f"Temporal CLI {temporal_server.TEMPORAL_CLI_VERSION}", lambda: temporal_server.install(cache), quiet
     )
@@ -78,6 +78,7 @@ def ensure(settings: Settings | None = None, quiet: bool = False) -> Tools:
     grpcurl_bin = _step(5, steps, f"grpcurl {grpcurl.GRPCURL_VERSION}", lambda: grpcurl.install(cache), quiet)
     buf_bin = _step(6, steps, f"buf {buf.BUF_VERSION}", lambda: buf.install(cache), quiet)
     _step(7, steps, "language models (trained on the shipped corpus)", lambda: _train_models(settings), quiet)
+    _step(8, steps, "chromium (for the browser tests)", chromium.install, quiet)
     return Tools(venv, temporal_bin, minio_bin, kafka_libs, backends, grpcurl_bin, buf_bin)
 
 

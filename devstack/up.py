@@ -20,7 +20,8 @@ def banner(settings: Settings, api_key: str) -> str:
         [
             "jobstream is up:",
             f"  JobService (gRPC)   {settings.grpc_target}",
-            f"  SSE bridge          {settings.bridge_url}/v1/jobs/{{job_id}}/events",
+            f"  live page           {settings.bridge_url}/#key={api_key}",
+            f"  HTTP API + SSE      {settings.bridge_url}/v1/jobs   {settings.bridge_url}/v1/jobs/{{job_id}}/events",
             f"  Temporal            {settings.temporal_address}   Web UI http://{host}:{settings.temporal_ui_port}",
             f"  Kafka               {settings.kafka_bootstrap}   topic {settings.events_topic}",
             f"  MinIO               http://{settings.minio_endpoint}   console "
@@ -32,6 +33,8 @@ def banner(settings: Settings, api_key: str) -> str:
             f"  grpcurl -plaintext {settings.grpc_target} list",
             f'  grpcurl -plaintext -H "authorization: Bearer {api_key}" '
             f'-d \'{{"prompt": "It is a truth"}}\' {settings.grpc_target} jobstream.v1.JobService/SubmitJob',
+            f'  curl -i -H "Authorization: Bearer {api_key}" -d \'{{"prompt": "It is a truth"}}\' '
+            f"{settings.bridge_url}/v1/jobs",
             "Ctrl-C stops everything.",
         ]
     )

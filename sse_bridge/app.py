@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -15,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,6 +25,7 @@ from jobstream import cursors
 from jobstream.event_log import event_json
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
+from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 from sse_bridge import http_api
 from sse_bridge.http_api import HttpApi
@@ -33,6 +36,8 @@ KEEPALIVE_S = 15
 RETRY_MS = 1000
 TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRY_S = 1.0
+# `generate` first: the page's default.
+PIPELINES = sorted(load_pipelines().names(), key=lambda name: (name != "generate", name.startswith("drill"), name))
 
 
 def problem(status: int, code: str, message: str, **extra: str) -> JSONResponse:
@@ -110,6 +115,15 @@ class Bridge:
             await asyncio.sleep(TRANSIENT_RETRY_S)
 
 
+PAGE = Path(__file__).with_name("page.html")
+
+
+async def page(_: Request) -> Response:
+    """The live page: submit a job and watch it stream (plain HTML and JavaScript, no build step)."""
+    options = "".join(f'<option value="{html.escape(name)}">{html.escape(name)}</option>' for name in PIPELINES)
+    return HTMLResponse(PAGE.read_text().replace("{{PIPELINE_OPTIONS}}", options))
+
+
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -139,7 +153,12 @@ def create_app(
             yield
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/v1/jobs/{job_id}/events", events), *http_api.routes()],
+        routes=[
+            Route("/", page),
+            Route("/healthz", healthz),
+            Route("/v1/jobs/{job_id}/events", events),
+            *http_api.routes(),
+        ],
         middleware=[cors(cors_origins)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,

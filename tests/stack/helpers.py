@@ -538,6 +538,7 @@ TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled"})
 class Followed:
     events: list[SseEvent]
     connections: int  # 1 when the stream never broke
+    statuses: tuple[int, ...] = ()  # each connection's HTTP status, in order
 
 
 async def follow_reconnecting(
@@ -556,6 +557,7 @@ async def follow_reconnecting(
     parser_last = ""
     events: list[SseEvent] = []
     connections = 0
+    statuses: list[int] = []
     async with asyncio.timeout(timeout_s):
         while True:
             headers = {"last-event-id": parser_last} if parser_last else {}
@@ -563,6 +565,7 @@ async def follow_reconnecting(
                 async with sse_connect(client, url, headers) as connection:
                     connections += 1
                     status = connection.response.status_code
+                    statuses.append(status)
                     if status in (502, 503, 504):
                         await connection.response.aread()
                     elif status != 200:
@@ -577,7 +580,7 @@ async def follow_reconnecting(
                                 if asyncio.iscoroutine(result):
                                     await result
                             if event.event in TERMINAL_EVENTS:
-                                return Followed(events, connections)
+                                return Followed(events, connections, tuple(statuses))
             except httpx.TransportError:
                 pass  # refused, reset or cut off mid-body: the bridge went away
             await asyncio.sleep(retry_s)

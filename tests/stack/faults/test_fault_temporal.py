@@ -11,8 +11,18 @@ import grpc
 from devstack.reliability import Record
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
-from tests.stack.faults.scenario import stream_through_fault
-from tests.stack.helpers import Stub, auth, kill_process, process_ready, wait_restarted
+from tests.stack.faults.scenario import STAGES, stream_through_fault
+from tests.stack.helpers import (
+    Stub,
+    auth,
+    check_story,
+    follow_reconnecting,
+    kill_process,
+    process_ready,
+    sse_client,
+    submit,
+    wait_restarted,
+)
 
 
 async def test_temporal_killed_mid_job_keeps_its_state_and_every_job_completes(
@@ -43,3 +53,24 @@ async def test_temporal_killed_mid_job_keeps_its_state_and_every_job_completes(
     assert await process_ready(stack, "temporal", 0)
     reliability.note(f"API calls during the outage: {sorted({code.name for code in codes})}")
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE}, codes
+
+
+async def test_a_stream_opened_while_temporal_is_away_is_held_not_refused(
+    stub: Stub, api_key: str, stack: Settings, reliability: Record
+) -> None:
+    reliability.fault = "6. SSE stream opened while Temporal is away (held open, never a 5xx)"
+    reply = await submit(stub, api_key, "Opened in the dark", pipeline="drill-slow", max_tokens=30)
+    old = kill_process(stack, "temporal")
+    reliability.inputs += 1
+    restart = asyncio.create_task(wait_restarted(stack, "temporal", old))
+    try:
+        # The bridge has never seen this job, so it must ask Temporal whose it is: it holds the stream.
+        async with sse_client() as client:
+            followed = await follow_reconnecting(client, reply.events_url)
+    finally:
+        await restart
+    reliability.jobs += 1
+    assert set(followed.statuses) == {200}, followed.statuses
+    story = check_story(reply.job_id, followed.events, STAGES)
+    assert story.tokens == 30
+    reliability.note(f"connections {len(followed.statuses)}")
