@@ -27,6 +27,7 @@ from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
+from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge import http_api
 from sse_bridge.http_api import HttpApi
 
@@ -36,6 +37,7 @@ KEEPALIVE_S = 15
 RETRY_MS = 1000
 TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRY_S = 1.0
+UNUSED_PING_S = 24 * 3600
 # `generate` first: the page's default.
 PIPELINES = sorted(load_pipelines().names(), key=lambda name: (name != "generate", name.startswith("drill"), name))
 
@@ -92,7 +94,9 @@ class Bridge:
                 return problem(404, "not_found", f"job {job_id} not found")
         return EventSourceResponse(
             self._render(job_id, after, grant.tenant, checked=owner is not None),
-            ping=self.keepalive_s,
+            # Keep-alives come from _render, through the send timeout; sse-starlette's own pinger writes
+            # without one (a client that stopped reading would hold it forever), so it is pushed out of the way.
+            ping=UNUSED_PING_S,
             send_timeout=self.send_timeout_s,
         )
 
@@ -100,9 +104,32 @@ class Bridge:
         yield {"retry": RETRY_MS}
         if not checked and not await self._owned_once_reachable(job_id, tenant):
             return
-        with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
-            async for event in self.stream.watch(job_id, after):
+        events: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
+                    async for event in self.stream.watch(job_id, after):
+                        events.put_nowait(event)
+            finally:
+                events.put_nowait(None)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(events.get(), self.keepalive_s)
+                except TimeoutError:
+                    yield {"comment": "ping"}
+                    continue
+                if event is None:
+                    pumping.result()  # the watch's own error, if it had one
+                    return
                 yield {"id": event.id, "event": event.type, "data": event_json(event)}
+        finally:
+            pumping.cancel()  # the client went away (or was cut off): release the watch
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the response's pings keep the connection meanwhile)."""

@@ -56,10 +56,18 @@ def tokens() -> StreamTokens:
     return StreamTokens(Settings(stream_token_secret="unit-test-secret"))
 
 
-def make_app(stream: SilentStream, directory: Directory, keepalive_s: int) -> Starlette:
+def make_app(
+    stream: SilentStream, directory: Directory, keepalive_s: int, send_timeout_s: float | None = None
+) -> Starlette:
     @contextlib.asynccontextmanager
     async def open_bridge() -> AsyncIterator[Bridge]:
-        yield Bridge(cast(EventStream, stream), cast(JobDirectory, directory), tokens(), keepalive_s)
+        yield Bridge(
+            cast(EventStream, stream),
+            cast(JobDirectory, directory),
+            tokens(),
+            keepalive_s,
+            send_timeout_s=send_timeout_s,
+        )
 
     return create_app(open_bridge)
 
@@ -189,3 +197,32 @@ async def test_a_backend_failure_is_a_json_503_not_a_crash() -> None:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
         await error(client, f"/v1/jobs/{JOB}/events?token={tokens().issue(JOB, TENANT)}", 503, "unavailable")
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_its_watcher_released() -> None:
+    stream = SilentStream()
+    app = make_app(stream, Directory(), keepalive_s=1, send_timeout_s=0.5)
+    token = tokens().issue(JOB, TENANT)
+    written: list[Message] = []
+    stuck = asyncio.Event()
+
+    async def receive() -> Message:
+        if not written:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # never disconnects: it just stops reading
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        written.append(message)
+        if len(written) > 2:  # the headers and the retry hint got through; then its window is full
+            stuck.set()
+            await asyncio.Event().wait()
+
+    async with lifespan(app):
+        request = asyncio.create_task(app(http_scope(f"/v1/jobs/{JOB}/events", f"token={token}"), receive, send))
+        await asyncio.wait_for(stuck.wait(), 5)
+        started = time.monotonic()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(request, 5)  # the send timeout ends the response ...
+        assert time.monotonic() - started < 3
+        await asyncio.wait_for(stream.released.wait(), 5)  # ... and the watch of the event log with it
