@@ -3,27 +3,54 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import time
 from pathlib import Path
 
 from jobstream.settings import Settings
 
 DEV_TENANT = "dev"
+READ_ATTEMPTS = 5
+READ_RETRY_S = 0.02
 
 
 def keys_file(settings: Settings) -> Path:
     return settings.api_keys_file or settings.state_dir / "api-keys.json"
 
 
+class KeysFileError(ValueError):
+    """The keys file cannot be read as keys (being rewritten in place by an editor, or broken)."""
+
+
 def load_keys(settings: Settings) -> dict[str, str]:
-    try:
-        data = json.loads(keys_file(settings).read_text())
-    except FileNotFoundError:
-        return {}
-    keys = data.get("keys", {})
+    path = keys_file(settings)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            data = json.loads(path.read_text())
+            break
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            # Caught in the middle of a rewrite that was not atomic: the next read sees all of it.
+            if attempt == READ_ATTEMPTS - 1:
+                raise KeysFileError(f"{path} is not valid JSON: {exc}") from exc
+            time.sleep(READ_RETRY_S)
+    keys = data.get("keys", {}) if isinstance(data, dict) else None
     if not isinstance(keys, dict):
-        raise ValueError(f"{keys_file(settings)}: 'keys' must map API keys to tenant names")
+        raise KeysFileError(f"{path}: 'keys' must map API keys to tenant names")
     return {str(key): str(tenant) for key, tenant in keys.items()}
+
+
+def write_keys(path: Path, keys: dict[str, str]) -> None:
+    """Atomically, readable by the owner only from the start: a reader never sees half a file, nobody else
+    ever sees the keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(json.dumps({"keys": keys}, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def ensure_dev_key(settings: Settings) -> str:
@@ -34,8 +61,5 @@ def ensure_dev_key(settings: Settings) -> str:
             return key
     key = "js_dev_" + secrets.token_urlsafe(24)
     keys[key] = DEV_TENANT
-    path = keys_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"keys": keys}, indent=2) + "\n")
-    path.chmod(0o600)
+    write_keys(keys_file(settings), keys)
     return key

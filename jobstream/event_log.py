@@ -7,15 +7,19 @@ events (SSE `id:` / `event:` / JSON `data:`, or the protobuf itself).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
+from jobstream import cursors
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 
 TERMINAL_TYPES = frozenset({"job.completed", "job.failed", "job.cancelled"})
+log = logging.getLogger(__name__)
 
 
 class LogLocator(NamedTuple):
@@ -75,4 +79,18 @@ def event_json(event: JobEvent) -> str:
 def parse_event(value: bytes) -> JobEvent:
     event = JobEvent()
     event.ParseFromString(value)
+    return event
+
+
+def readable_event(value: bytes) -> JobEvent | None:
+    """The record's event, or None (logged) for one that is not a JobEvent of ours: anyone who can write to
+    the topic must not be able to stop the readers of every job."""
+    try:
+        event = parse_event(value)
+    except DecodeError:
+        log.warning("skipped a record that is not a JobEvent (%d bytes)", len(value))
+        return None
+    if not cursors.is_valid(event.id) or not event.job_id:
+        log.warning("skipped a JobEvent without a valid id (%r)", event.id[:32])
+        return None
     return event

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from jobstream import cursors
-from jobstream.event_log import TERMINAL_TYPES, LogLocator, parse_event
+from jobstream.event_log import TERMINAL_TYPES, LogLocator, readable_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 
@@ -125,7 +125,9 @@ class EventStream:
         subscribers = self._subscribers.get(record.key.decode(errors="replace"))
         if not subscribers:
             return
-        event = parse_event(record.value)
+        event = readable_event(record.value)
+        if event is None:
+            return
         for subscriber in subscribers:
             if subscriber.overflowed:
                 continue
@@ -236,7 +238,9 @@ class EventStream:
                     if record.offset >= boundary:
                         return
                     if record.key == key and record.value is not None:
-                        yield parse_event(record.value)
+                        event = readable_event(record.value)
+                        if event is not None:
+                            yield event
         finally:
             self._replays.put_nowait(consumer)
 

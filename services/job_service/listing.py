@@ -22,6 +22,8 @@ FIRST_WINDOW = timedelta(minutes=1)
 WINDOW_GROWTH = 4
 # The service's clock may trail Temporal's a little: the first window reaches a bit into the future.
 CLOCK_SLACK = timedelta(minutes=1)
+# No job started before this: a page token naming an earlier time was not made by ListJobs.
+EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 class BadPageToken(ValueError):
@@ -46,6 +48,9 @@ class Cursor:
         except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error) as exc:
             raise BadPageToken("is not a token returned by ListJobs") from exc
         if cursor.start_time.tzinfo is None:
+            raise BadPageToken("is not a token returned by ListJobs")
+        # A forged date far from now would walk the time windows past datetime's range (OverflowError).
+        if not EARLIEST <= cursor.start_time <= datetime.now(UTC) + CLOCK_SLACK:
             raise BadPageToken("is not a token returned by ListJobs")
         if cursor.status != status:
             raise BadPageToken("was issued for another status filter; the other fields must stay the same")

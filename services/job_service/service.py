@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
-from jobstream.auth import load_keys
+from jobstream.auth import KeysFileError, load_keys
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
@@ -42,6 +43,7 @@ from services.job_service import job_view, listing, validation
 from services.job_service.validation import RequestError, invalid
 
 MAX_SEED = 2**32 - 1
+log = logging.getLogger(__name__)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
@@ -76,7 +78,13 @@ class JobService(JobServiceServicer):
         return load_keys(self.settings).get(key.strip())
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        tenant = self.tenant(context)
+        try:
+            tenant = self.tenant(context)
+        except KeysFileError as exc:
+            # An operator's broken edit of the keys file: retryable, and said plainly (never UNKNOWN). Where
+            # the file is and what is wrong with it is for the log, not for the caller.
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the API keys cannot be read; retry shortly")
         if tenant is None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "send 'authorization: Bearer <api key>' with a valid key"

@@ -31,7 +31,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 
-from jobstream.auth import keys_file
+from jobstream.auth import keys_file, write_keys
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
@@ -127,14 +127,6 @@ def _keys_locked(settings: Settings) -> Iterator[Path]:
         yield path
 
 
-def _write_keys(path: Path, keys: dict[str, str]) -> None:
-    # Atomic: the service re-reads the file on every call and must never see half of it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"keys": keys}, indent=2) + "\n")
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
-
-
 def _read_keys(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
@@ -149,7 +141,7 @@ def add_api_key(settings: Settings, tenant: str) -> str:
     with _keys_locked(settings) as path:
         keys = _read_keys(path)
         keys[key] = tenant
-        _write_keys(path, keys)
+        write_keys(path, keys)
     return key
 
 
@@ -157,7 +149,7 @@ def remove_api_key(settings: Settings, key: str) -> None:
     with _keys_locked(settings) as path:
         keys = _read_keys(path)
         if keys.pop(key, None) is not None:
-            _write_keys(path, keys)
+            write_keys(path, keys)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ import pytest
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
+from services.job_service.listing import Cursor
 from tests.stack.helpers import (
     Stub,
     auth,
@@ -296,7 +298,9 @@ async def test_bad_job_ids_cursors_and_pages_name_the_field(stub: Stub, api_key:
     for bad in ("nonsense", "1.2.3", "999.9.0000000x"):
         call = stub.WatchJob(api.WatchJobRequest(job_id=job_id, after=bad), metadata=auth(api_key))
         cases.append((f"after {bad!r}", call, "after"))
-    for bad in ("%%%not-base64", base64.urlsafe_b64encode(b"not a temporal page token").decode()):
+    # Forged tokens, among them dates out of any job's range (they used to end in an OverflowError: UNKNOWN).
+    forged = [Cursor(datetime(year, 1, 1, tzinfo=UTC), job_id, "").encode() for year in (1, 9999)]
+    for bad in ("%%%not-base64", base64.urlsafe_b64encode(b"not a temporal page token").decode(), *forged):
         call = stub.ListJobs(api.ListJobsRequest(page_token=bad), metadata=auth(api_key))
         cases.append((f"page_token {bad!r}", call, "page_token"))
     call = stub.ListJobs(api.ListJobsRequest(status=99), metadata=auth(api_key))  # type: ignore[arg-type]

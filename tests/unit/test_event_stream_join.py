@@ -170,6 +170,27 @@ async def test_other_jobs_and_empty_records_are_ignored(tmp_path: Path) -> None:
     assert {event.job_id for event in seen} == {JOB}
 
 
+def raw(value: bytes, key: str = JOB) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        "jobstream.event_log", PARTITION, 0, 0, 0, key.encode(), value, None, len(key), len(value), []
+    )
+
+
+async def test_malformed_records_are_skipped_not_fatal(tmp_path: Path) -> None:
+    # Whoever can write to the topic must not be able to stop every live stream (the tail routes them all).
+    fake = Fake(tmp_path)
+    events = story()
+    fake.replayed = events[:1]
+    fake.during_replay = [
+        raw(b"\xff\xfe not a protobuf"),
+        raw(JobEvent(id="not-a-cursor", job_id=JOB, type="token").SerializeToString()),
+        raw(JobEvent(job_id=JOB).SerializeToString()),
+        *(record(event) for event in events[1:]),
+    ]
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+
+
 async def test_terminal_in_the_replay_ends_the_watch(tmp_path: Path) -> None:
     fake = Fake(tmp_path)
     events = story()

@@ -26,6 +26,9 @@ def test_a_cursor_round_trips_with_microseconds() -> None:
         base64.urlsafe_b64encode(b'{"j": "x", "s": ""}').decode(),
         base64.urlsafe_b64encode(b"[1, 2]").decode(),
         "\u00e9t\u00e9",
+        # Forged dates far from now would walk the time windows out of datetime's range (OverflowError).
+        Cursor(datetime(1, 1, 1, tzinfo=UTC), "job_" + "a" * 26, "").encode(),
+        Cursor(datetime(9999, 12, 31, tzinfo=UTC), "job_" + "a" * 26, "").encode(),
     ],
 )
 def test_anything_else_is_a_bad_page_token(token: str) -> None:

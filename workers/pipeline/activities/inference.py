@@ -35,7 +35,7 @@ from temporalio.exceptions import ApplicationError
 from tritonclient.utils import InferenceServerException
 
 from jobstream import cursors
-from jobstream.event_log import EventLog, parse_event
+from jobstream.event_log import EventLog, readable_event
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
@@ -346,8 +346,8 @@ class InferenceActivities:
                 for record in batch.get(tp, []):
                     if record.key != stage.job_id.encode() or record.value is None:
                         continue
-                    event = parse_event(record.value)
-                    if event.type == "token" and cursors.is_token_of(event.id, stage.stage_index):
+                    event = readable_event(record.value)
+                    if event is not None and event.type == "token" and cursors.is_token_of(event.id, stage.stage_index):
                         found.setdefault(event.token.index, event.token.text)
         finally:
             await consumer.stop()
