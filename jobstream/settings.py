@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     sse_send_timeout_s: int = Field(
         30, description="An SSE client that takes longer than this to accept a write is disconnected (seconds)."
     )
+    grpc_max_concurrent_rpcs: int = Field(
+        1000, description="RPCs the JobService handles at once; more are refused with RESOURCE_EXHAUSTED."
+    )
+    grpc_max_streams_per_connection: int = Field(100, description="Concurrent calls one client connection may hold.")
+    grpc_keepalive_s: int = Field(
+        60, description="The JobService pings an idle connection this often and drops it when no answer comes."
+    )
+    grpc_max_connection_age_s: int = Field(
+        3600,
+        description="Connections older than this are asked to reconnect (a WatchJob resumes with `after`); "
+        "their calls get 10 more minutes to finish.",
+    )
     models: str = Field(
         "",
         description="Models this deployment serves, comma-separated: SubmitJob refuses a pipeline that needs "

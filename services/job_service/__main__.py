@@ -15,13 +15,31 @@ from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import load_pipelines
-from jobstream.settings import get_settings
+from jobstream.settings import Settings, get_settings
 from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
+from services.job_service.auth_interceptor import AuthInterceptor
 from services.job_service.interceptors import StatusInterceptor
 from services.job_service.service import JobService
 
 SERVICE_NAME = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Bounds on what a client can hold: message size, streams per connection, dead and idle connections."""
+    limit = settings.max_input_bytes + 64 * 1024
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+        # Ping idle connections, drop those that do not answer, and refuse clients that ping too often.
+        ("grpc.keepalive_time_ms", settings.grpc_keepalive_s * 1000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_age_ms", settings.grpc_max_connection_age_s * 1000),
+        ("grpc.max_connection_age_grace_ms", 600_000),
+    ]
 
 
 async def serve() -> None:
@@ -36,10 +54,11 @@ async def serve() -> None:
     await stream.start()
     # Inline prompts up to the absolute input maximum must fit in one message; larger ones are refused
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
-    limit = settings.max_input_bytes + 64 * 1024
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
-        interceptors=[StatusInterceptor()],
+        options=server_options(settings),
+        # Authentication first: a call without a valid key is refused before its request is parsed.
+        interceptors=[AuthInterceptor(settings), StatusInterceptor()],
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobService(settings, client, store, pipelines, stream), server

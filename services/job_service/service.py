@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +17,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
-from jobstream.auth import KeysFileError, load_keys
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
@@ -40,10 +38,10 @@ from jobstream.workflow_io import (
     StageProgress,
 )
 from services.job_service import job_view, listing, validation
+from services.job_service.auth_interceptor import CALLER_TENANT, UNAUTHENTICATED
 from services.job_service.validation import RequestError, invalid
 
 MAX_SEED = 2**32 - 1
-log = logging.getLogger(__name__)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
@@ -68,27 +66,11 @@ class JobService(JobServiceServicer):
         self.stream = stream
 
     # -- authentication -------------------------------------------------------------------------------
-    def tenant(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-        metadata = dict(context.invocation_metadata() or ())
-        header = str(metadata.get("authorization", ""))
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            return None
-        # Re-read each call: keys are configuration, and rotating one must not need a restart.
-        return load_keys(self.settings).get(key.strip())
-
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        try:
-            tenant = self.tenant(context)
-        except KeysFileError as exc:
-            # An operator's broken edit of the keys file: retryable, and said plainly (never UNKNOWN). Where
-            # the file is and what is wrong with it is for the log, not for the caller.
-            log.error("%s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the API keys cannot be read; retry shortly")
-        if tenant is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "send 'authorization: Bearer <api key>' with a valid key"
-            )
+        """The caller's tenant, which AuthInterceptor established before the request was parsed."""
+        tenant = CALLER_TENANT.get(None)
+        if tenant is None:  # served without the interceptor: refuse rather than guess
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         assert tenant is not None
         return tenant
 

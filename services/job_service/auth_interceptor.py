@@ -1,0 +1,101 @@
+"""Authentication before anything else: a call without a valid API key is refused before its request is
+even parsed (an inline prompt may be 16 MiB), and the handlers get the caller's tenant from here."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jobstream.auth import KeysFileError, load_keys
+from jobstream.settings import Settings
+
+log = logging.getLogger(__name__)
+SERVICE_PREFIX = "/jobstream.v1.JobService/"
+# The tenant of the call being handled; set by the interceptor inside the handler's own task.
+CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant")
+UNAUTHENTICATED = "send 'authorization: Bearer <api key>' with a valid key"
+
+if TYPE_CHECKING:  # generic only in the type stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+def bearer_key(metadata: Any) -> str:
+    header = str(dict(metadata or ()).get("authorization", ""))
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def _unparsed(_: bytes) -> None:
+    """The refused call's request is never parsed."""
+
+
+def _refusal(code: grpc.StatusCode, message: str, streaming: bool) -> grpc.RpcMethodHandler[Any, Any]:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(code, message)
+
+    if streaming:
+
+        async def refuse_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(code, message)
+            yield  # pragma: no cover - abort raises; this makes it an async generator
+
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, _unparsed)
+    return grpc.unary_unary_rpc_method_handler(refuse, _unparsed)
+
+
+def _as(tenant: str, behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    if streaming:
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            CALLER_TENANT.set(tenant)
+            async for response in behavior(request, context):
+                yield response
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        CALLER_TENANT.set(tenant)
+        return await behavior(request, context)
+
+    return unary
+
+
+class AuthInterceptor(_ServerInterceptor):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or not str(handler_call_details.method).startswith(SERVICE_PREFIX):
+            return handler  # health checks and reflection need no key
+        streaming = handler.unary_stream is not None
+        try:
+            # Re-read each call: keys are configuration, and rotating one must not need a restart.
+            tenant = load_keys(self.settings).get(bearer_key(handler_call_details.invocation_metadata))
+        except KeysFileError as exc:
+            # An operator's broken edit of the keys file: retryable, said plainly; its details are for the log.
+            log.error("%s", exc)
+            return _refusal(grpc.StatusCode.UNAVAILABLE, "the API keys cannot be read; retry shortly", streaming)
+        if tenant is None:
+            return _refusal(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, streaming)
+        if handler.unary_stream is not None:
+            behavior = _as(tenant, handler.unary_stream, streaming=True)
+            return grpc.unary_stream_rpc_method_handler(
+                behavior, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_unary is not None:
+            behavior = _as(tenant, handler.unary_unary, streaming=False)
+            return grpc.unary_unary_rpc_method_handler(
+                behavior, handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # the JobService has no client-streaming RPCs

@@ -1,0 +1,99 @@
+"""AuthInterceptor on a real in-process gRPC server: a call without a valid key is refused before its request
+is parsed, the handler learns the caller's tenant from it, and health checks need no key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from jobstream.settings import Settings
+from jobstream.v1 import job_service_pb2 as api
+from services.job_service.auth_interceptor import CALLER_TENANT, AuthInterceptor
+
+METHOD = "/jobstream.v1.JobService/SubmitJob"
+OPEN_METHOD = "/grpc.health.v1.Health/Check"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.parsed = 0
+        self.tenants: list[str | None] = []
+
+    def parse(self, data: bytes) -> api.SubmitJobRequest:
+        self.parsed += 1
+        return api.SubmitJobRequest.FromString(data)
+
+    async def submit(self, request: api.SubmitJobRequest, context: Any) -> api.SubmitJobResponse:
+        self.tenants.append(CALLER_TENANT.get(None))
+        return api.SubmitJobResponse(job_id="job_x")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, Recorder]]:
+    (tmp_path / "api-keys.json").write_text(json.dumps({"keys": {"good-key": "acme"}}))
+    recorder = Recorder()
+    handlers = {
+        "SubmitJob": grpc.unary_unary_rpc_method_handler(
+            recorder.submit, recorder.parse, api.SubmitJobResponse.SerializeToString
+        )
+    }
+    health = {"Check": grpc.unary_unary_rpc_method_handler(recorder.submit, recorder.parse, lambda r: b"")}
+    server = grpc.aio.server(interceptors=[AuthInterceptor(Settings(state_dir=tmp_path))])
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler("jobstream.v1.JobService", handlers),
+            grpc.method_handlers_generic_handler("grpc.health.v1.Health", health),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel, recorder
+    await server.stop(None)
+
+
+async def call(channel: grpc.aio.Channel, method: str, payload: bytes, key: str | None) -> grpc.StatusCode:
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
+    try:
+        await channel.unary_unary(method, request_serializer=None, response_deserializer=None)(
+            payload, metadata=metadata
+        )
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def test_no_key_or_a_wrong_one_is_refused_before_the_request_is_parsed(
+    server: tuple[grpc.aio.Channel, Recorder],
+) -> None:
+    channel, recorder = server
+    big = api.SubmitJobRequest(prompt="x" * 3_000_000).SerializeToString()
+    assert await call(channel, METHOD, big, None) == grpc.StatusCode.UNAUTHENTICATED
+    assert await call(channel, METHOD, big, "wrong-key") == grpc.StatusCode.UNAUTHENTICATED
+    assert recorder.parsed == 0
+    assert recorder.tenants == []
+
+
+async def test_the_handler_learns_the_callers_tenant(server: tuple[grpc.aio.Channel, Recorder]) -> None:
+    channel, recorder = server
+    request = api.SubmitJobRequest(prompt="Hi").SerializeToString()
+    assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.OK
+    assert (recorder.parsed, recorder.tenants) == (1, ["acme"])
+    # Outside the JobService (health, reflection) no key is asked for.
+    assert await call(channel, OPEN_METHOD, request, None) == grpc.StatusCode.OK
+
+
+def test_the_server_bounds_what_a_client_can_hold() -> None:
+    from services.job_service.__main__ import server_options
+
+    options = dict(server_options(Settings(grpc_max_streams_per_connection=7, grpc_keepalive_s=9)))
+    assert options["grpc.max_concurrent_streams"] == 7
+    assert options["grpc.keepalive_time_ms"] == 9000
+    assert options["grpc.http2.max_ping_strikes"] > 0  # a client that pings too often is cut off
+    assert options["grpc.max_connection_age_ms"] > 0
+    assert options["grpc.max_receive_message_length"] > Settings().max_input_bytes
