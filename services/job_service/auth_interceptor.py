@@ -6,23 +6,19 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from jobstream.auth import KeysFileError, load_keys
 from jobstream.settings import Settings
+from services.job_service.interceptors import ServerInterceptor
 
 log = logging.getLogger(__name__)
 SERVICE_PREFIX = "/jobstream.v1.JobService/"
 # The tenant of the call being handled; set by the interceptor inside the handler's own task.
 CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant")
 UNAUTHENTICATED = "send 'authorization: Bearer <api key>' with a valid key"
-
-if TYPE_CHECKING:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _ServerInterceptor = grpc.aio.ServerInterceptor
 
 
 def bearer_key(metadata: Any) -> str:
@@ -66,7 +62,7 @@ def _as(tenant: str, behavior: Callable[..., Any], streaming: bool) -> Callable[
     return unary
 
 
-class AuthInterceptor(_ServerInterceptor):
+class AuthInterceptor(ServerInterceptor):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

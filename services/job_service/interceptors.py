@@ -99,12 +99,12 @@ def _unary_stream(behavior: Callable[..., Any]) -> Callable[[Any, Context], Asyn
 
 
 if TYPE_CHECKING:  # generic only in the type stubs
-    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
-    _ServerInterceptor = grpc.aio.ServerInterceptor
+    ServerInterceptor = grpc.aio.ServerInterceptor
 
 
-class StatusInterceptor(_ServerInterceptor):
+class StatusInterceptor(ServerInterceptor):
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
