@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 from jobstream.settings import Settings
 
 DEV_TENANT = "dev"
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+log = logging.getLogger(__name__)
 READ_ATTEMPTS = 5
 READ_RETRY_S = 0.02
 
@@ -39,7 +43,14 @@ def load_keys(settings: Settings) -> dict[str, str]:
     keys = data.get("keys", {}) if isinstance(data, dict) else None
     if not isinstance(keys, dict):
         raise KeysFileError(f"{path}: 'keys' must map API keys to tenant names")
-    return {str(key): str(tenant) for key, tenant in keys.items()}
+    valid = {}
+    for key, tenant in keys.items():
+        # A tenant name is a path segment of its objects (uploads/<tenant>/...): `acme/x` would share them.
+        if isinstance(tenant, str) and TENANT_NAME.fullmatch(tenant):
+            valid[str(key)] = tenant
+        else:
+            log.error("%s: tenant name %r refused (lowercase letters, digits and dashes only)", path, tenant)
+    return valid
 
 
 def write_keys(path: Path, keys: dict[str, str]) -> None:

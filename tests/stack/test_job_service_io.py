@@ -26,11 +26,13 @@ from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from jobstream.workflow_io import JobInput, JobResult, StageInput, StageOutput
 from tests.stack.helpers import (
     Stub,
+    add_api_key,
     auth,
     events_of,
     history_of,
     iter_payloads,
     job_service,
+    remove_api_key,
     rpc_error,
     tenant_key,
     wait_terminal,
@@ -121,6 +123,14 @@ async def test_uploads_belong_to_their_tenant_and_expire(stub: Stub, api_key: st
         error = await rpc_error(stub.SubmitJob(api.SubmitJobRequest(input_ref=upload.input_ref), metadata=auth(other)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input_ref" in (error.details() or "")
+    # A tenant named like a path below another's ("dev/x") would have its uploads under uploads/dev/, which
+    # tenant "dev" passes the prefix check for: such a tenant's key is refused outright.
+    nested = add_api_key(stack, "dev/x")
+    try:
+        error = await rpc_error(stub.SubmitJob(api.SubmitJobRequest(input_ref=upload.input_ref), metadata=auth(nested)))
+    finally:
+        remove_api_key(stack, nested)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     # Unset (or zero) ttl means 15 minutes; more than 7 days is refused.
     for request in (api.CreateUploadRequest(), api.CreateUploadRequest(ttl=Duration(seconds=0))):
         expires: api.CreateUploadResponse = await stub.CreateUpload(request, metadata=auth(api_key))

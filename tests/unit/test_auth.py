@@ -41,3 +41,9 @@ def test_a_broken_file_is_a_keys_file_error(tmp_path: Path, content: str) -> Non
     keys_file(settings(tmp_path)).write_text(content)
     with pytest.raises(KeysFileError):
         load_keys(settings(tmp_path))
+
+
+def test_tenant_names_that_would_reach_into_another_tenants_objects_are_refused(tmp_path: Path) -> None:
+    keys = {"k1": "acme", "k2": "acme/x", "k3": "../acme", "k4": "Acme", "k5": "", "k6": 7, "k7": "tenant-b2"}
+    keys_file(settings(tmp_path)).write_text(json.dumps({"keys": keys}))
+    assert load_keys(settings(tmp_path)) == {"k1": "acme", "k7": "tenant-b2"}
