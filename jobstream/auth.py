@@ -64,6 +64,11 @@ def write_keys(path: Path, keys: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def dev_key(settings: Settings) -> str | None:
+    """The development tenant's key if the local stack has made one; never creates it."""
+    return next((key for key, tenant in load_keys(settings).items() if tenant == DEV_TENANT), None)
+
+
 def ensure_dev_key(settings: Settings) -> str:
     """The development tenant's key, created on first start so the CLI and grpcurl have one to use."""
     keys = load_keys(settings)

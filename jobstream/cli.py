@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from jobstream.auth import ensure_dev_key
+from jobstream.auth import dev_key
 from jobstream.event_log import TERMINAL_TYPES, event_data
 from jobstream.job_state import Status
 from jobstream.settings import get_settings
@@ -24,9 +24,19 @@ from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus, StageState
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 
+NO_KEY = (
+    "jobstream: no API key: set JOBSTREAM_API_KEY (on the local stack, `jobstream up` creates the development "
+    "key, and this command then finds it)"
+)
+
 
 def api_key() -> str:
-    return os.environ.get("JOBSTREAM_API_KEY") or ensure_dev_key(get_settings())
+    """JOBSTREAM_API_KEY, else the local stack's development key; a key is never created here, so a CLI pointed
+    at a real deployment cannot add one to its keys file."""
+    key = os.environ.get("JOBSTREAM_API_KEY") or dev_key(get_settings())
+    if not key:
+        raise SystemExit(NO_KEY)
+    return key
 
 
 def metadata() -> tuple[tuple[str, str], ...]:
