@@ -146,7 +146,8 @@ def services(settings: Settings) -> list[Child]:
             [PYTHON, "-m", "services.job_service"],
             grpc_serving(settings.grpc_target),
             # A pipeline whose model this machine cannot run is refused at submit, not left queued.
-            env={"JOBSTREAM_MODELS": ",".join(local_models(settings))},
+            # The fault drills are for rehearsing failures, which the local stack and its tests are for.
+            env={"JOBSTREAM_MODELS": ",".join(local_models(settings)), "JOBSTREAM_DRILLS": "true"},
             ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT")],
         ),
         Child(

@@ -107,6 +107,8 @@ class Stage(_Strict):
 
 class Pipeline(_Strict):
     description: str = ""
+    # A fault drill (injected failures, slow stages): offered only where JOBSTREAM_DRILLS allows it.
+    drill: bool = False
     stages: tuple[Stage, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -145,6 +147,9 @@ class Pipelines:
 
     def names(self) -> list[str]:
         return sorted(self.spec.pipelines)
+
+    def is_drill(self, name: str) -> bool:
+        return self.spec.pipelines[name].drill
 
     def models(self) -> set[str]:
         return {s.model for p in self.spec.pipelines.values() for s in p.stages if s.model}

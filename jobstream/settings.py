@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="Connections older than this are asked to reconnect (a WatchJob resumes with `after`); "
         "their calls get 10 more minutes to finish.",
     )
+    drills: bool = Field(
+        False,
+        description="Offer the fault-drill pipelines (injected GPU failures, slow stages): on in the local stack "
+        "and the tests, off elsewhere, where any tenant could burn GPU attempts with them.",
+    )
     models: str = Field(
         "",
         description="Models this deployment serves, comma-separated: SubmitJob refuses a pipeline that needs "

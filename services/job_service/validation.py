@@ -85,6 +85,8 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     pipeline = request.pipeline or DEFAULT_PIPELINE
     if pipeline not in pipelines.names():
         raise invalid("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
+    if pipelines.is_drill(pipeline) and not settings.drills:
+        raise invalid("pipeline", f"{pipeline} is a fault drill, which this deployment does not offer")
     served = {model.strip() for model in settings.models.split(",") if model.strip()}
     missing = sorted({stage.model for stage in pipelines.resolve(pipeline) if stage.model} - served) if served else []
     if missing:

@@ -96,6 +96,18 @@ def test_a_pipeline_whose_model_is_not_served_is_refused(pipelines: Pipelines, s
     assert check_submit(SubmitJobRequest(pipeline="generate-vllm", prompt="Hi"), pipelines, settings)
 
 
+def test_fault_drills_are_offered_only_where_enabled(pipelines: Pipelines, settings: Settings) -> None:
+    drills = [name for name in pipelines.names() if pipelines.is_drill(name)]
+    assert "drill-oom-always" in drills
+    assert "generate" not in drills
+    for name in drills:
+        error = refused(SubmitJobRequest(pipeline=name, prompt="Hi"), pipelines, settings)
+        assert (error.code, error.field) == (INVALID, "pipeline")
+        assert "drill" in str(error)
+    enabled = settings.model_copy(update={"drills": True})
+    assert check_submit(SubmitJobRequest(pipeline="drill-oom-always", prompt="Hi"), pipelines, enabled)
+
+
 def test_prompt_size_counts_utf8_bytes(pipelines: Pipelines, settings: Settings) -> None:
     assert check_submit(SubmitJobRequest(prompt="x" * 16), pipelines, settings).prompt == "x" * 16
     error = refused(SubmitJobRequest(prompt="\u00e9" * 9), pipelines, settings)  # 9 characters, 18 bytes
