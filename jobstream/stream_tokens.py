@@ -25,6 +25,9 @@ class StreamGrant:
     tenant: str
 
 
+REQUIRED = ["exp", "iat", "sub", "ten", "aud"]
+
+
 def signing_secret(settings: Settings) -> str:
     """The configured secret, or one generated once into the state directory and shared by all processes."""
     if settings.stream_token_secret:
@@ -50,7 +53,10 @@ class StreamTokens:
     def verify(self, token: str, job_id: str) -> StreamGrant:
         """The grant for `job_id`; InvalidStreamToken if forged, expired or issued for another job."""
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE)
+            # A token without `exp` would never expire: every claim we issue is required.
+            claims = jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE, options={"require": REQUIRED}
+            )
         except jwt.PyJWTError as exc:
             raise InvalidStreamToken(str(exc)) from exc
         if claims.get("sub") != job_id or not isinstance(claims.get("ten"), str):

@@ -80,7 +80,7 @@ class Bridge:
         after = request.query_params.get("after") or request.headers.get("last-event-id", "")
         if after and not cursors.is_valid(after):
             return problem(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
-        if after == cursors.terminal():
+        if after >= cursors.terminal():
             # The story has ended and the client has all of it: 204 is what makes EventSource stop.
             return Response(status_code=204)
         try:

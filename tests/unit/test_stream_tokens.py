@@ -59,6 +59,17 @@ def test_expired(tmp_path: Path) -> None:
     assert issuer.verify(issuer.issue(JOB, "acme", now=time.time() - 50), JOB).tenant == "acme"
 
 
+def test_a_token_without_an_expiry_or_subject_is_refused(tmp_path: Path) -> None:
+    # Signed with the right secret, but a token without `exp` would be valid forever.
+    now = int(time.time())
+    claims = {"sub": JOB, "ten": "acme", "aud": AUDIENCE, "iat": now, "exp": now + 60}
+    for missing in ("exp", "sub", "iat"):
+        token = jwt.encode({k: v for k, v in claims.items() if k != missing}, SECRET, algorithm=ALGORITHM)
+        with pytest.raises(InvalidStreamToken):
+            tokens(tmp_path).verify(token, JOB)
+    assert tokens(tmp_path).verify(jwt.encode(claims, SECRET, algorithm=ALGORITHM), JOB).tenant == "acme"
+
+
 def test_wrong_or_missing_audience(tmp_path: Path) -> None:
     now = int(time.time())
     claims = {"sub": JOB, "ten": "acme", "iat": now, "exp": now + 60}

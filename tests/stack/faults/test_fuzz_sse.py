@@ -78,8 +78,8 @@ def token_for(case: SseCase, jobs: Jobs, tokens: StreamTokens, job_id: str) -> s
 
 
 def expected_status(case: SseCase, jobs: Jobs, job_id: str, token: str, tokens: StreamTokens) -> set[int]:
-    """The bridge's documented order: job id (400), token present (401), token valid (403), cursor (400),
-    owner (404), then the stream (200)."""
+    """The bridge's documented order: job id (400), token present (401), token valid (403), cursor (400), a
+    story already ended (204), owner (404), then the stream (200)."""
     if case.job == "malformed":
         return {400, 404}  # 404 when the segment decodes to something the route does not match (a '/')
     if not token:
@@ -91,6 +91,8 @@ def expected_status(case: SseCase, jobs: Jobs, job_id: str, token: str, tokens: 
     after = resume_point(case)
     if after and not cursors.is_valid(after):
         return {400}
+    if after >= cursors.terminal():
+        return {204}  # the story has ended: what makes a browser's EventSource stop
     owner = {jobs.own: jobs.tenant, jobs.sibling: jobs.tenant, jobs.other: jobs.other_tenant}.get(job_id)
     return {200} if owner == grant.tenant else {404}  # a job of another tenant looks like no job at all
 
@@ -242,6 +244,9 @@ async def test_fuzzed_sse_requests_get_documented_answers_and_only_their_own_eve
             log.answer(str(status))
             allowed = expected_status(case, jobs, job_id, token, tokens)
             assert status in allowed, (case, request[:300], status, body[:300])
+            if status == 204:
+                assert body == b"", body
+                return
             if status != 200:
                 assert headers.get("content-type", "").startswith("application/json"), (request[:300], headers)
                 assert json.loads(body)["error"]["message"]
