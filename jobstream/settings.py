@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     grpc_max_concurrent_rpcs: int = Field(
         1000, description="RPCs the JobService handles at once; more are refused with RESOURCE_EXHAUSTED."
     )
-    grpc_max_streams_per_connection: int = Field(100, description="Concurrent calls one client connection may hold.")
+    grpc_max_streams_per_connection: int = Field(
+        1000,
+        description="Concurrent calls one client connection may hold (a burst beyond it at a connection's start "
+        "is refused with REFUSED_STREAM).",
+    )
     grpc_keepalive_s: int = Field(
         60, description="The JobService pings an idle connection this often and drops it when no answer comes."
     )

@@ -179,7 +179,7 @@ def create_app(
             app.state.api = bridge.api
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
@@ -190,6 +190,9 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    # /v1/jobs/ is not /v1/jobs: no redirect (307) for a stray slash, a plain JSON 404.
+    app.router.redirect_slashes = False
+    return app
 
 
 def cors(origins: str) -> Middleware:
