@@ -139,7 +139,8 @@ class JobService(JobServiceServicer):
             input_ref = await self.store.put(f"inputs/{tenant}", prompt.encode("utf-8"), "text/plain")
             prompt = None
         stages = self.pipelines.resolve(valid.pipeline)
-        seed = valid.seed if valid.seed is not None else random.randint(0, MAX_SEED)
+        params = valid.params
+        seed = params.seed if params.seed is not None else random.randint(0, MAX_SEED)
         job = JobInput(
             job_id=job_id,
             tenant=tenant,
@@ -148,11 +149,11 @@ class JobService(JobServiceServicer):
             prompt=prompt,
             input_ref=input_ref,
             params=GenerationParams(
-                max_tokens=valid.max_tokens,
-                temperature=valid.temperature,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
                 seed=seed,
-                top_p=valid.top_p,
-                stop=valid.stop,
+                top_p=params.top_p,
+                stop=params.stop,
             ),
         )
         try:

@@ -35,15 +35,20 @@ def invalid(field: str, message: str) -> RequestError:
 
 
 @dataclass(frozen=True)
-class ValidSubmit:
-    pipeline: str
-    prompt: str | None
-    input_ref: str | None
+class ValidParams:
     max_tokens: int
     temperature: float
     seed: int | None
     top_p: float
     stop: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ValidSubmit:
+    pipeline: str
+    prompt: str | None
+    input_ref: str | None
+    params: ValidParams
     idempotency_key: str
 
 
@@ -51,15 +56,6 @@ def check_job_id(job_id: str) -> str:
     if not JOB_ID.fullmatch(job_id):  # fullmatch: `$` alone lets a trailing newline through
         raise invalid("job_id", "must look like job_ followed by 26 characters [a-z2-7]")
     return job_id
-
-
-@dataclass(frozen=True)
-class ValidParams:
-    max_tokens: int
-    temperature: float
-    seed: int | None
-    top_p: float
-    stop: tuple[str, ...]
 
 
 def check_params(params: GenerationParams) -> ValidParams:
@@ -119,9 +115,7 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     key = request.idempotency_key
     if key and not IDEMPOTENCY_KEY.fullmatch(key):
         raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
-    return ValidSubmit(
-        pipeline, prompt, input_ref, params.max_tokens, params.temperature, params.seed, params.top_p, params.stop, key
-    )
+    return ValidSubmit(pipeline, prompt, input_ref, params, key)
 
 
 def check_page_size(page_size: int) -> int:

@@ -18,6 +18,7 @@ from services.job_service.validation import (
     DEFAULT_TEMPERATURE,
     MAX_TOKENS_LIMIT,
     RequestError,
+    ValidParams,
     ValidSubmit,
     check_job_id,
     check_page_size,
@@ -50,11 +51,9 @@ def test_defaults(pipelines: Pipelines, settings: Settings) -> None:
         pipeline=DEFAULT_PIPELINE,
         prompt="Hello",
         input_ref=None,
-        max_tokens=DEFAULT_MAX_TOKENS,
-        temperature=DEFAULT_TEMPERATURE,
-        seed=None,
-        top_p=1.0,
-        stop=(),
+        params=ValidParams(
+            max_tokens=DEFAULT_MAX_TOKENS, temperature=DEFAULT_TEMPERATURE, seed=None, top_p=1.0, stop=()
+        ),
         idempotency_key="",
     )
     assert DEFAULT_PIPELINE in pipelines.names()
@@ -68,7 +67,13 @@ def test_explicit_values_including_zeros_are_kept(pipelines: Pipelines, settings
         idempotency_key="k" * 128,
     )
     valid = check_submit(request, pipelines, settings)
-    assert (valid.pipeline, valid.max_tokens, valid.temperature, valid.seed) == ("generate-keywords", 4096, 0.0, 0)
+    params = valid.params
+    assert (valid.pipeline, params.max_tokens, params.temperature, params.seed) == (
+        "generate-keywords",
+        4096,
+        0.0,
+        0,
+    )
     assert valid.idempotency_key == "k" * 128
 
 
@@ -143,7 +148,7 @@ def test_max_tokens_out_of_range(pipelines: Pipelines, settings: Settings, max_t
 def test_top_p_and_stop_are_kept(pipelines: Pipelines, settings: Settings) -> None:
     params = GenerationParams(top_p=0.9, stop=["\n\n", "Mr. Darcy"])
     valid = check_submit(SubmitJobRequest(prompt="Hi", params=params), pipelines, settings)
-    assert (valid.top_p, valid.stop) == (0.9, ("\n\n", "Mr. Darcy"))
+    assert (valid.params.top_p, valid.params.stop) == (0.9, ("\n\n", "Mr. Darcy"))
 
 
 @pytest.mark.parametrize("top_p", [0.0, -0.5, 1.01, math.nan, math.inf])
@@ -168,7 +173,7 @@ def test_temperature_out_of_range(pipelines: Pipelines, settings: Settings, temp
 @pytest.mark.parametrize("temperature", [0.0, 1.0, 2.0])
 def test_temperature_bounds_are_inclusive(pipelines: Pipelines, settings: Settings, temperature: float) -> None:
     request = SubmitJobRequest(prompt="Hi", params=GenerationParams(temperature=temperature))
-    assert check_submit(request, pipelines, settings).temperature == temperature
+    assert check_submit(request, pipelines, settings).params.temperature == temperature
 
 
 @pytest.mark.parametrize("key", ["k" * 129, "has space", "tab\t", "caf\u00e9", "\x7f", "trailing-newline\n"])
