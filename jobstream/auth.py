@@ -19,6 +19,12 @@ READ_ATTEMPTS = 5
 READ_RETRY_S = 0.02
 
 
+def bearer_key(header: str) -> str:
+    """The key of an `Authorization: Bearer <key>` header; "" for any other."""
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
 def keys_file(settings: Settings) -> Path:
     return settings.api_keys_file or settings.state_dir / "api-keys.json"
 

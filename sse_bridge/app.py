@@ -22,6 +22,7 @@ from starlette.routing import Route
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
+from jobstream.auth import bearer_key
 from jobstream.event_log import event_json
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
@@ -29,7 +30,7 @@ from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge import http_api
-from sse_bridge.http_api import HttpApi
+from sse_bridge.http_api import HttpApi, error
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 KEEPALIVE_S = 15
@@ -40,10 +41,6 @@ TRANSIENT_RETRY_S = 1.0
 UNUSED_PING_S = 24 * 3600
 # `generate` first: the page's default.
 PIPELINES = sorted(load_pipelines().names(), key=lambda name: (name != "generate", name.startswith("drill"), name))
-
-
-def problem(status: int, code: str, message: str, **extra: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
 class Bridge:
@@ -66,20 +63,17 @@ class Bridge:
     async def events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         if not JOB_ID.fullmatch(job_id):
-            return problem(400, "invalid_argument", "job_id is malformed", field="job_id")
-        token = request.query_params.get("token", "")
-        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-        if not token and scheme.lower() == "bearer":
-            token = bearer.strip()
+            return error(400, "invalid_argument", "job_id is malformed", field="job_id")
+        token = request.query_params.get("token", "") or bearer_key(request.headers.get("authorization", ""))
         if not token:
-            return problem(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
+            return error(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
         try:
             grant = self.tokens.verify(token, job_id)
         except InvalidStreamToken as exc:
-            return problem(403, "permission_denied", f"stream token rejected: {exc}")
+            return error(403, "permission_denied", f"stream token rejected: {exc}")
         after = request.query_params.get("after") or request.headers.get("last-event-id", "")
         if after and not cursors.is_valid(after):
-            return problem(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
+            return error(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
         if after >= cursors.terminal():
             # The story has ended and the client has all of it: 204 is what makes EventSource stop.
             return Response(status_code=204)
@@ -91,7 +85,7 @@ class Bridge:
             owner = None  # Temporal is away: hold the stream and ask again (below), never a 5xx
         else:
             if owner != grant.tenant:
-                return problem(404, "not_found", f"job {job_id} not found")
+                return error(404, "not_found", f"job {job_id} not found")
         return EventSourceResponse(
             self._render(job_id, after, grant.tenant, checked=owner is not None),
             # Keep-alives come from _render, through the send timeout; sse-starlette's own pinger writes
@@ -157,11 +151,11 @@ async def healthz(_: Request) -> Response:
 
 async def http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, "http_error", str(exc.detail))
+    return error(exc.status_code, "http_error", str(exc.detail))
 
 
 async def server_error(_: Request, exc: Exception) -> Response:
-    return problem(503, "unavailable", "the bridge could not serve this request; retry shortly")
+    return error(503, "unavailable", "the bridge could not serve this request; retry shortly")
 
 
 async def events(request: Request) -> Response:

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from jobstream.auth import KeysFileError, load_keys
+from jobstream.auth import KeysFileError, bearer_key, load_keys
 from jobstream.settings import Settings
 from services.job_service.interceptors import ServerInterceptor
 
@@ -19,12 +19,6 @@ SERVICE_PREFIX = "/jobstream.v1.JobService/"
 # The tenant of the call being handled; set by the interceptor inside the handler's own task.
 CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant")
 UNAUTHENTICATED = "send 'authorization: Bearer <api key>' with a valid key"
-
-
-def bearer_key(metadata: Any) -> str:
-    header = str(dict(metadata or ()).get("authorization", ""))
-    scheme, _, key = header.partition(" ")
-    return key.strip() if scheme.lower() == "bearer" else ""
 
 
 def _unparsed(_: bytes) -> None:
@@ -77,7 +71,8 @@ class AuthInterceptor(ServerInterceptor):
         streaming = handler.unary_stream is not None
         try:
             # Re-read each call: keys are configuration, and rotating one must not need a restart.
-            tenant = load_keys(self.settings).get(bearer_key(handler_call_details.invocation_metadata))
+            header = str(dict(handler_call_details.invocation_metadata or ()).get("authorization", ""))
+            tenant = load_keys(self.settings).get(bearer_key(header))
         except KeysFileError as exc:
             # An operator's broken edit of the keys file: retryable, said plainly; its details are for the log.
             log.error("%s", exc)
