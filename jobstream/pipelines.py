@@ -151,8 +151,10 @@ class Pipelines:
     def is_drill(self, name: str) -> bool:
         return self.spec.pipelines[name].drill
 
-    def models(self) -> set[str]:
-        return {s.model for p in self.spec.pipelines.values() for s in p.stages if s.model}
+    def models(self, pipeline: str | None = None) -> set[str]:
+        """The models `pipeline` needs, or that any pipeline does."""
+        chosen = [self.spec.pipelines[pipeline]] if pipeline is not None else self.spec.pipelines.values()
+        return {s.model for p in chosen for s in p.stages if s.model}
 
     def resolve(self, name: str) -> list[ResolvedStage]:
         """KeyError for an unknown pipeline."""

@@ -84,7 +84,7 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     if pipelines.is_drill(pipeline) and not settings.drills:
         raise invalid("pipeline", f"{pipeline} is a fault drill, which this deployment does not offer")
     served = {model.strip() for model in settings.models.split(",") if model.strip()}
-    missing = sorted({stage.model for stage in pipelines.resolve(pipeline) if stage.model} - served) if served else []
+    missing = sorted(pipelines.models(pipeline) - served) if served else []
     if missing:
         raise invalid(
             "pipeline",

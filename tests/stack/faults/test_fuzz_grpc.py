@@ -49,11 +49,7 @@ from tests.stack.helpers import (
 SUBMIT = "/jobstream.v1.JobService/SubmitJob"
 # Those the local stack can run; the others (the GPU model's) are refused like unknown ones.
 SERVED = set(local_models(get_settings()))
-PIPELINES = [
-    name
-    for name in load_pipelines().names()
-    if {stage.model for stage in load_pipelines().resolve(name) if stage.model} <= SERVED
-]
+PIPELINES = [name for name in load_pipelines().names() if load_pipelines().models(name) <= SERVED]
 # The codes SubmitJob documents: accepted, a bad field, too large, no valid key, key reused differently.
 SUBMIT_CODES = {"OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAUTHENTICATED", "ALREADY_EXISTS"}
 FIELDS = {"pipeline", "prompt", "input_ref", "params.max_tokens", "params.temperature", "idempotency_key"}
