@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from devstack.gobuild import find_existing, go_install
@@ -10,6 +11,21 @@ from jobstream.settings import Settings
 
 # v1.6+ carry a `replace` directive in go.mod that `go install module@version` refuses.
 TEMPORAL_CLI_VERSION = "1.5.1"
+
+# The dev server's defaults throttle a single-shard, single-node server that has nothing to protect:
+DEV_SERVER_CONFIG: dict[str, object] = {
+    # The transfer queue (activity and workflow task dispatch) and the visibility queue load at most 20 times a
+    # second with a burst of 20 on the one shard: under load every dispatch queued behind that limiter.
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+    # The CLI turns this on so search attributes created at runtime are visible at once; ours are created with
+    # the namespace (--search-attribute), and on every read it re-loaded them from SQLite under a global lock.
+    "system.forceSearchAttributesCacheRefreshOnRead": False,
+    # Four partitions per task queue spread one worker's pollers and tasks over four queues for no gain here:
+    # a task could land on a partition with no waiting poller and wait for the forwarder.
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
+}
 
 
 def install(cache_root: Path) -> Path:
@@ -47,4 +63,9 @@ def command(binary: Path, settings: Settings) -> list[str]:
     ]
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DEV_SERVER_CONFIG.items():
+        argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    # SQLite's own defaults (rollback journal, synchronous=FULL) unless a setting asks for less durability.
+    for pragma in filter(None, (p.strip() for p in settings.temporal_sqlite_pragmas.split(","))):
+        argv += ["--sqlite-pragma", pragma]
     return argv

@@ -53,6 +53,11 @@ class EventLog:
         metadata = await self._producer.send_and_wait(self.topic, event.SerializeToString(), key=event.job_id.encode())
         return LogLocator(metadata.partition, metadata.offset)
 
+    async def publish_all(self, events: list[JobEvent]) -> list[LogLocator]:
+        """Publish several events in order and wait for every ack: one round trip, not one per event."""
+        sends = [await self.send(event) for event in events]
+        return [LogLocator(metadata.partition, metadata.offset) for metadata in [await sent for sent in sends]]
+
     async def send(self, event: JobEvent) -> Any:
         """Enqueue without waiting for the ack; await the returned future to confirm delivery."""
         return await self._producer.send(self.topic, event.SerializeToString(), key=event.job_id.encode())

@@ -95,6 +95,10 @@ class Stage(_Strict):
     # followed by them and asks for the rest (what an LLM does); `restart` sends the input again and skips
     # as many tokens (for a deterministic model whose output does not continue its input).
     resume: Resume = "continue"
+    # A short CPU stage may run as a local activity inside the workflow's own task: no dispatch through a task
+    # queue, and its events go out with it. The price: a worker that dies inside it is noticed by the workflow
+    # task's timeout (10 s) rather than the stage's heartbeat, so long stages stay remote.
+    local: bool = False
 
     @model_validator(mode="after")
     def _model_matches_kind(self) -> Stage:
@@ -102,6 +106,8 @@ class Stage(_Strict):
             raise ValueError(f"stage name {self.name!r} must be lower-case letters, digits and dashes")
         if (self.kind == "model") != (self.model is not None):
             raise ValueError("a stage names a model exactly when its kind is 'model'")
+        if self.local and (self.kind == "model" or self.queue is not None):
+            raise ValueError("only a CPU stage without its own queue can be local (it runs in the workflow's worker)")
         return self
 
 
@@ -139,6 +145,7 @@ class ResolvedStage(_Strict):
     retry: Retry
     parameters: dict[str, int | float | str | bool] = {}
     resume: Resume = "continue"
+    local: bool = False
 
 
 class Pipelines:
@@ -172,6 +179,7 @@ class Pipelines:
                     retry=stage.retry or defaults.retry,
                     parameters=stage.parameters,
                     resume=stage.resume,
+                    local=stage.local,
                 )
             )
         return resolved

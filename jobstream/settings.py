@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     temporal_port: int = Field(7233, description="Temporal frontend gRPC port.")
     temporal_ui_port: int = Field(8233, description="Temporal Web UI port.")
     temporal_namespace: str = Field("default", description="Temporal namespace for all workflows.")
+    temporal_sqlite_pragmas: str = Field(
+        "",
+        description="Comma-separated SQLite pragmas for the local Temporal dev server (e.g. synchronous=normal); "
+        "empty: SQLite's defaults, a rollback journal with synchronous=FULL.",
+    )
 
     kafka_port: int = Field(9092, description="Kafka broker (PLAINTEXT listener) port.")
     kafka_controller_port: int = Field(9093, description="Kafka KRaft controller port.")

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from jobstream.event_log import LogLocator
 from jobstream.pipelines import ResolvedStage
 
 WORKFLOW_TYPE = "PipelineWorkflow"
@@ -116,3 +117,21 @@ class EventSpec(_Model):
     reason: str = ""
     usage: Usage = Usage()
     finish_reason: str = ""
+
+
+class LocalStage(_Model):
+    """A CPU stage the workflow runs as a local activity, with the events around it: one trip instead of three.
+
+    `publish_before` goes out before the stage runs (job.started and the stage's own stage.started, say);
+    `publish_after` once it has succeeded, its stage.completed stamped with the attempt that succeeded.
+    """
+
+    stage: StageInput
+    publish_before: list[EventSpec] = []
+    publish_after: list[EventSpec] = []
+
+
+class LocalStageResult(_Model):
+    output: StageOutput
+    # Where each of `publish_before` landed, in order: the workflow records job.started's in the memo.
+    published_before: list[LogLocator] = []

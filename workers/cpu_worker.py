@@ -25,12 +25,17 @@ async def main() -> None:
     log = EventLog(settings)
     await log.start()
     text = TextActivities(store, settings.payload_threshold_bytes)
-    events = EventActivities(log, store)
+    events = EventActivities(log, store, text)
 
     def make(client: Client) -> list[Worker]:
         return [
-            # publish_event runs as a local activity of the workflow, so it lives beside it.
-            Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[PipelineWorkflow], activities=[events.publish_event]),
+            # The workflow's local activities (event publishing, local CPU stages) run beside it.
+            Worker(
+                client,
+                task_queue=WORKFLOW_QUEUE,
+                workflows=[PipelineWorkflow],
+                activities=[events.publish_event, events.publish_events, events.run_local_stage],
+            ),
             Worker(
                 client,
                 task_queue=CPU_QUEUE,

@@ -38,6 +38,7 @@ async def main(model: str) -> None:
     try:
         await run_workers(f"gpu-worker-{model}", await connect(settings), make)
     finally:
+        await inference.close()
         await log.stop()
 
 

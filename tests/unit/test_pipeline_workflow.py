@@ -2,7 +2,8 @@
 
 One dev server (the CLI binary the bootstrap builds) serves the whole file; each test runs its own job on
 its own task queues, with mocked `preprocess`/`run_model`/`postprocess` activities and a mocked
-`publish_event` local activity that records every event the workflow asks to publish.
+`publish_event`/`publish_events` local activities that record every event the workflow asks to publish, and a
+mocked `run_local_stage` local activity that runs a local CPU stage through the same `Stages` hooks.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from jobstream.workflow_io import (
     GenerationParams,
     JobInput,
     JobResult,
+    LocalStage,
+    LocalStageResult,
     StageInput,
     StageOutput,
     Usage,
@@ -88,11 +91,25 @@ async def client() -> AsyncIterator[Client]:
 
 
 class Events:
-    """The mocked `publish_event` local activity: records each spec, answers [partition, offset]."""
+    """The mocked local activities: each published spec recorded, answered with [partition, offset]; a local
+    stage runs through `stages` between the events before and after it, as `EventActivities` does."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: Stages) -> None:
+        self.stages = stages
         self.specs: list[EventSpec] = []
         self.changed = asyncio.Event()
+
+    @activity.defn(name="publish_events")
+    async def publish_events(self, specs: list[EventSpec]) -> list[LogLocator]:
+        return [await self.publish_event(spec) for spec in specs]
+
+    @activity.defn(name="run_local_stage")
+    async def run_local_stage(self, local: LocalStage) -> LocalStageResult:
+        before = await self.publish_events(local.publish_before)
+        run = self.stages.preprocess if local.stage.stage.kind == "preprocess" else self.stages.postprocess
+        output = await run(local.stage)
+        await self.publish_events([spec.model_copy(update={"attempt": output.attempt}) for spec in local.publish_after])
+        return LocalStageResult(output=output, published_before=before)
 
     @activity.defn(name="publish_event")
     async def publish_event(self, spec: EventSpec) -> LogLocator:
@@ -186,8 +203,9 @@ class Job:
 
 
 def workflow_worker(client: Client, queue: str, events: Events) -> Worker:
-    # publish_event is a local activity: it runs beside the workflow, as in the CPU worker.
-    return Worker(client, task_queue=queue, workflows=[PipelineWorkflow], activities=[events.publish_event])
+    # The local activities run beside the workflow, as in the CPU worker.
+    activities: list[Callable[..., Any]] = [events.publish_event, events.publish_events, events.run_local_stage]
+    return Worker(client, task_queue=queue, workflows=[PipelineWorkflow], activities=activities)
 
 
 def own_queues(stages: list[ResolvedStage], prefix: str) -> list[ResolvedStage]:
@@ -216,7 +234,7 @@ async def job(
         prompt=PROMPT,
         params=GenerationParams(max_tokens=8, seed=7),
     )
-    events = Events()
+    events = Events(stages)
     workers = [workflow_worker(client, job_id, events)] if serve_workflow else []
     if serve_stages:
         by_kind: dict[str, Callable[..., Awaitable[StageOutput]]] = {
@@ -339,6 +357,27 @@ async def test_generate_succeeds(client: Client) -> None:
         assert await status_of(handle) == (WorkflowExecutionStatus.COMPLETED, "SUCCEEDED")
 
 
+async def test_generate_reaches_the_model_in_one_workflow_task(client: Client) -> None:
+    """The trips before the first token: one workflow task and one local activity (job.started, stage.started,
+    the local preprocess, stage.completed and the model's stage.started) before run_model is scheduled, and
+    one memo upsert per workflow task."""
+    async with job(client, Stages()) as j:
+        handle = await j.start()
+        await handle.result()
+        events = [event.event_type for event in (await handle.fetch_history()).events]
+    scheduled = events.index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    before_model = events[:scheduled]
+    assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
+    # Two markers: the patch's and the one local activity's.
+    assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
+    assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
+    assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 2
+    assert events.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 2
+    # RUNNING, SUCCEEDED, and the SDK's own TemporalChangeVersion for the patch.
+    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 3
+    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
+
+
 class OutOfMemoryOnce(Stages):
     def __init__(self) -> None:
         super().__init__()
@@ -362,9 +401,15 @@ def quick_retry(stage: ResolvedStage) -> ResolvedStage:
     return stage.model_copy(update={"retry": retry})
 
 
+def remote(stage: ResolvedStage) -> ResolvedStage:
+    """The stage as a remote activity even where it is declared local: its task waits on its queue, and the
+    memo shows it running (a local stage's memo changes land with the workflow task that ran it)."""
+    return stage.model_copy(update={"local": False})
+
+
 async def test_model_stage_retried_after_retryable_error(client: Client) -> None:
     stages = OutOfMemoryOnce()
-    async with job(client, stages, adjust=quick_retry) as j:
+    async with job(client, stages, adjust=lambda stage: quick_retry(remote(stage))) as j:
         handle = await j.start()
         # Held in postprocess: the memo now tells the model stage's outcome, and it took two attempts.
         await asyncio.wait_for(stages.in_postprocess.wait(), WAIT_S)
@@ -460,7 +505,7 @@ async def assert_cancelled(handle: WorkflowHandle[Any, JobResult]) -> None:
 
 async def test_cancel_before_a_stage_starts(client: Client) -> None:
     # No stage worker: preprocess is scheduled and waits on its queue (schedule-to-start is a minute).
-    async with job(client, Stages(), serve_stages=False) as j:
+    async with job(client, Stages(), adjust=remote, serve_stages=False) as j:
         handle = await j.start()
         await j.events.wait_for("stage.started", "preprocess")
         await handle.cancel()
@@ -561,7 +606,7 @@ class CancelMissed(Stages):
 
 async def test_cancel_that_a_stage_misses_still_cancels_the_job(client: Client) -> None:
     stages = CancelMissed()
-    async with job(client, stages) as j:
+    async with job(client, stages, adjust=remote) as j:
         handle = await j.start()
         await asyncio.wait_for(stages.running.wait(), WAIT_S)
         await handle.cancel()
@@ -577,6 +622,27 @@ async def test_cancel_that_a_stage_misses_still_cancels_the_job(client: Client) 
             ("job.cancelled", cursors.terminal(), "preprocess", 0, 0),
         ]
         assert (await memo_of(handle))["status"] == "CANCELLED"
+
+
+async def test_cancel_during_a_local_stage_cancels_the_job(client: Client) -> None:
+    """A local stage runs inside a workflow task, so a cancel reaches the job with the next task: after the
+    stage and the scheduling of the remote stage it announced (which is then cancelled)."""
+    stages = CancelMissed()
+    async with job(client, stages) as j:
+        handle = await j.start()
+        await asyncio.wait_for(stages.running.wait(), WAIT_S)
+        await handle.cancel()
+        stages.release.set()
+        await assert_cancelled(handle)
+
+        story = j.events.story()
+        assert story[:4] == [JOB_STARTED, started("preprocess", 0), completed("preprocess", 0), started("generate", 1)]
+        assert story[-1][:2] == ("job.cancelled", cursors.terminal())
+        assert [name for name, _ in stages.attempts()][:1] == ["preprocess"]
+        memo = await memo_of(handle)
+        assert memo["status"] == "CANCELLED"
+        assert (await records_of(handle))[0][2] == StageState.SUCCEEDED
+        assert await status_of(handle) == (WorkflowExecutionStatus.CANCELED, "CANCELLED")
 
 
 class ClaimChecked(Stages):

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -52,7 +52,6 @@ CANCEL_FLUSH_S = 2.0
 TRITON_UNAVAILABLE = "TritonUnavailable"
 # How long an attempt that lost Triton or Kafka waits for it to come back before it fails (and is retried).
 DEPENDENCY_WAIT_S = 60.0
-T = TypeVar("T")
 
 
 def _tensor(name: str, value: Any, dtype: Any, triton_type: str) -> triton.InferInput:
@@ -99,11 +98,22 @@ class Piece:
 
 @dataclass
 class Attempt:
-    """What this attempt has so far: the stage's tokens (the delivered prefix first) and their usage."""
+    """What this attempt has so far: the stage's tokens (the delivered prefix first), their usage, and where
+    the stage's first token is in the log (what a successor reads back from)."""
 
     tokens: list[str]
     prompt_tokens: int
     finish_reason: str = ""
+    first_offset: int = -1
+    partition: int = -1
+
+    def progress(self) -> StageProgress:
+        return StageProgress(
+            tokens=len(self.tokens),
+            first_offset=self.first_offset,
+            partition=self.partition,
+            prompt_tokens=self.prompt_tokens,
+        )
 
     def output(self, attempt: int, **where: str | None) -> StageOutput:
         return StageOutput(
@@ -129,6 +139,19 @@ class InferenceActivities:
         self.settings = settings
         self.log = log
         self.store = store
+        self._client: triton.InferenceServerClient | None = None
+
+    @property
+    def client(self) -> triton.InferenceServerClient:
+        """One Triton client (one gRPC channel) for every attempt this worker runs; it reconnects by itself."""
+        if self._client is None:
+            self._client = triton.InferenceServerClient(self.settings.triton_grpc_url)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     @activity.defn(name="run_model")
     async def run_model(self, stage: StageInput) -> StageOutput:
@@ -139,10 +162,15 @@ class InferenceActivities:
         info = activity.info()
         progress = resumed_progress(info.heartbeat_details)
         parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
-        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
-        state = Attempt(tokens=[], prompt_tokens=progress.prompt_tokens)
+        state = Attempt(
+            tokens=[],
+            prompt_tokens=progress.prompt_tokens,
+            first_offset=progress.first_offset,
+            partition=progress.partition,
+        )
         try:
-            await self.generate(client, model, text, stage, progress, parameters, state)
+            async with heartbeat_ticker(state):
+                await self.generate(self.client, model, text, stage, progress, parameters, state)
         except asyncio.CancelledError:
             cancel = activity.cancellation_details()
             if cancel is None or not cancel.cancel_requested:
@@ -151,8 +179,6 @@ class InferenceActivities:
             state.finish_reason = "cancelled"
             activity.logger.info("model %s cancelled after %d tokens", model, len(state.tokens))
             return state.output(info.attempt, text="".join(state.tokens))
-        finally:
-            await client.close()
         output = "".join(state.tokens)
         data = output.encode("utf-8")
         if len(data) > self.settings.payload_threshold_bytes:
@@ -169,12 +195,11 @@ class InferenceActivities:
         parameters: dict[str, Any],
         state: Attempt,
     ) -> None:
-        # Every heartbeat repeats the progress: a heartbeat without it would make a successor start over.
-        details = progress
+        # The ticker (heartbeat_ticker) beats `state.progress()` while this runs: every heartbeat repeats the
+        # progress, since one without it would make a successor start over.
         pending: list[asyncio.Future[Any]] = []
         try:
-            state.tokens = await heartbeating(self.published_tokens(stage, progress), details)
-            first_offset, partition = progress.first_offset, progress.partition
+            state.tokens = await self.published_tokens(stage, progress)
             delivered = len(state.tokens)
             if stage.stage.resume == "continue":
                 text_input, budget, skip = text + "".join(state.tokens), stage.params.max_tokens - delivered, 0
@@ -210,29 +235,24 @@ class InferenceActivities:
                     skip -= 1
                     continue
                 event = token_event(stage, len(state.tokens), piece.text)
-                state.tokens.append(piece.text)
-                if first_offset < 0:
-                    # Wait for the first token's offset: it is where a successor starts reading.
-                    published = await heartbeating(self.log.publish(event), details)
-                    first_offset, partition = published.offset, published.partition
+                if state.first_offset < 0:
+                    # Wait for the first token's offset: it is where a successor starts reading, so it is
+                    # heartbeated at once rather than at the ticker's next beat.
+                    published = await self.log.publish(event)
+                    state.tokens.append(piece.text)
+                    state.first_offset, state.partition = published.offset, published.partition
+                    activity.heartbeat(state.progress())
                 else:
                     # A send Kafka refused fails the attempt now: its retry resumes after the acked prefix.
                     pending = unacknowledged(pending)
-                    # send() itself waits while the producer's buffer is full (a broker away): keep beating.
-                    pending.append(await heartbeating(self.log.send(event), details))
-                details = StageProgress(
-                    tokens=len(state.tokens),
-                    first_offset=first_offset,
-                    partition=partition,
-                    prompt_tokens=state.prompt_tokens,
-                )
-                activity.heartbeat(details)
+                    pending.append(await self.log.send(event))
+                    state.tokens.append(piece.text)
             # Every token is acknowledged by Kafka before the stage may complete.
-            await heartbeating(asyncio.gather(*pending), details)
+            await asyncio.gather(*pending)
         except (ApplicationError, KafkaError) as exc:
             for send in pending:
                 send.add_done_callback(_retrieve)
-            await self.outage_over(exc, model, details)
+            await self.outage_over(exc, model, state.progress())
             raise
         except asyncio.CancelledError:
             # Cancelled: what Kafka acknowledges within a moment is what the clients got.
@@ -318,13 +338,10 @@ class InferenceActivities:
             await client.close()
 
     async def model_ready(self, model: str) -> bool:
-        client = triton.InferenceServerClient(self.settings.triton_grpc_url)
         try:
-            return bool(await client.is_model_ready(model))
+            return bool(await self.client.is_model_ready(model))
         except Exception:
             return False
-        finally:
-            await client.close()
 
     async def published_tokens(self, stage: StageInput, progress: StageProgress) -> list[str]:
         """The tokens a previous attempt already published for this stage, read back from Kafka."""
@@ -380,19 +397,32 @@ def resumed_progress(heartbeat_details: Sequence[Any]) -> StageProgress:
         return StageProgress()
 
 
-async def heartbeating(awaitable: Awaitable[T], details: StageProgress) -> T:
-    """Await something that can take a while (Kafka's acks while the broker restarts), heartbeating meanwhile:
-    a live attempt must not look dead to Temporal, which would start a second one beside it."""
-    task = asyncio.ensure_future(awaitable)
-    try:
+# Cancellation reaches an attempt in a heartbeat's response (workers/worker_process.HEARTBEAT_THROTTLE): beat
+# this often. Before the first token's offset is known the ticker waits a second, so that the heartbeat the
+# SDK sends at once is, in the usual case, the one naming that offset.
+TICK_S = 0.3
+FIRST_BEAT_S = 1.0
+
+
+@contextlib.asynccontextmanager
+async def heartbeat_ticker(state: Attempt) -> AsyncIterator[None]:
+    """Heartbeat the attempt's progress from one task, on a clock, not per token: the SDK encodes every
+    heartbeat call although it sends at most one per throttle interval."""
+
+    async def beat() -> None:
+        started = time.monotonic()
         while True:
-            done, _ = await asyncio.wait({task}, timeout=1.0)
-            if done:
-                return task.result()
-            activity.heartbeat(details)
+            await asyncio.sleep(TICK_S)
+            if state.first_offset >= 0 or time.monotonic() - started >= FIRST_BEAT_S:
+                activity.heartbeat(state.progress())
+
+    ticker = asyncio.create_task(beat())
+    try:
+        yield
     finally:
-        if not task.done():
-            task.cancel()
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
 
 
 async def within(check: Awaitable[bool], timeout_s: float) -> bool:

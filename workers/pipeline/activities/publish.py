@@ -1,4 +1,5 @@
-"""Publishing the workflow's own events (job and stage transitions) to the job's event log."""
+"""Publishing the workflow's own events (job and stage transitions) to the job's event log, and running a
+local CPU stage together with the events around it."""
 
 from __future__ import annotations
 
@@ -7,15 +8,43 @@ from temporalio import activity
 from jobstream.event_log import EventLog, LogLocator
 from jobstream.job_events import build_event
 from jobstream.payload_store import PayloadStore
-from jobstream.workflow_io import EventSpec
+from jobstream.workflow_io import EventSpec, LocalStage, LocalStageResult, StageInput, StageOutput
+from workers.pipeline.activities.text import TextActivities
 
 
 class EventActivities:
-    def __init__(self, log: EventLog, store: PayloadStore) -> None:
+    def __init__(self, log: EventLog, store: PayloadStore, text: TextActivities) -> None:
         self.log = log
         self.store = store
+        self.text = text
 
     @activity.defn(name="publish_event")
     async def publish_event(self, spec: EventSpec) -> LogLocator:
-        """Publish and say where: readers start a job's replay at its first event."""
+        """Publish and say where: readers start a job's replay at its first event. (Kept for the histories
+        of jobs started before `publish_events`.)"""
         return await self.log.publish(await build_event(spec, self.store))
+
+    @activity.defn(name="publish_events")
+    async def publish_events(self, specs: list[EventSpec]) -> list[LogLocator]:
+        """Publish several events in order, in one round trip to Kafka, and say where each landed."""
+        return await self.log.publish_all([await build_event(spec, self.store) for spec in specs])
+
+    @activity.defn(name="run_local_stage")
+    async def run_local_stage(self, local: LocalStage) -> LocalStageResult:
+        """A CPU stage as a local activity: its events before, the stage, its events after."""
+        before = await self.publish_events(local.publish_before) if local.publish_before else []
+        output = await self._run(local.stage)
+        after = [
+            spec.model_copy(update={"attempt": output.attempt}) if spec.type == "stage.completed" else spec
+            for spec in local.publish_after
+        ]
+        if after:
+            await self.publish_events(after)
+        return LocalStageResult(output=output, published_before=before)
+
+    async def _run(self, stage: StageInput) -> StageOutput:
+        if stage.stage.kind == "preprocess":
+            return await self.text.preprocess(stage)
+        if stage.stage.kind == "postprocess":
+            return await self.text.postprocess(stage)
+        raise ValueError(f"a {stage.stage.kind} stage cannot run locally")

@@ -70,6 +70,11 @@ async def heartbeating(interval_s: float = 1.0) -> AsyncIterator[None]:
     """Heartbeat while a CPU stage runs, so its heartbeat timeout (seconds) notices a dead worker instead
     of its start-to-close timeout; a CPU stage makes no progress worth reporting, only that it is alive."""
 
+    if activity.info().is_local:
+        # A local activity cannot heartbeat: its workflow task's timeout is what notices a dead worker.
+        yield
+        return
+
     async def beat() -> None:
         while True:
             activity.heartbeat()
