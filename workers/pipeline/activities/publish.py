@@ -3,6 +3,8 @@ local CPU stage together with the events around it."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 
 from jobstream.event_log import EventLog, LogLocator
@@ -31,16 +33,22 @@ class EventActivities:
 
     @activity.defn(name="run_local_stage")
     async def run_local_stage(self, local: LocalStage) -> LocalStageResult:
-        """A CPU stage as a local activity: its events before, the stage, its events after."""
-        before = await self.publish_events(local.publish_before) if local.publish_before else []
-        output = await self._run(local.stage)
-        after = [
-            spec.model_copy(update={"attempt": output.attempt}) if spec.type == "stage.completed" else spec
-            for spec in local.publish_after
-        ]
-        if after:
-            await self.publish_events(after)
-        return LocalStageResult(output=output, published_before=before)
+        """A CPU stage as a local activity: its events before, the stage, its events after.
+
+        The events before are sent, not waited for, while the stage runs: the producer keeps them in order
+        ahead of the events after, so one wait for every ack ends the activity (one Kafka round trip)."""
+        sends = [await self.log.send(await build_event(spec, self.store)) for spec in local.publish_before]
+        try:
+            output = await self._run(local.stage)
+            for spec in local.publish_after:
+                if spec.type == "stage.completed":
+                    spec = spec.model_copy(update={"attempt": output.attempt})
+                sends.append(await self.log.send(await build_event(spec, self.store)))
+        finally:
+            # Whatever happens to the stage, what was sent is acknowledged (or fails the attempt) first.
+            acks = await asyncio.gather(*sends)
+        before = acks[: len(local.publish_before)]
+        return LocalStageResult(output=output, published_before=[LogLocator(m.partition, m.offset) for m in before])
 
     async def _run(self, stage: StageInput) -> StageOutput:
         if stage.stage.kind == "preprocess":
