@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
+import psutil
 from temporalio.client import Client
 
 from jobstream.auth import ensure_dev_key
@@ -32,6 +33,8 @@ Figure: TypeAlias = dict[str, Any]
 PROMPT = "It is a truth universally acknowledged"
 SEED = 7
 TEMPERATURE = 0.8
+GPU_WORKER = "gpu-worker-tinylm"  # the supervisor's name for the worker that runs every bench pipeline's model
+DIRECT_CLIENT = "a direct Triton client (this process)"
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -59,16 +62,19 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def ratio(ours: float, baseline: float | None) -> float | None:
-    if baseline is None or not math.isfinite(baseline) or baseline == 0 or not math.isfinite(ours):
+def ratio(ours: float | None, baseline: float | None) -> float | None:
+    if ours is None or baseline is None or not math.isfinite(baseline) or baseline == 0 or not math.isfinite(ours):
         return None
     return ours / baseline
 
 
 def row(
-    metric: str, unit: str, ours: float, baseline: float | None, baseline_name: str, note: str = ""
+    metric: str, unit: str, ours: float | None, baseline: float | None, baseline_name: str, note: str = ""
 ) -> dict[str, Any]:
-    """One line of the table: our figure, the baseline measured in the same run, ours / baseline."""
+    """One line of the table: our figure, the baseline measured in the same run, ours / baseline.
+
+    `ours` is None for a figure this run could not measure (the note says why); the table shows "-".
+    """
     return {
         "metric": metric,
         "unit": unit,
@@ -122,13 +128,37 @@ class Context:
             await asyncio.sleep(0.25)
         return time.monotonic() - started
 
+    def child_pid(self, name: str) -> int:
+        """A child's pid from the supervisor's record, e.g. "sse-bridge" or "gpu-worker-tinylm"."""
+        pids = pids_file(self.settings)
+        pid = recorded_pids(pids.read_text()).get(name)
+        if pid is None or not Path(f"/proc/{pid}").exists():
+            raise RuntimeError(f"no live {name} in {pids}")
+        return pid
+
     def bridge_pid(self) -> int:
-        """The SSE bridge's pid, from the supervisor's record (the last line wins: restarts append)."""
-        pids = self.settings.state_dir / "run" / "children.pids"
-        found = [line.split()[1] for line in pids.read_text().splitlines() if line.startswith("sse-bridge ")]
-        if not found or not Path(f"/proc/{found[-1]}").exists():
-            raise RuntimeError(f"no live sse-bridge in {pids}")
-        return int(found[-1])
+        return self.child_pid("sse-bridge")
+
+
+def pids_file(settings: Settings) -> Path:
+    return settings.state_dir / "run" / "children.pids"
+
+
+def recorded_pids(text: str) -> dict[str, int]:
+    """children.pids ("name pid" per line) as name -> pid; the last line per name wins: the supervisor
+    appends a line on every (re)start, so earlier lines are processes that have exited."""
+    pids: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, pid = line.strip().partition(" ")
+        if pid.strip().isdigit():
+            pids[name] = int(pid)
+    return pids
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of every thread of a process so far (not its children: none of ours fork)."""
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 @contextlib.asynccontextmanager

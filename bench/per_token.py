@@ -8,23 +8,31 @@ baseline is the shape of the stream a client sees: the gaps between consecutive 
 Triton client versus at our SSE client, with the model pacing tokens at 50 ms (drill-slow). If our path
 only delays tokens by a constant, the gaps are equal (ratio 1); jitter and batching widen the tail.
 A second Kafka consumer configured like the bridge's splits the added latency into Kafka and bridge.
+
+GPU worker CPU per token: psutil cpu_times of the gpu-worker-tinylm process over each job's run only
+(submit -> terminal event) / the tokens those jobs generated. Baseline: this process's own CPU
+(time.process_time) over direct Triton streams of the same tokens and pace / their tokens. Those direct
+streams run after the Kafka tap has stopped (the tap's polling would be counted as the client's).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import tritonclient.grpc.aio as triton
 
-from bench.common import PROMPT, Context, Figure, row, summary
+from bench.common import DIRECT_CLIENT, GPU_WORKER, PROMPT, Context, Figure, cpu_seconds, row, summary
 from bench.job_run import run_job
 from bench.kafka_tap import kafka_tap
 from bench.triton_direct import direct_stream
 
 PIPELINE = "drill-slow"
 TOKEN_DELAY_MS = 50  # drill-slow's per-token delay
+CPU_BASELINE_STREAMS = 2  # direct streams for the client-CPU baseline (CPU time needs few tokens)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     direct_gaps_ms: list[float] = []
     rates: list[float] = []
     direct_rates: list[float] = []
+    worker = psutil.Process(ctx.child_pid(GPU_WORKER))
+    worker_cpu_s = 0.0
+    worker_tokens = 0
     client = triton.InferenceServerClient(ctx.settings.triton_grpc_url)
     try:
         async with kafka_tap(ctx.settings) as tap:
@@ -48,8 +59,11 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
                 direct = await direct_stream(client, PROMPT, sizes.tokens, TOKEN_DELAY_MS)
                 direct_gaps_ms += [(b - a) * 1000 for a, b in itertools.pairwise(direct.received)]
                 direct_rates.append((len(direct.received) - 1) / (direct.received[-1] - direct.received[0]))
+                worker_before = cpu_seconds(worker)
                 job = await run_job(ctx, PIPELINE, sizes.tokens, on_reply=tap.watch)
+                worker_cpu_s += cpu_seconds(worker) - worker_before
                 tokens = job.tokens
+                worker_tokens += len(tokens)
                 for token in tokens:
                     added_ms.append((token.received - token.stamped) * 1000)
                     tapped = tap.at(job.job_id, token.event_id)
@@ -59,6 +73,10 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
                 received = [token.received for token in tokens]
                 gaps_ms += [(b - a) * 1000 for a, b in itertools.pairwise(received)]
                 rates.append((len(received) - 1) / (received[-1] - received[0]))
+        own_before, direct_tokens = time.process_time(), 0
+        for _ in range(min(CPU_BASELINE_STREAMS, sizes.jobs)):
+            direct_tokens += len((await direct_stream(client, PROMPT, sizes.tokens, TOKEN_DELAY_MS)).received)
+        direct_cpu_s = time.process_time() - own_before
     finally:
         await client.close()
     added, kafka, bridge = summary(added_ms), summary(kafka_ms), summary(bridge_ms)
@@ -77,6 +95,13 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         row(f"gap between tokens p50 {pace}", "ms", gaps["p50"], direct_gaps["p50"], gap_name),
         row(f"gap between tokens p99 {pace}", "ms", gaps["p99"], direct_gaps["p99"], gap_name),
         row("tokens/s per stream at the client", "1/s", rate["p50"], direct_rate["p50"], "direct Triton stream"),
+        row(
+            "GPU worker CPU per token",
+            "ms",
+            1000 * worker_cpu_s / worker_tokens,
+            1000 * direct_cpu_s / direct_tokens,
+            DIRECT_CLIENT,
+        ),
     ]
     measured: dict[str, Any] = {
         "added_ms": added,
@@ -86,6 +111,10 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         "direct_gap_ms": direct_gaps,
         "tokens_per_s": rate,
         "direct_tokens_per_s": direct_rate,
+        "gpu_worker_cpu_s": worker_cpu_s,
+        "gpu_worker_tokens": worker_tokens,
+        "direct_client_cpu_s": direct_cpu_s,
+        "direct_client_tokens": direct_tokens,
     }
     return {
         "title": "Per-token added latency",
