@@ -1,8 +1,10 @@
-"""`jobstream bench [--quick] [--out DIR] [--update-readme]`: run every figure against the local stack."""
+"""`jobstream bench [--quick] [--out DIR] [--update-readme] [--before RESULTS.json]`: every figure, against the
+local stack."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import fanout, per_token, report, streams, submit, throughput, ttft
+from bench import fanout, per_token, report, stack_info, streams, submit, throughput, ttft
 from bench.common import Context, open_context
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -95,6 +97,8 @@ async def run(quick: bool, out: Path, say: Any = print) -> dict[str, Any]:
     results: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # Read before the figures: the dev server's flags and journal mode that every Temporal-bound row ran under.
+        "stack": stack_info.describe(settings),
     }
     async with open_context(settings) as ctx:
         await ctx.drain(plan.drain_s)
@@ -108,10 +112,23 @@ async def run(quick: bool, out: Path, say: Any = print) -> dict[str, Any]:
     return results
 
 
-def main(quick: bool, out: str | None, update_readme: bool) -> int:
+def load_before(path: str) -> dict[str, Any]:
+    """An older results.json, for the table's "before" column."""
+    try:
+        before = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"jobstream bench: --before {path}: {exc}") from None
+    if not isinstance(before, dict) or not isinstance(before.get("figures"), dict):
+        raise SystemExit(f"jobstream bench: --before {path} is not a bench results.json")
+    return before
+
+
+def main(quick: bool, out: str | None, update_readme: bool, before_path: str | None = None) -> int:
+    # Read first: a bad path should fail now, not after a run of several minutes.
+    before = load_before(before_path) if before_path else None
     folder = Path(out) if out else RESULTS / datetime.now().strftime("%Y%m%d-%H%M%S")
     results = asyncio.run(run(quick, folder))
-    table = report.write(results, folder)
+    table = report.write(results, folder, before)
     print(table)
     print(f"\nresults: {folder}/results.json, results.md and *.png")
     if update_readme:

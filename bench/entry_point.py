@@ -12,6 +12,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute (what CI runs)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>/)")
     parser.add_argument("--update-readme", action="store_true", help="put this full run's table into README.md")
+    parser.add_argument(
+        "--before", metavar="RESULTS_JSON", help="an older run's results.json: its figures in a 'before' column"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -19,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
         from bench.command import main
     except ModuleNotFoundError as exc:
         raise SystemExit(f"jobstream bench needs the bench dependency group ({exc}): uv sync --group bench") from exc
-    return main(args.quick, args.out, args.update_readme)
+    return main(args.quick, args.out, args.update_readme, args.before)
 
 
 bench = Subcommand("measure the stack against direct Triton and Temporal streaming", _configure, _run)

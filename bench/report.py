@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from bench.stack_info import summary_line
 from devstack.readme import replace_section
 from jobstream.settings import PROJECT_ROOT
 
@@ -34,16 +35,36 @@ def _number(value: float | None, unit: str) -> str:
     return f"{text} {unit}".strip() if unit not in ("", "events") else text
 
 
-def render_table(results: dict[str, Any]) -> str:
+def _header(results: dict[str, Any]) -> str:
     machine = results["machine"]
-    lines = [
+    return (
         f"{results['mode']} run, {results['started']}, {machine['cpus']} cores (load average "
-        f"{machine['load_before']:.1f} before, {machine['load_after']:.1f} after), {results['duration_s']:.0f} s. "
-        "Ratio = ours / baseline, both measured in this run.",
-        "",
-        "| # | metric | ours | baseline | ratio |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+        f"{machine['load_before']:.1f} before, {machine['load_after']:.1f} after), {results['duration_s']:.0f} s."
+    )
+
+
+def _before_values(before: dict[str, Any]) -> dict[tuple[str, str], float | None]:
+    """(figure key, metric text) -> that row's `ours`, in an older results.json."""
+    values: dict[tuple[str, str], float | None] = {}
+    for key, figure in before.get("figures", {}).items():
+        for line in figure.get("rows", []):
+            values[(str(key), line["metric"].strip())] = line.get("ours")
+    return values
+
+
+def render_table(results: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """The markdown table; with `before` (an older results.json) a "before" column holds the `ours` of
+    the row with the same figure and metric there ("-" where that run had no such row)."""
+    lines = [f"{_header(results)} Ratio = ours / baseline, both measured in this run.", ""]
+    lines.append(summary_line(results.get("stack")) + ".")
+    if before is not None:
+        lines += ["", f"Before: {_header(before)} {summary_line(before.get('stack'))}."]
+    lines.append("")
+    if before is None:
+        lines += ["| # | metric | ours | baseline | ratio |", "| --- | --- | --- | --- | --- |"]
+    else:
+        lines += ["| # | metric | before | ours | baseline | ratio |", "| --- | --- | --- | --- | --- | --- |"]
+    earlier = _before_values(before) if before is not None else {}
     for key, figure in results["figures"].items():
         for line in figure["rows"]:
             unit = line["unit"]
@@ -52,14 +73,20 @@ def render_table(results: dict[str, Any]) -> str:
                 baseline += f" ({line['baseline_name']})"
             ratio = "-" if line["ratio"] is None else f"{line['ratio']:.2f}x"
             metric = f"{figure['title']}: {line['metric'].strip()}"
-            lines.append(f"| {key} | {metric} | {_number(line['ours'], unit)} | {baseline} | {ratio} |")
+            ours = _number(line["ours"], unit)
+            if line["ours"] is None and line.get("note"):
+                ours = f"- ({line['note']})"
+            cells = [key, metric, ours, baseline, ratio]
+            if before is not None:
+                cells.insert(2, _number(earlier.get((str(key), line["metric"].strip())), unit))
+            lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
-def write(results: dict[str, Any], out: Path) -> str:
+def write(results: dict[str, Any], out: Path, before: dict[str, Any] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(_finite(results), indent=2, allow_nan=False) + "\n")
-    table = render_table(results)
+    table = render_table(results, before)
     (out / "results.md").write_text(f"# jobstream bench\n\n{table}\n")
     plot_all(results, out)
     return table
