@@ -38,7 +38,7 @@ QUICK = Plan(
     submit=submit.Sizes(submits={1: 2, 16: 16}, drain_s=10.0),
     ttft=ttft.Sizes(jobs=2),
     per_token=per_token.Sizes(jobs=1, tokens=12),
-    fanout=fanout.Sizes(levels=[(20, 2)], tokens=12, limit_s=30.0),
+    fanout=fanout.Sizes(levels=[fanout.LevelSize(20, 2, tokens=12)], baseline_tokens=12, limit_s=30.0),
     streams=streams.Sizes(token_counts=[16, 32], limit_s=10.0),
     throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
     drain_s=10.0,
@@ -47,7 +47,13 @@ FULL = Plan(
     submit=submit.Sizes(submits={1: 20, 16: 64, 64: 128}, drain_s=300.0),
     ttft=ttft.Sizes(jobs=20),
     per_token=per_token.Sizes(jobs=6, tokens=40),
-    fanout=fanout.Sizes(levels=[(100, 10), (1000, 50)], tokens=64, limit_s=180.0),
+    # 64 tokens stream for ~3.2 s; 5,000 streams take longer to open than that, so that level's jobs
+    # stream 10 s (its latency counts only tokens stamped after the last stream opened).
+    fanout=fanout.Sizes(
+        levels=[fanout.LevelSize(1000, 50, tokens=64), fanout.LevelSize(5000, 50, tokens=200)],
+        baseline_tokens=64,
+        limit_s=300.0,
+    ),
     streams=streams.Sizes(token_counts=[16, 64, 256], limit_s=30.0),
     throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
     drain_s=120.0,

@@ -1,11 +1,23 @@
-"""Figure 4: fan-out, one SSE bridge process serving 100 and 1,000 concurrent streams.
+"""Figure 4: fan-out, one SSE bridge process serving 1,000 and 5,000 concurrent streams.
 
-Each level submits J drill-slow jobs (50 ms/token) and opens S/J SSE connections to each at once, from
-one asyncio process with a lean raw-socket client (bench/sse.py). Measured once every connection has
-answered 200: token events delivered per second, each token's latency (worker stamp -> client), and
-the bridge's CPU (psutil cpu_times over the level) and peak RSS (sampled every 250 ms) by its pid from
-STATE_DIR/run/children.pids. Latency counts only tokens stamped after every stream was open, so replay
-of what a late joiner missed is not mistaken for delivery lag.
+Each level submits J drill-slow jobs (50 ms/token) and opens S/J SSE connections to each, from one
+asyncio process with a lean raw-socket client (bench/sse.py). The connections open in waves of 500, each
+wave waiting until its streams have answered 200 (or failed) before the next starts: thousands of
+connects at once would overflow the bridge's listen backlog and measure SYN retries, not the bridge.
+Measured once every connection has answered 200: token events delivered per second, each token's
+latency (worker stamp -> client), and the bridge's CPU (psutil cpu_times over the level) and peak RSS
+(sampled every 250 ms) by its pid from STATE_DIR/run/children.pids. The bridge's CPU per delivered event
+is its CPU seconds over the whole level (opening included) / every event its streams delivered (tokens
+and the rest). Latency counts only tokens stamped after every stream was open, so replay of what a late
+joiner missed is not mistaken for delivery lag; a level's jobs must therefore stream for longer than its
+streams take to open (its token count is sized for that).
+
+The load generator runs on other cores than the bridge: for the whole figure the bridge's threads are
+pinned to one core and this process's threads to the rest (both restored afterwards), so the client's
+own CPU does not show up as bridge latency on the bridge's core. On a 1-core machine nothing is pinned
+(the figure's measured data says so). Thousands of sockets need file descriptors: this process's
+RLIMIT_NOFILE soft limit is raised to its hard limit for the figure, and a level whose streams exceed
+the bridge's (or this process's) open-file limit is skipped with a row that says so.
 
 Baselines, from the same run: one stream on one job (the same measurement, no fan-out) for latency and
 CPU per event; the rate the workers produced those events at, times the subscribers, for events/s
@@ -16,23 +28,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import resource
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
-from bench.common import Context, Figure, row, stamp_of, summary
+from bench.common import Context, Figure, cpu_seconds, row, stamp_of, summary
 from bench.sse import Received, SseError, read_events
 
 PIPELINE = "drill-slow"
+WAVE = 500  # connections opened at once; the next wave waits until these answered
+FD_MARGIN = 64  # descriptors either side needs besides the streams (Kafka, Temporal, gRPC, logs)
+
+
+@dataclass(frozen=True)
+class LevelSize:
+    streams: int
+    jobs: int
+    tokens: int  # enough that the jobs outlast opening every stream (50 ms per token)
 
 
 @dataclass(frozen=True)
 class Sizes:
-    levels: list[tuple[int, int]]  # (streams, jobs)
-    tokens: int
-    limit_s: float
+    levels: list[LevelSize]
+    baseline_tokens: int  # the 1-stream level
+    limit_s: float  # per stream: opening, the job, and the bridge's backlog
 
 
 @dataclass
@@ -46,10 +70,110 @@ class Level:
     produced_per_s: float = 0.0
     latency_ms: dict[str, float] | None = None
     cpu_percent: float = 0.0
-    cpu_ms_per_1k_events: float = 0.0
+    cpu_us_per_event: float = 0.0
+    latency_tokens: int = 0  # tokens stamped after every stream was open (the latency sample)
     rss_mib_before: float = 0.0
     rss_mib_peak: float = 0.0
     events: int = 0
+
+
+def parse_nofile(limits: str) -> float | None:
+    """The soft "Max open files" of a /proc/PID/limits text; inf for unlimited, None if absent."""
+    for line in limits.splitlines():
+        if line.startswith("Max open files"):
+            soft = line.removeprefix("Max open files").split()[0]
+            return float("inf") if soft == "unlimited" else float(soft)
+    return None
+
+
+def nofile_limit(pid: int) -> float | None:
+    """Another process's soft RLIMIT_NOFILE (prlimit through psutil, else /proc/PID/limits); None if
+    neither can be read."""
+    try:
+        soft, _ = psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)
+        return float("inf") if soft == resource.RLIM_INFINITY else float(soft)
+    except (psutil.Error, OSError):
+        pass
+    try:
+        with open(f"/proc/{pid}/limits") as limits:
+            return parse_nofile(limits.read())
+    except OSError:
+        return None
+
+
+def skip_reason(streams: int, own_limit: float, bridge_limit: float | None) -> str:
+    """Why a level cannot run within these open-file limits ("" if it can): rather than EMFILE chaos."""
+    needed = streams + FD_MARGIN
+    if bridge_limit is not None and bridge_limit < needed:
+        return f"the bridge's open-file limit is {bridge_limit:.0f}, below {needed} ({streams} streams + {FD_MARGIN})"
+    if own_limit < needed:
+        return f"this process's open-file limit is {own_limit:.0f}, below {needed} ({streams} streams + {FD_MARGIN})"
+    return ""
+
+
+@contextlib.contextmanager
+def raised_nofile() -> Iterator[float]:
+    """This process's RLIMIT_NOFILE soft limit raised to its hard limit (restored on exit); yields it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = soft
+    if hard != soft:
+        # Linux refuses RLIM_INFINITY for open files (the ceiling is fs.nr_open): keep the soft limit then.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            raised = hard
+    try:
+        yield float("inf") if raised == resource.RLIM_INFINITY else float(raised)
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def split_cores(allowed: Iterable[int]) -> tuple[int, list[int]] | None:
+    """(the bridge's core, this process's cores) out of the cores this process may use; None under two."""
+    cores = sorted(allowed)
+    if len(cores) < 2:
+        return None
+    return cores[-1], cores[:-1]
+
+
+def _pin(process: psutil.Process, cores: Iterable[int]) -> None:
+    # sched_setaffinity on a pid moves only that thread: every thread is pinned on its own (the bridge's
+    # Temporal client and this process's gRPC and Temporal core run threads besides the event loop).
+    for thread in process.threads():
+        with contextlib.suppress(ProcessLookupError):  # a thread that exited meanwhile
+            os.sched_setaffinity(thread.id, set(cores))
+
+
+@contextlib.contextmanager
+def pinned(bridge_pid: int) -> Iterator[dict[str, Any]]:
+    """The bridge on one core and this process (the load generator) on the others, both restored on exit.
+
+    Yields what was done, for the figure's measured data.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    split = split_cores(allowed)
+    if split is None:
+        yield {"pinned": False, "cores": allowed, "note": f"{len(allowed)} core: bridge and load generator not pinned"}
+        return
+    bridge_core, own_cores = split
+    bridge, own = psutil.Process(bridge_pid), psutil.Process()
+    try:
+        bridge_before = bridge.cpu_affinity()
+    except psutil.Error as exc:
+        yield {"pinned": False, "cores": allowed, "note": f"could not read the bridge's affinity ({exc}): not pinned"}
+        return
+    info: dict[str, Any] = {"pinned": True, "bridge_core": bridge_core, "load_generator_cores": own_cores}
+    try:
+        try:
+            _pin(bridge, [bridge_core])
+            _pin(own, own_cores)
+        except (PermissionError, psutil.Error) as exc:
+            info = {"pinned": False, "cores": allowed, "note": f"could not pin ({exc}): not pinned"}
+        yield info
+    finally:
+        with contextlib.suppress(PermissionError, psutil.Error):
+            _pin(bridge, bridge_before)
+        _pin(own, allowed)
 
 
 async def _sample_rss(process: psutil.Process, peak: list[float], stop: asyncio.Event) -> None:
@@ -65,7 +189,7 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
     peak = [level.rss_mib_before]
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample_rss(process, peak, stop))
-    cpu_before = process.cpu_times()
+    cpu_before = cpu_seconds(process)
     started = time.time()
     replies = await asyncio.gather(*(ctx.submit(PIPELINE, tokens) for _ in range(jobs)))
     per_job = [streams // jobs + (1 if i < streams % jobs else 0) for i in range(jobs)]
@@ -80,9 +204,12 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
         finally:
             event.set()  # a failed stream counts as settled, or the level would wait for it forever
 
-    tasks = [asyncio.create_task(stream(url, event)) for url, event in zip(urls, opened, strict=True)]
+    tasks: list[asyncio.Task[list[Received] | Exception]] = []
     try:
-        await asyncio.gather(*(event.wait() for event in opened))
+        for first in range(0, streams, WAVE):
+            wave = list(zip(urls[first : first + WAVE], opened[first : first + WAVE], strict=True))
+            tasks += [asyncio.create_task(stream(url, event)) for url, event in wave]
+            await asyncio.gather(*(event.wait() for _, event in wave))
         all_open = time.time()
         results = await asyncio.gather(*tasks)
     finally:
@@ -90,12 +217,11 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
             task.cancel()
         stop.set()
         await sampler
-    cpu_after = process.cpu_times()
+    cpu_s = cpu_seconds(process) - cpu_before
     ended = time.time()
     level.open_s = all_open - started
     level.failed = sum(isinstance(result, Exception) for result in results)
     level.opened = streams - level.failed
-    cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     level.cpu_percent = 100 * cpu_s / (ended - started)
     latencies: list[float] = []
     stamps: list[float] = []
@@ -112,7 +238,8 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
                 latencies.append((event.received - stamped) * 1000)
                 stamps.append(stamped)
                 received.append(event.received)
-    level.cpu_ms_per_1k_events = 1e6 * cpu_s / level.events if level.events else float("nan")
+    level.cpu_us_per_event = 1e6 * cpu_s / level.events if level.events else float("nan")
+    level.latency_tokens = len(latencies)
     level.rss_mib_peak = peak[0]
     level.latency_ms = summary(latencies)
     if len(received) > 1:
@@ -122,12 +249,20 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
 
 
 async def run(ctx: Context, sizes: Sizes) -> Figure:
-    base = await _level(ctx, 1, 1, sizes.tokens, sizes.limit_s)
-    await ctx.drain(30.0)
-    levels = []
-    for streams, jobs in sizes.levels:
-        levels.append(await _level(ctx, streams, jobs, sizes.tokens, sizes.limit_s))
-        await ctx.drain(60.0)
+    bridge_pid = ctx.bridge_pid()
+    skipped: list[tuple[LevelSize, str]] = []
+    levels: list[Level] = []
+    with raised_nofile() as own_limit, pinned(bridge_pid) as pinning:
+        bridge_limit = nofile_limit(bridge_pid)
+        base = await _level(ctx, 1, 1, sizes.baseline_tokens, sizes.limit_s)
+        await ctx.drain(30.0)
+        for size in sizes.levels:
+            reason = skip_reason(size.streams, own_limit, bridge_limit)
+            if reason:
+                skipped.append((size, reason))
+                continue
+            levels.append(await _level(ctx, size.streams, size.jobs, size.tokens, sizes.limit_s))
+            await ctx.drain(60.0)
     assert base.latency_ms is not None
     rows: list[dict[str, Any]] = []
     one = "1 stream on 1 job"
@@ -139,22 +274,37 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             row(f"{name}: latency p50", "ms", level.latency_ms["p50"], base.latency_ms["p50"], one),
             row(f"{name}: latency p99", "ms", level.latency_ms["p99"], base.latency_ms["p99"], one),
             row(f"{name}: bridge CPU", "% core", level.cpu_percent, base.cpu_percent, one),
-            row(f"{name}: bridge CPU per 1k events", "ms", level.cpu_ms_per_1k_events, base.cpu_ms_per_1k_events, one),
+            row(f"{name}: bridge CPU per delivered event", "µs", level.cpu_us_per_event, base.cpu_us_per_event, one),
             row(f"{name}: bridge RSS peak", "MiB", level.rss_mib_peak, level.rss_mib_before, "bridge before"),
             row(f"{name}: time to open every stream", "s", level.open_s, base.open_s, one),
         ]
+        if not level.latency_tokens:
+            note = "no token was stamped after the last stream opened: the jobs ended first (raise the level's tokens)"
+            rows.append(row(f"{name}: tokens in the latency sample", "", None, None, "", note))
         if level.failed:
             rows.append(row(f"{name}: streams that failed or timed out", "", float(level.failed), 0.0, ""))
+    for size, reason in skipped:
+        rows.append(row(f"{size.streams} streams / {size.jobs} jobs: skipped", "", None, None, "", reason))
+    measured: dict[str, Any] = {
+        "baseline": base.__dict__,
+        "levels": [level.__dict__ for level in levels],
+        "skipped": [{"streams": size.streams, "jobs": size.jobs, "reason": reason} for size, reason in skipped],
+        "tokens_per_job": {str(size.streams): size.tokens for size in sizes.levels} | {"1": sizes.baseline_tokens},
+        "pinning": pinning,
+        "open_files": {"load_generator_soft_limit": own_limit, "bridge_soft_limit": bridge_limit},
+        "wave": WAVE,
+    }
     return {
         "title": "Fan-out",
         "method": __doc__,
         "rows": rows,
-        "measured": {"baseline": base.__dict__, "levels": [level.__dict__ for level in levels]},
+        "measured": measured,
         "series": {
             "streams": [level.streams for level in levels],
             "delivered_per_s": [level.delivered_per_s for level in levels],
             "p99_ms": [(level.latency_ms or {}).get("p99") for level in levels],
             "cpu_percent": [level.cpu_percent for level in levels],
+            "cpu_us_per_event": [level.cpu_us_per_event for level in levels],
             "rss_mib": [level.rss_mib_peak for level in levels],
         },
     }

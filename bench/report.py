@@ -186,6 +186,7 @@ def _plot_fanout(series: dict[str, Any], out: Path) -> None:
     axes[1].plot(x, series["p99_ms"], "o-")
     axes[1].set(xscale="log", xlabel="concurrent SSE streams", ylabel="ms", title="latency p99")
     axes[2].plot(x, series["cpu_percent"], "o-", label="CPU % of a core")
+    axes[2].plot(x, series.get("cpu_us_per_event", []), "^-", label="CPU µs per delivered event")
     axes[2].plot(x, series["rss_mib"], "s-", label="RSS MiB")
     axes[2].set(xscale="log", xlabel="concurrent SSE streams", title="bridge process")
     axes[2].legend()
