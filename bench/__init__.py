@@ -1,5 +1,5 @@
 """`jobstream bench`: the price of durability, measured next to a baseline in the same run.
 
-One module per figure (submit, ttft, per_token, fanout, streams, throughput), a runner that runs them in
+One module per figure (submit, ttft, per_token, fanout, streams, throughput, writes), a runner that runs them in
 order against the local stack, and a report that writes JSON, a markdown table and PNG plots.
 """

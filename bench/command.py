@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import fanout, per_token, report, stack_info, streams, submit, throughput, ttft
+from bench import fanout, per_token, report, stack_info, streams, submit, throughput, ttft, writes
 from bench.common import Context, open_context
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -30,6 +30,7 @@ class Plan:
     fanout: fanout.Sizes
     streams: streams.Sizes
     throughput: throughput.Sizes
+    writes: writes.Sizes
     drain_s: float
 
 
@@ -41,6 +42,7 @@ QUICK = Plan(
     fanout=fanout.Sizes(levels=[fanout.LevelSize(20, 2, tokens=12)], baseline_tokens=12, limit_s=30.0),
     streams=streams.Sizes(token_counts=[16, 32], limit_s=10.0),
     throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
+    writes=writes.Sizes(jobs=2, idle_s=2.0, settle_s=0.5),
     drain_s=10.0,
 )
 FULL = Plan(
@@ -56,6 +58,7 @@ FULL = Plan(
     ),
     streams=streams.Sizes(token_counts=[16, 64, 256], limit_s=30.0),
     throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
+    writes=writes.Sizes(jobs=5, idle_s=3.0, settle_s=1.0),
     drain_s=120.0,
 )
 
@@ -80,6 +83,7 @@ async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
         ("4", "fan-out", lambda: fanout.run(ctx, plan.fanout)),
         ("5", "vs workflow_streams", lambda: streams.run(ctx, plan.streams)),
         ("6", "throughput", lambda: throughput.run(ctx, plan.throughput)),
+        ("7", "durable writes", lambda: writes.run(ctx, plan.writes)),
     ]
     figures: dict[str, Any] = {}
     for key, name, step in steps:

@@ -126,7 +126,7 @@ def _cdf(ax: Axes, values: list[float], label: str) -> None:
 def plot_all(results: dict[str, Any], out: Path) -> None:
     figures = results["figures"]
     plotters = {"1": _plot_submit, "2": _plot_ttft, "3": _plot_per_token, "4": _plot_fanout}
-    plotters |= {"5": _plot_streams, "6": _plot_throughput}
+    plotters |= {"5": _plot_streams, "6": _plot_throughput, "7": _plot_writes}
     for key, plot in plotters.items():
         if key in figures:
             plot(figures[key]["series"], out)
@@ -186,7 +186,8 @@ def _plot_fanout(series: dict[str, Any], out: Path) -> None:
     axes[1].plot(x, series["p99_ms"], "o-")
     axes[1].set(xscale="log", xlabel="concurrent SSE streams", ylabel="ms", title="latency p99")
     axes[2].plot(x, series["cpu_percent"], "o-", label="CPU % of a core")
-    axes[2].plot(x, series.get("cpu_us_per_event", []), "^-", label="CPU µs per delivered event")
+    if "cpu_us_per_event" in series:  # absent from results.json written before it was measured
+        axes[2].plot(x, series["cpu_us_per_event"], "^-", label="CPU µs per delivered event")
     axes[2].plot(x, series["rss_mib"], "s-", label="RSS MiB")
     axes[2].set(xscale="log", xlabel="concurrent SSE streams", title="bridge process")
     axes[2].legend()
@@ -218,3 +219,31 @@ def _plot_throughput(series: dict[str, Any], out: Path) -> None:
     ax.set(xscale="log", xlabel="ms (submit -> terminal event)", ylabel="fraction of jobs", title="end-to-end")
     ax.legend()
     _save(fig, out / "6-throughput.png")
+
+
+def _plot_writes(series: dict[str, Any], out: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    ours = [v for v in series["ours_writes"] if v is not None]
+    floor = [v for v in series["floor_writes"] if v is not None]
+    if ours or floor:
+        left.bar([f"job {i + 1}" for i in range(len(ours))], ours, label="generate job (8 tokens)")
+        left.bar([f"floor {i + 1}" for i in range(len(floor))], floor, color="grey", label="one-activity workflow")
+        left.legend(fontsize="small")
+    else:
+        left.text(0.5, 0.5, "not measurable\n(WAL or no local database)", ha="center", va="center")
+    left.set(ylabel="SQLite write transactions", title="durable writes per job (idle rate subtracted)")
+    left.tick_params(axis="x", labelrotation=45)
+    kinds = list(series["ours_history"])
+    positions = range(len(kinds))
+    right.barh([p + 0.2 for p in positions], [series["ours_history"][k] for k in kinds], 0.4, label="generate job")
+    right.barh(
+        [p - 0.2 for p in positions],
+        [series["floor_history"][k] for k in kinds],
+        0.4,
+        color="grey",
+        label="one-activity workflow",
+    )
+    right.set_yticks(list(positions), kinds)
+    right.set(xlabel="events (median per job)", title="Temporal history per job")
+    right.legend(fontsize="small")
+    _save(fig, out / "7-writes.png")
