@@ -4,6 +4,7 @@ SQLite's change counter, history counts, open-file limits and core pinning decis
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 pytest.importorskip("matplotlib")  # the bench dependency group
 pytest.importorskip("psutil")
 
+import psutil
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
@@ -282,3 +284,28 @@ def test_the_dev_server_is_found_behind_a_wrapper() -> None:
         wrapper.kill()
         wrapper.wait()
     assert stack_info.find_temporal(wrapper.pid) is None
+
+
+def test_pinning_moves_every_thread_and_restores_them() -> None:
+    # A stand-in for the bridge with a second thread: affinity is per thread, so both must move.
+    script = "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)"
+    bridge = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        process = psutil.Process(bridge.pid)
+        deadline = time.monotonic() + 10
+        while len(process.threads()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        allowed = os.sched_getaffinity(0)
+        with fanout.pinned(bridge.pid) as pinning:
+            if len(allowed) < 2:
+                assert pinning["pinned"] is False
+            else:
+                assert pinning["pinned"] is True
+                assert {pinning["bridge_core"], *pinning["load_generator_cores"]} == allowed
+                assert all(os.sched_getaffinity(t.id) == {pinning["bridge_core"]} for t in process.threads())
+                assert os.sched_getaffinity(0) == set(pinning["load_generator_cores"])
+        assert all(os.sched_getaffinity(t.id) == allowed for t in process.threads())
+        assert os.sched_getaffinity(0) == allowed
+    finally:
+        bridge.kill()
+        bridge.wait()
