@@ -252,6 +252,20 @@ def activity_names(history: WorkflowHistory) -> dict[int, str]:
     }
 
 
+def local_stage_attempts(history: WorkflowHistory) -> list[int]:
+    """The attempt each local CPU stage (run_local_stage) ended at, in the order they ran: a local activity
+    leaves a marker, not activity events, and its marker's data names the attempt."""
+    attempts = []
+    for event in events_of(history, EventType.EVENT_TYPE_MARKER_RECORDED):
+        details = event.marker_recorded_event_attributes.details
+        if "data" not in details:
+            continue
+        data = json.loads(details["data"].payloads[0].data)
+        if data.get("activity_type") == "run_local_stage":
+            attempts.append(int(data["attempt"]))
+    return attempts
+
+
 def activity_starts(history: WorkflowHistory, name: str) -> list[HistoryEvent]:
     """The ActivityTaskStarted events of one activity type (Temporal records one per activity: the last attempt)."""
     names = activity_names(history)

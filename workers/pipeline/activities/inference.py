@@ -455,8 +455,9 @@ def _retrieve(send: asyncio.Future[Any]) -> None:
 
 
 def token_event(stage: StageInput, index: int, text: str) -> JobEvent:
-    now = Timestamp()
-    now.GetCurrentTime()
+    # From time_ns: Timestamp.GetCurrentTime goes through a datetime, a few µs of every token.
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    now = Timestamp(seconds=seconds, nanos=nanos)
     return JobEvent(
         id=cursors.token(stage.stage_index, index),
         job_id=stage.job_id,
