@@ -6,7 +6,9 @@ no gap and no duplicate, because every event carries a cursor that sorts in stor
 yields only events whose cursor sorts after the last one it yielded (and a token only after the token
 before it, so a gap in the log waits to be filled by the retry that re-publishes it; see `_Sequence`).
 
-Used by the SSE bridge and by JobService.WatchJob, so both serve the same events with the same ids.
+Used by the SSE bridge and by JobService.WatchJob, so both serve the same events with the same ids. The
+bridge reads `watch_batches`: everything a watcher has pending at once, each event a `Delivery` that every
+watcher of the record shares, so its SSE frame is rendered once per record, not once per watcher.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from jobstream import cursors
-from jobstream.event_log import TERMINAL_TYPES, LogLocator, readable_event
+from jobstream.event_log import TERMINAL_TYPES, LogLocator, event_json, readable_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 
@@ -33,17 +35,90 @@ Fallback = Callable[[str], Awaitable[JobEvent | None]]
 
 POLL_MS = 100
 REPLAY_CONSUMERS = 4
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class SlowConsumerError(Exception):
     """The watcher fell too far behind; it should reconnect with its last event id."""
 
 
-@dataclass(eq=False)
+class Delivery:
+    """One event on its way to watchers: the tail routes one per record to every watcher of the job, so what
+    is derived from the event (its SSE frame, its neighbours' ids) is computed once, when first asked for."""
+
+    __slots__ = ("_after", "_before", "_frame", "event")
+
+    def __init__(self, event: JobEvent) -> None:
+        self.event = event
+        self._frame: bytes | None = None
+        self._before: str | None = None
+        self._after: str | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The event as a Server-Sent Events frame (`id:`, `event:`, `data:` JSON)."""
+        if self._frame is None:
+            self._frame = sse_frame(self.event)
+        return self._frame
+
+    @property
+    def token_before(self) -> str:
+        """The id of the token just before this one in its stage ("" if none)."""
+        if self._before is None:
+            self._before = cursors.next_token(self.event.id, -1) or ""
+        return self._before
+
+    @property
+    def token_after(self) -> str:
+        """The id the token after this one has, if this is a token ("" otherwise: no id matches it)."""
+        if self._after is None:
+            self._after = cursors.next_token(self.event.id) or ""
+        return self._after
+
+
+def sse_frame(event: JobEvent) -> bytes:
+    """CRLF line ends, as sse-starlette (the bridge's earlier writer) used; EventSource accepts any of CRLF, CR
+    and LF. json.dumps escapes control characters, so the data is a single line; the split is a guard."""
+    name = _LINE_BREAK.sub("", event.type)
+    data = "".join(f"data: {line}\r\n" for line in _LINE_BREAK.split(event_json(event)))
+    return f"id: {event.id}\r\nevent: {name}\r\n{data}\r\n".encode()
+
+
 class _Subscriber:
-    job_id: str
-    queue: asyncio.Queue[JobEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=1024))
-    overflowed: bool = False
+    """A watcher's mailbox: the tail appends, the watcher takes everything pending at once."""
+
+    __slots__ = ("_wake", "capacity", "job_id", "overflowed", "pending")
+
+    def __init__(self, job_id: str, capacity: int) -> None:
+        self.job_id = job_id
+        self.capacity = capacity
+        self.pending: list[Delivery] = []
+        self.overflowed = False
+        self._wake: asyncio.Future[None] | None = None
+
+    def put(self, delivery: Delivery) -> None:
+        if self.overflowed:
+            return
+        if len(self.pending) >= self.capacity:
+            # A slow client loses its connection, not the other clients their latency.
+            self.overflowed = True
+            return
+        self.pending.append(delivery)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def take(self) -> list[Delivery]:
+        while not self.pending:
+            await self._woken()
+        batch, self.pending = self.pending, []
+        return batch
+
+    async def _woken(self) -> None:
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
 
 
 class EventStream:
@@ -128,22 +203,26 @@ class EventStream:
         event = readable_event(record.value)
         if event is None:
             return
+        delivery = Delivery(event)
         for subscriber in subscribers:
-            if subscriber.overflowed:
-                continue
-            try:
-                subscriber.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # A slow client loses its connection, not the other clients their latency.
-                subscriber.overflowed = True
+            subscriber.put(delivery)
 
     async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+        # aclosing: a watcher that stops early leaves the job's subscribers (and hands back a replay consumer)
+        # at once, not when the generator is collected.
+        async with contextlib.aclosing(self.watch_batches(job_id, after)) as batches:
+            async for batch in batches:
+                for delivery in batch:
+                    yield delivery.event
+
+    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
+        """What `watch` yields, as lists: all that the watcher has pending when it asks (never empty)."""
         if after >= cursors.terminal():
             # Resuming after the terminal event: the story is over. Without this the watcher would replay
             # nothing new and then wait on the live tail forever for an event that can never come.
             return
         await self._ready.wait()
-        subscriber = _Subscriber(job_id, asyncio.Queue(maxsize=self.queue_size))
+        subscriber = _Subscriber(job_id, self.queue_size)
         self._subscribers.setdefault(job_id, set()).add(subscriber)
         # Where the tail stood as this watcher subscribed: every record from there on reaches its queue.
         subscribed_at = dict(self._positions)
@@ -154,7 +233,7 @@ class EventStream:
             if start is None:
                 event = await self.fallback(job_id)
                 if event is not None and event.id > last:
-                    yield event
+                    yield [Delivery(event)]
                 return
             partition, offset = start
             # Subscribed first, so anything the tail routed since is queued; replay only what the tail had
@@ -165,26 +244,28 @@ class EventStream:
                 # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
                 async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
                     async for event in replay:
-                        for ready in sequence.accept(event):
-                            last = ready.id
+                        ready, ended = _through_terminal(sequence.accept(Delivery(event)))
+                        if ready:
+                            last = ready[-1].event.id
                             yield ready
-                            if ready.type in TERMINAL_TYPES:
-                                return
+                        if ended:
+                            return
             except _Expired:
                 # The job's events have left Kafka's retention: answer with its final state.
                 event = await self.fallback(job_id)
                 if event is not None and event.id > last:
-                    yield event
+                    yield [Delivery(event)]
                 return
             while True:
-                if subscriber.overflowed and subscriber.queue.empty():
+                if subscriber.overflowed and not subscriber.pending:
                     raise SlowConsumerError(f"watcher of {job_id} fell behind; resume after {last}")
-                event = await subscriber.queue.get()
-                for ready in sequence.accept(event):
-                    last = ready.id
+                batch = await subscriber.take()
+                ready, ended = _through_terminal([each for delivery in batch for each in sequence.accept(delivery)])
+                if ready:
+                    last = ready[-1].event.id
                     yield ready
-                    if ready.type in TERMINAL_TYPES:
-                        return
+                if ended:
+                    return
         finally:
             watchers = self._subscribers.get(job_id)
             if watchers is not None:
@@ -245,6 +326,14 @@ class EventStream:
             self._replays.put_nowait(consumer)
 
 
+def _through_terminal(ready: list[Delivery]) -> tuple[list[Delivery], bool]:
+    """The events up to the job's terminal one, and whether it is among them: nothing follows it."""
+    for index, delivery in enumerate(ready):
+        if delivery.event.type in TERMINAL_TYPES:
+            return ready[: index + 1], True
+    return ready, False
+
+
 class _Sequence:
     """Which events a watcher delivers: each id once, in story order, and a stage's tokens without a gap.
 
@@ -256,31 +345,30 @@ class _Sequence:
 
     def __init__(self, after: str) -> None:
         self.last = after
-        self._held: dict[str, JobEvent] = {}
+        # The id the token after `last` has, if `last` is a token ("" otherwise: no id matches it).
+        self._next = cursors.next_token(after) or ""
+        self._held: dict[str, Delivery] = {}
 
-    def accept(self, event: JobEvent) -> list[JobEvent]:
+    def accept(self, delivery: Delivery) -> list[Delivery]:
+        event = delivery.event
         if event.id <= self.last:
             return []  # re-sent by a retried activity, or before the watcher's cursor
-        if event.type == "token" and event.token.index > 0 and self.last != self._before(event):
-            self._held[event.id] = event
+        if event.type == "token" and event.token.index > 0 and self.last != delivery.token_before:
+            self._held[event.id] = delivery
             return []
-        ready = [event]
-        self.last = event.id
-        while (held := self._held.pop(self._next_token(), None)) is not None:
+        ready = [delivery]
+        self._advance(delivery)
+        while (held := self._held.pop(self._next, None)) is not None:
             ready.append(held)
-            self.last = held.id
-        # Tokens held behind a later non-token event (a failed or cancelled job) can never come in order.
-        self._held = {key: value for key, value in self._held.items() if key > self.last}
+            self._advance(held)
+        if self._held:
+            # Tokens held behind a later non-token event (a failed or cancelled job) can never come in order.
+            self._held = {key: value for key, value in self._held.items() if key > self.last}
         return ready
 
-    @staticmethod
-    def _before(event: JobEvent) -> str | None:
-        """The id of the token just before this one in its stage."""
-        return cursors.next_token(event.id, -1)
-
-    def _next_token(self) -> str:
-        """The id the token after `last` has, if `last` is a token (none matches otherwise)."""
-        return cursors.next_token(self.last) or ""
+    def _advance(self, delivery: Delivery) -> None:
+        self.last = delivery.event.id
+        self._next = delivery.token_after
 
 
 class NotStartedYet(Exception):

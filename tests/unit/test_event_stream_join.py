@@ -14,8 +14,8 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from jobstream import cursors
-from jobstream.event_log import LogLocator
-from jobstream.event_stream import EventStream, NotStartedYet, SlowConsumerError, _Expired
+from jobstream.event_log import LogLocator, event_json
+from jobstream.event_stream import Delivery, EventStream, NotStartedYet, SlowConsumerError, _Expired
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobCompleted, JobEvent, JobStarted, StageEvent, TokenEvent
 
@@ -270,3 +270,46 @@ async def test_a_resumed_watcher_still_waits_for_the_next_index(tmp_path: Path) 
     fake.replayed = [*events[:5], events[6], events[5], *events[6:]]
     seen = await collect(fake.stream, after=cursors.token(0, 1))
     assert ids(seen) == ids(events[4:])
+
+
+async def batches_of(fake: Fake, then: Callable[[int], None] = lambda n: None) -> list[list[Delivery]]:
+    """Everything watch_batches() yields; `then(n)` runs after the n-th batch."""
+    seen: list[list[Delivery]] = []
+    async with asyncio.timeout(5):
+        async for batch in fake.stream.watch_batches(JOB):
+            seen.append(batch)
+            then(len(seen))
+    return seen
+
+
+async def test_a_watcher_takes_everything_pending_in_one_batch(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story(tokens=1)  # job.started, stage.started, token 0, stage.completed, terminal
+    fake.replayed = events[:1]
+    routed = {1: events[1:4], 2: events[4:]}
+    seen = await batches_of(fake, then=lambda n: fake.route(routed.get(n, [])))
+    assert [ids([delivery.event for delivery in batch]) for batch in seen] == [
+        [cursors.job_started()],
+        ids(events[1:4]),
+        [cursors.terminal()],
+    ]
+
+
+async def test_every_watcher_of_a_record_shares_its_delivery_and_frame(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story(tokens=1)
+    fake.during_replay = [record(event, offset=BOUNDARY + i) for i, event in enumerate(events)]
+    first, second = await asyncio.gather(batches_of(fake), batches_of(fake))
+    assert [d.event.id for batch in first for d in batch] == ids(events)
+    assert all(a is b for a, b in zip(first[0], second[0], strict=True))
+    assert first[0][0].frame is second[0][0].frame  # rendered once, for both
+
+
+def test_the_sse_frame_is_what_sse_starlette_wrote() -> None:
+    event = story(tokens=1)[2]
+    frame = Delivery(event).frame
+    assert frame == f"id: {cursors.token(0, 0)}\r\nevent: token\r\ndata: {event_json(event)}\r\n\r\n".encode()
+    assert Delivery(event).frame == frame
+    # A type with a line break must not end the field (or forge another): it is dropped, as before.
+    odd = JobEvent(id=cursors.job_started(), job_id=JOB, type="job.\nstarted\r")
+    assert Delivery(odd).frame.startswith(b"id: 000.0.0000000\r\nevent: job.started\r\ndata: {")
