@@ -35,6 +35,9 @@ Fallback = Callable[[str], Awaitable[JobEvent | None]]
 
 POLL_MS = 100
 REPLAY_CONSUMERS = 4
+# How often a watcher that waits for a job's first record on the tail asks Temporal anyway: the safety net
+# for a workflow that ends (terminated) before it publishes anything.
+START_CHECK_S = 1.0
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -46,10 +49,11 @@ class Delivery:
     """One event on its way to watchers: the tail routes one per record to every watcher of the job, so what
     is derived from the event (its SSE frame, its neighbours' ids) is computed once, when first asked for."""
 
-    __slots__ = ("_after", "_before", "_frame", "event")
+    __slots__ = ("_after", "_before", "_frame", "event", "locator")
 
-    def __init__(self, event: JobEvent) -> None:
+    def __init__(self, event: JobEvent, locator: LogLocator | None = None) -> None:
         self.event = event
+        self.locator = locator  # where the tail read it; None for a replayed or rebuilt event
         self._frame: bytes | None = None
         self._before: str | None = None
         self._after: str | None = None
@@ -112,6 +116,14 @@ class _Subscriber:
             await self._woken()
         batch, self.pending = self.pending, []
         return batch
+
+    async def arrives(self, within: float) -> bool:
+        """Whether something is pending within `within` seconds (taking nothing)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while not self.pending:
+                    await self._woken()
+        return bool(self.pending)
 
     async def _woken(self) -> None:
         self._wake = asyncio.get_running_loop().create_future()
@@ -203,7 +215,7 @@ class EventStream:
         event = readable_event(record.value)
         if event is None:
             return
-        delivery = Delivery(event)
+        delivery = Delivery(event, LogLocator(record.partition, record.offset))
         for subscriber in subscribers:
             subscriber.put(delivery)
 
@@ -229,7 +241,7 @@ class EventStream:
         try:
             last = after
             sequence = _Sequence(after)
-            start = await self._wait_for_start(job_id)
+            start = await self._wait_for_start(job_id, subscriber)
             if start is None:
                 event = await self.fallback(job_id)
                 if event is not None and event.id > last:
@@ -273,8 +285,26 @@ class EventStream:
                 if not watchers:
                     del self._subscribers[job_id]
 
-    async def _wait_for_start(self, job_id: str) -> LogLocator | None:
-        """The job's first offset; waits while the job exists but has not published job.started yet."""
+    async def _wait_for_start(self, job_id: str, subscriber: _Subscriber) -> LogLocator | None:
+        """The job's first offset; waits while the job exists but has not published job.started yet.
+
+        A watcher that subscribed before the job began sees job.started on the tail: that record is the
+        start. Waiting for it, rather than asking Temporal every poll until the workflow's memo names it,
+        spares a DescribeWorkflowExecution per job every 100 ms while jobs wait to start."""
+        try:
+            return await self._locate_shared(job_id)
+        except NotStartedYet:
+            pass
+        while not await subscriber.arrives(within=START_CHECK_S):
+            try:
+                return await self._locate_shared(job_id)
+            except NotStartedYet:
+                pass
+        first = subscriber.pending[0]
+        if first.event.id == cursors.job_started() and first.locator is not None:
+            # Routed after the watcher subscribed, so at or past `subscribed_at`: there is nothing to replay.
+            return first.locator
+        # job.started was routed just before the watcher subscribed: only the memo knows where it is.
         while True:
             try:
                 return await self._locate_shared(job_id)

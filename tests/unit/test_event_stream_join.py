@@ -7,6 +7,7 @@ replay of the log is a fake standing in for `_replay`; everything between them i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 
@@ -313,3 +314,39 @@ def test_the_sse_frame_is_what_sse_starlette_wrote() -> None:
     # A type with a line break must not end the field (or forge another): it is dropped, as before.
     odd = JobEvent(id=cursors.job_started(), job_id=JOB, type="job.\nstarted\r")
     assert Delivery(odd).frame.startswith(b"id: 000.0.0000000\r\nevent: job.started\r\ndata: {")
+
+
+async def test_a_watcher_that_joined_early_takes_the_start_from_the_tail(tmp_path: Path) -> None:
+    """Not one DescribeWorkflowExecution per 100 ms while the job waits to start: job.started on the tail
+    says where the story starts."""
+    fake = Fake(tmp_path)
+    fake.not_started_for = 1_000_000  # Temporal never names the start: only the tail can
+    events = story()
+    asyncio.get_running_loop().call_later(1.0, fake.route, events)
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+    assert 1_000_000 - fake.not_started_for <= 3  # the first look, and at most the safety net's (was ~10)
+    # It was routed after the watcher subscribed: the replay ends before it reads anything.
+    assert fake.replay_calls == [(JOB, PARTITION, BOUNDARY, BOUNDARY)]
+
+
+async def test_a_start_routed_just_before_the_watcher_subscribed_is_located(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    fake.not_started_for = 3  # the workflow records job.started's offset a moment after publishing it
+    events = story()
+    fake.replayed = events[:1]
+    asyncio.get_running_loop().call_later(0.05, fake.route, events[1:])  # the tail missed job.started
+    started = time.monotonic()
+    seen = await collect(fake.stream)
+    assert ids(seen) == ids(events)
+    assert fake.not_started_for == 0
+    assert fake.replay_calls == [(JOB, PARTITION, START_OFFSET, BOUNDARY)]
+    assert time.monotonic() - started < 0.9  # polled at once, not after the safety net's second
+
+
+async def test_a_job_that_ends_before_publishing_anything_answers_with_its_final_state(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    fake.not_started_for = 1  # then terminated: no start, ever
+    fake.location = None
+    fake.fallback_event = story()[-1]
+    assert ids(await collect(fake.stream)) == [cursors.terminal()]
