@@ -7,11 +7,9 @@ import asyncio
 import contextlib
 import html
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,22 +21,21 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.auth import bearer_key
-from jobstream.event_log import event_json
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
-from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge import http_api
 from sse_bridge.http_api import HttpApi, error
+from sse_bridge.streams import EventSourceResponse, Streams
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 KEEPALIVE_S = 15
 # EventSource waits this long before it reconnects (browsers default to about 3 s).
 RETRY_MS = 1000
+RETRY = f"retry: {RETRY_MS}\r\n\r\n".encode()
 TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRY_S = 1.0
-UNUSED_PING_S = 24 * 3600
 # `generate` first: the page's default.
 PIPELINES = sorted(load_pipelines().names(), key=lambda name: (name != "generate", name.startswith("drill"), name))
 
@@ -56,9 +53,8 @@ class Bridge:
         self.stream = stream
         self.directory = directory
         self.tokens = tokens
-        self.keepalive_s = keepalive_s
         self.api = api
-        self.send_timeout_s = send_timeout_s
+        self.streams = Streams(keepalive_s, send_timeout_s)
 
     async def events(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -86,47 +82,22 @@ class Bridge:
         else:
             if owner != grant.tenant:
                 return error(404, "not_found", f"job {job_id} not found")
-        return EventSourceResponse(
-            self._render(job_id, after, grant.tenant, checked=owner is not None),
-            # Keep-alives come from _render, through the send timeout; sse-starlette's own pinger writes
-            # without one (a client that stopped reading would hold it forever), so it is pushed out of the way.
-            ping=UNUSED_PING_S,
-            send_timeout=self.send_timeout_s,
-        )
+        return EventSourceResponse(self._frames(job_id, after, grant.tenant, checked=owner is not None), self.streams)
 
-    async def _render(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncIterator[dict[str, Any]]:
-        yield {"retry": RETRY_MS}
+    async def _frames(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncGenerator[bytes, None]:
+        """The stream's body: each chunk everything the watcher had pending, in one write."""
+        yield RETRY
         if not checked and not await self._owned_once_reachable(job_id, tenant):
             return
-        events: asyncio.Queue[JobEvent | None] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
-                    async for event in self.stream.watch(job_id, after):
-                        events.put_nowait(event)
-            finally:
-                events.put_nowait(None)
-
-        pumping = asyncio.create_task(pump())
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(events.get(), self.keepalive_s)
-                except TimeoutError:
-                    yield {"comment": "ping"}
-                    continue
-                if event is None:
-                    pumping.result()  # the watch's own error, if it had one
-                    return
-                yield {"id": event.id, "event": event.type, "data": event_json(event)}
-        finally:
-            pumping.cancel()  # the client went away (or was cut off): release the watch
-            with contextlib.suppress(asyncio.CancelledError):
-                await pumping
+        # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
+        batches = contextlib.aclosing(self.stream.watch_batches(job_id, after))
+        with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
+            async with batches as watch:
+                async for batch in watch:
+                    yield b"".join([delivery.frame for delivery in batch])
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
-        """Ask Temporal until it answers (the response's pings keep the connection meanwhile)."""
+        """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""
         while True:
             try:
                 return await self.directory.tenant(job_id) == tenant

@@ -1,25 +1,28 @@
 """The SSE bridge app on its own (no servers): keep-alive comments on an idle stream, release of the watcher
-when the client goes away, and the JSON refusals. The event log and Temporal are stand-ins here; the real
-ones are exercised by tests/stack/test_streaming*.py."""
+when the client goes away or stops reading, one write per batch of events, and the JSON refusals. The event
+log and Temporal are stand-ins here; the real ones are exercised by tests/stack/test_streaming*.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
 import httpx
 from starlette.applications import Starlette
 from starlette.types import Message
+from temporalio.service import RPCError, RPCStatusCode
 
-from jobstream.event_stream import EventStream
+from jobstream import cursors
+from jobstream.event_stream import Delivery, EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge.app import RETRY_MS, Bridge, create_app
+from sse_bridge.streams import PING
 
 JOB = "job_" + "a" * 26
 OTHER_JOB = "job_" + "b" * 26
@@ -33,22 +36,26 @@ class SilentStream:
         self.watching = asyncio.Event()
         self.released = asyncio.Event()
 
-    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
         self.watching.set()
         try:
             await asyncio.Event().wait()
         finally:
             self.released.set()
-        yield JobEvent()  # pragma: no cover - never reached; makes this an async generator
+        yield []  # pragma: no cover - never reached; makes this an async generator
 
 
 class Directory:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, unavailable_for: int = 0) -> None:
         self.fail = fail
+        self.unavailable_for = unavailable_for
 
     async def tenant(self, job_id: str) -> str | None:
         if self.fail:
             raise ConnectionError("Temporal is down")
+        if self.unavailable_for > 0:
+            self.unavailable_for -= 1
+            raise RPCError("Temporal is restarting", RPCStatusCode.UNAVAILABLE, b"")
         return TENANT if job_id in (JOB, OTHER_JOB) else None
 
 
@@ -56,9 +63,7 @@ def tokens() -> StreamTokens:
     return StreamTokens(Settings(stream_token_secret="unit-test-secret"))
 
 
-def make_app(
-    stream: SilentStream, directory: Directory, keepalive_s: int, send_timeout_s: float | None = None
-) -> Starlette:
+def make_app(stream: object, directory: Directory, keepalive_s: int, send_timeout_s: float | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def open_bridge() -> AsyncIterator[Bridge]:
         yield Bridge(
@@ -226,3 +231,101 @@ async def test_a_client_that_stops_reading_is_cut_off_and_its_watcher_released()
             await asyncio.wait_for(request, 5)  # the send timeout ends the response ...
         assert time.monotonic() - started < 3
         await asyncio.wait_for(stream.released.wait(), 5)  # ... and the watch of the event log with it
+
+
+class ScriptedStream:
+    """An EventStream that hands out the given batches, each after its delay, then ends."""
+
+    def __init__(self, script: Sequence[tuple[float, list[JobEvent]]]) -> None:
+        self.script = script
+        self.released = asyncio.Event()
+
+    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
+        try:
+            for delay, events in self.script:
+                await asyncio.sleep(delay)
+                yield [Delivery(event) for event in events]
+        finally:
+            self.released.set()
+
+
+def tokens_of(count: int) -> list[JobEvent]:
+    return [JobEvent(id=cursors.token(0, i), job_id=JOB, type="token") for i in range(count)]
+
+
+async def serve(app: Starlette, send: Any) -> None:
+    """One stream request to the end, with a client that never goes away."""
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    token = tokens().issue(JOB, TENANT)
+    await asyncio.wait_for(app(http_scope(f"/v1/jobs/{JOB}/events", f"token={token}"), receive, send), 10)
+
+
+async def test_a_batch_of_events_goes_out_in_one_write_with_the_old_headers() -> None:
+    events = tokens_of(3)
+    stream = ScriptedStream([(0, events[:1]), (0, events[1:])])
+    app = make_app(stream, Directory(), keepalive_s=15)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with lifespan(app):
+        await serve(app, send)
+        bridge: Bridge = app.state.bridge
+        assert len(bridge.streams) == 0
+        assert bridge.streams._timer is None  # no streams, no timer
+    start, hint, *bodies, end = sent
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    assert headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-accel-buffering"] == "no"
+    assert "content-length" not in headers
+    assert hint["body"] == f"retry: {RETRY_MS}\r\n\r\n".encode()
+    frames = [Delivery(event).frame for event in events]
+    assert [body["body"] for body in bodies] == [frames[0], frames[1] + frames[2]]
+    assert all(body["more_body"] for body in [hint, *bodies])
+    assert end == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert stream.released.is_set()
+
+
+async def test_a_stream_held_while_temporal_is_away_gets_keep_alives() -> None:
+    stream = ScriptedStream([(0, tokens_of(1))])
+    app = make_app(stream, Directory(unavailable_for=3), keepalive_s=1)  # owner known after ~3 s
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with lifespan(app):
+        await serve(app, send)
+    bodies = [message["body"] for message in sent[1:]]
+    assert bodies[0].startswith(b"retry: ")
+    assert PING in bodies[1:-2]
+    assert bodies[-2:] == [Delivery(tokens_of(1)[0]).frame, b""]
+
+
+async def test_a_ping_and_a_batch_never_share_the_connection_at_once() -> None:
+    # The first ping (at ~1 s) is slow to go out; the batch is ready while it is still being written.
+    stream = ScriptedStream([(1.3, tokens_of(2))])
+    app = make_app(stream, Directory(), keepalive_s=1)
+    in_flight, most = 0, 0
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if message.get("body") == PING:
+            await asyncio.sleep(0.5)
+        sent.append(message.get("body", b""))
+        in_flight -= 1
+
+    async with lifespan(app):
+        await serve(app, send)
+    assert most == 1
+    assert sent[2] == PING
+    assert sent[3] == b"".join(Delivery(event).frame for event in tokens_of(2))
