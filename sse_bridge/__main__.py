@@ -46,6 +46,9 @@ def main() -> None:
         create_app(open_bridge, settings.cors_origins),
         host=settings.bind_address,
         port=settings.bridge_port,
+        # Per event the bridge's own work is small now; the loop and the HTTP writer are most of what is left.
+        loop="uvloop",
+        http="httptools",
         log_level="warning",
         access_log=False,
     )
