@@ -26,38 +26,50 @@ TICK_S = 1.0
 class _Connection:
     """One open stream, as the timer sees it: when it last wrote, and whether a write is in flight."""
 
-    __slots__ = ("_lock", "_pinging", "idle_since", "send", "sending_since", "streaming")
+    __slots__ = ("_pinging", "idle_since", "send", "sending_since", "streaming")
 
     def __init__(self, send: Send) -> None:
         self.send = send
-        self._lock = asyncio.Lock()  # never two sends in flight on one connection (a ping and a batch)
+        # Never two sends in flight on one connection: the timer pings only a connection that is not
+        # sending, and the stream's next write waits for that ping.
         self._pinging: asyncio.Task[None] | None = None
         self.streaming: asyncio.Task[None] | None = None
         self.idle_since = asyncio.get_running_loop().time()
         self.sending_since: float | None = None
 
     async def write(self, body: bytes, more_body: bool = True) -> None:
-        await self.send_message({"type": "http.response.body", "body": body, "more_body": more_body})
+        while self._pinging is not None:
+            await self._pinging
+        await self._send({"type": "http.response.body", "body": body, "more_body": more_body})
 
-    async def send_message(self, message: Message) -> None:
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            self.sending_since = loop.time()
-            try:
-                await self.send(message)
-            finally:
-                self.sending_since = None
-                self.idle_since = loop.time()
+    async def start(self, headers: list[tuple[bytes, bytes]]) -> None:
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def _send(self, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        self.sending_since = loop.time()
+        try:
+            await self.send(message)
+        finally:
+            self.sending_since = None
+            self.idle_since = loop.time()
+
+    @property
+    def can_ping(self) -> bool:
+        return self.sending_since is None and self._pinging is None
 
     def ping(self) -> None:
         # A task of its own, so that a client slow to take one does not hold up the timer (or the others).
         self._pinging = asyncio.create_task(self._ping())
 
     async def _ping(self) -> None:
-        # A write that fails means the connection is gone, which its disconnect (or the stream's own next
-        # write) reports; the ping has nothing to add.
-        with contextlib.suppress(Exception):
-            await self.write(PING)
+        try:
+            # A write that fails means the connection is gone, which its disconnect (or the stream's own
+            # next write) reports; the ping has nothing to add.
+            with contextlib.suppress(Exception):
+                await self._send({"type": "http.response.body", "body": PING, "more_body": True})
+        finally:
+            self._pinging = None
 
     def cut(self) -> None:
         for task in (self.streaming, self._pinging):
@@ -99,10 +111,11 @@ class Streams:
             await asyncio.sleep(self.tick_s)
             now = loop.time()
             for connection in list(self._open):
-                if connection.sending_since is None:
-                    if now - connection.idle_since >= self.keepalive_s:
+                sending_since = connection.sending_since
+                if sending_since is None:
+                    if connection.can_ping and now - connection.idle_since >= self.keepalive_s:
                         connection.ping()
-                elif self.send_timeout_s is not None and now - connection.sending_since > self.send_timeout_s:
+                elif self.send_timeout_s is not None and now - sending_since > self.send_timeout_s:
                     log.warning("an SSE client took no write for %ss: cut off", self.send_timeout_s)
                     connection.cut()
 
@@ -139,7 +152,7 @@ class EventSourceResponse(Response):
     async def _stream(self, connection: _Connection) -> None:
         # aclosing: a stream cut off mid-write leaves its watch of the event log now, not when collected.
         async with contextlib.aclosing(self.frames) as frames:
-            await connection.send_message({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await connection.start(self.raw_headers)
             async for chunk in frames:
                 await connection.write(chunk)
             await connection.write(b"", more_body=False)
