@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
@@ -129,9 +130,15 @@ async def server_error(_: Request, exc: Exception) -> Response:
     return error(503, "unavailable", "the bridge could not serve this request; retry shortly")
 
 
-async def events(request: Request) -> Response:
-    bridge: Bridge = request.app.state.bridge
-    return await bridge.events(request)
+class _Events:
+    """The stream route as a plain ASGI app, not a request handler: Starlette's handler wrapper would add a
+    layer to every send of every stream (HTTP errors are still handled, by the app's ExceptionMiddleware)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        bridge: Bridge = request.app.state.bridge
+        response = await bridge.events(request)
+        await response(scope, receive, send)
 
 
 def create_app(
@@ -148,7 +155,7 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
-            Route("/v1/jobs/{job_id}/events", events),
+            Route("/v1/jobs/{job_id}/events", _Events(), methods=["GET"]),
             *http_api.routes(),
         ],
         middleware=[cors(cors_origins)],
