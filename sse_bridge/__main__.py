@@ -51,6 +51,9 @@ def main() -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        # Open streams would hold a SIGTERM forever; after this they are closed and clients resume elsewhere
+        # with Last-Event-ID.
+        timeout_graceful_shutdown=5,
     )
 
 
