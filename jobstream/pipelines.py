@@ -134,8 +134,12 @@ class PipelineFile(_Strict):
     pipelines: dict[str, Pipeline] = Field(min_length=1)
 
 
-class ResolvedStage(_Strict):
+class ResolvedStage(BaseModel):
     """A stage with every default applied: what the workflow receives, so replay never rereads the file."""
+
+    # It crosses Temporal: a worker must read what a newer JobService writes (a field it does not know yet
+    # is ignored), or a rolling upgrade that reaches the front door first stops every new job.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str
     kind: Literal["preprocess", "model", "postprocess"]

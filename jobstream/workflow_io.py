@@ -123,7 +123,8 @@ class LocalStage(_Model):
     """A CPU stage the workflow runs as a local activity, with the events around it: one trip instead of three.
 
     `publish_before` goes out before the stage runs (job.started and the stage's own stage.started, say);
-    `publish_after` once it has succeeded, its stage.completed stamped with the attempt that succeeded.
+    `publish_after` once it has succeeded, its stage.completed stamped with the attempt that succeeded, and a
+    job.completed among them (the last stage's: the job's end rides with it) given the stage's output as result.
     """
 
     stage: StageInput

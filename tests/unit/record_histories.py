@@ -1,12 +1,13 @@
 """Record the committed workflow histories that tests/unit/test_replay_offline.py replays without servers.
 
 Usage (against a running stack: `jobstream up`, or the alternate ports of your shell):
-    scripts/record-histories
+    scripts/record-histories [LABEL]
 
 Runs one small job of each listed pipeline and writes its Temporal history as JSON to
-tests/unit/histories/<pipeline>.json. Re-record only on purpose: the committed histories stand for jobs
-that were already running when the workflow code changed, so a change that makes them fail to replay
-needs `workflow.patched()` (or a new workflow type), not a fresh recording.
+tests/unit/histories/<pipeline>[-LABEL].json. Re-record only on purpose: the committed histories stand for
+jobs that were already running when the workflow code changed, so a change that makes them fail to replay
+needs `workflow.patched()` (or a new workflow type), not a fresh recording. A patch adds histories under a
+label of its own (`batched-trips`: jobs since that patch), beside the older ones.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PIPELINES = ("generate", "generate-keywords")
 PROMPT = "It is a truth universally acknowledged"
 
 
-async def record(pipeline: str) -> Path:
+async def record(pipeline: str, label: str = "") -> Path:
     settings = get_settings()
     metadata = (("authorization", f"Bearer {ensure_dev_key(settings)}"),)
     client = await connect(settings)
@@ -52,15 +53,16 @@ async def record(pipeline: str) -> Path:
                 raise SystemExit(f"{pipeline}: job {response.job_id} did not finish in 120 s")
             await asyncio.sleep(0.2)
     history = await client.get_workflow_handle(response.job_id).fetch_history()
-    path = HISTORIES / f"{pipeline}.json"
+    path = HISTORIES / (f"{pipeline}-{label}.json" if label else f"{pipeline}.json")
     path.write_text(json.dumps(history.to_json_dict(), indent=1, sort_keys=True) + "\n")
     return path
 
 
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
+    label = sys.argv[1] if len(sys.argv) > 1 else ""
     for pipeline in PIPELINES:
-        print(await record(pipeline), file=sys.stderr)
+        print(await record(pipeline, label), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from jobstream.workflow_io import (
     StageOutput,
     Usage,
 )
+from workers.pipeline.activities.publish import after_stage
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
 PARTITION = 3
@@ -108,7 +109,7 @@ class Events:
         before = await self.publish_events(local.publish_before)
         run = self.stages.preprocess if local.stage.stage.kind == "preprocess" else self.stages.postprocess
         output = await run(local.stage)
-        await self.publish_events([spec.model_copy(update={"attempt": output.attempt}) for spec in local.publish_after])
+        await self.publish_events([after_stage(spec, output) for spec in local.publish_after])
         return LocalStageResult(output=output, published_before=before)
 
     @activity.defn(name="publish_event")
@@ -372,6 +373,8 @@ async def test_generate_reaches_the_model_in_one_workflow_task(client: Client) -
     assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
     assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
     assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 2
+    # The patch's, and one per local stage: job.completed went out with postprocess, not on a trip of its own.
+    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 3
     assert events.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 2
     # RUNNING, SUCCEEDED, and the SDK's own TemporalChangeVersion for the patch.
     assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 3

@@ -20,10 +20,17 @@ from jobstream.settings import Settings
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
-PIPELINES = ("generate", "generate-keywords")
+# Every committed history: one per pipeline from before each workflow patch, and from after it.
+RECORDED = sorted(path.stem for path in HISTORIES.glob("*.json"))
 
 
-@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_histories_from_before_and_after_the_batched_trips_patch() -> None:
+    assert {"generate", "generate-keywords", "generate-batched-trips", "generate-keywords-batched-trips"} <= set(
+        RECORDED
+    )
+
+
+@pytest.mark.parametrize("pipeline", RECORDED)
 async def test_committed_history_replays(pipeline: str) -> None:
     data = json.loads((HISTORIES / f"{pipeline}.json").read_text())
     workflow_id = data["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]

@@ -41,9 +41,7 @@ class EventActivities:
         try:
             output = await self._run(local.stage)
             for spec in local.publish_after:
-                if spec.type == "stage.completed":
-                    spec = spec.model_copy(update={"attempt": output.attempt})
-                sends.append(await self.log.send(await build_event(spec, self.store)))
+                sends.append(await self.log.send(await build_event(after_stage(spec, output), self.store)))
         finally:
             # Whatever happens to the stage, what was sent is acknowledged (or fails the attempt) first.
             acks = await asyncio.gather(*sends)
@@ -56,3 +54,13 @@ class EventActivities:
         if stage.stage.kind == "postprocess":
             return await self.text.postprocess(stage)
         raise ValueError(f"a {stage.stage.kind} stage cannot run locally")
+
+
+def after_stage(spec: EventSpec, output: StageOutput) -> EventSpec:
+    """An event published after a local stage, with what only the stage knows: the attempt that succeeded
+    (stage.completed) or the job's result (job.completed)."""
+    if spec.type == "stage.completed":
+        return spec.model_copy(update={"attempt": output.attempt})
+    if spec.type == "job.completed":
+        return spec.model_copy(update={"result_text": output.text, "result_ref": output.ref})
+    return spec

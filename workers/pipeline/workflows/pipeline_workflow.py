@@ -57,8 +57,10 @@ class PipelineWorkflow:
         self._keeps_records = False
         # Memo changes not yet upserted (the batched path upserts once per workflow task); None: at once.
         self._memo: dict[str, Any] | None = None
-        # Stages whose stage.started went out with an earlier trip (the batched path).
+        # Stages whose stage.started went out with an earlier trip, and whether job.completed went out with the
+        # last stage (the batched path).
         self._announced: set[int] = set()
+        self._ended = False
 
     @workflow.signal(name=CANCEL_REASON_SIGNAL)
     def set_cancel_reason(self, reason: str) -> None:
@@ -281,7 +283,8 @@ class PipelineWorkflow:
         try:
             for index, stage in enumerate(job.stages):
                 data = await self._stage_batched(job, index, stage, data, outbox)
-                if _cancel_requested():
+                # A cancel that arrives after job.completed went out is too late: the job did complete.
+                if _cancel_requested() and not self._ended:
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             await self._cancelled_batched(job, outbox)
@@ -306,17 +309,9 @@ class PipelineWorkflow:
             self._flush_memo()
             raise ApplicationError(message, type=code, non_retryable=True) from error
         self._set_status(Status.SUCCEEDED)
-        completed = EventSpec(
-            job_id=job.job_id,
-            type="job.completed",
-            cursor=cursors.terminal(),
-            result_text=data.text,
-            result_ref=data.ref,
-            tokens=self._tokens,
-            usage=self._usage,
-            finish_reason=self._finish_reason,
-        )
-        await self._publish_all([*outbox, completed])
+        if not self._ended:
+            completed = self._job_completed(job).model_copy(update={"result_text": data.text, "result_ref": data.ref})
+            await self._publish_all([*outbox, completed])
         self._flush_memo()
         return JobResult(
             text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
@@ -347,7 +342,11 @@ class PipelineWorkflow:
             before = list(outbox)
             outbox.clear()
             after = [completed]
-            if index + 1 < count and not job.stages[index + 1].local:
+            if index + 1 == count:
+                # The job's end goes out with its last stage (the activity fills in the result): no trip of its own.
+                after.append(self._job_completed(job))
+                self._ended = True
+            elif not job.stages[index + 1].local:
                 # The remote stage after this one is scheduled in this same workflow task: announce it now,
                 # or its stage.started would cost a trip of its own.
                 after.append(_stage_started(job, index + 1))
@@ -391,6 +390,16 @@ class PipelineWorkflow:
         if not stage.local:
             outbox.append(completed.model_copy(update={"attempt": output.attempt}))
         return output
+
+    def _job_completed(self, job: JobInput) -> EventSpec:
+        return EventSpec(
+            job_id=job.job_id,
+            type="job.completed",
+            cursor=cursors.terminal(),
+            tokens=self._tokens,
+            usage=self._usage,
+            finish_reason=self._finish_reason,
+        )
 
     async def _flush_outbox(self, outbox: list[EventSpec]) -> None:
         if outbox:
