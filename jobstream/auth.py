@@ -21,7 +21,7 @@ READ_RETRY_S = 0.02
 
 def bearer_key(header: str) -> str:
     """The key of an `Authorization: Bearer <key>` header; "" for any other."""
-    scheme, _, key = header.partition(" ")
+    scheme, _, key = header.strip().partition(" ")
     return key.strip() if scheme.lower() == "bearer" else ""
 
 

@@ -68,7 +68,8 @@ class Bridge:
             grant = self.tokens.verify(token, job_id)
         except InvalidStreamToken as exc:
             return error(403, "permission_denied", f"stream token rejected: {exc}")
-        after = request.query_params.get("after") or request.headers.get("last-event-id", "")
+        # strip: httptools, unlike h11, hands header values over with their optional surrounding whitespace.
+        after = request.query_params.get("after") or request.headers.get("last-event-id", "").strip(" \t")
         if after and not cursors.is_valid(after):
             return error(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
         if after >= cursors.terminal():

@@ -106,7 +106,8 @@ class HttpApi:
         problem = await self.fill(message, request, binding)
         if problem is not None:
             return problem
-        metadata = [("authorization", request.headers.get("authorization", ""))]
+        # strip: httptools hands header values over with their optional surrounding whitespace.
+        metadata = [("authorization", request.headers.get("authorization", "").strip(" \t"))]
         try:
             reply: Message = await getattr(self.stub, binding.rpc.name)(
                 message, metadata=metadata, timeout=CALL_TIMEOUT_S
@@ -139,6 +140,7 @@ class HttpApi:
             return error(400, "invalid_argument", str(exc), unknown.group(1) if unknown else "")
         key = request.headers.get("idempotency-key")
         if key is not None and binding.rpc.name == "SubmitJob":
+            key = key.strip(" \t")
             if message.idempotency_key and message.idempotency_key != key:  # type: ignore[attr-defined]
                 return error(400, "invalid_argument", "Idempotency-Key differs from idempotencyKey", "idempotency_key")
             message.idempotency_key = key  # type: ignore[attr-defined]

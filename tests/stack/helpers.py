@@ -30,6 +30,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 
 from jobstream.auth import keys_file, write_keys
 from jobstream.settings import Settings
@@ -37,6 +38,7 @@ from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 from jobstream.workflow_io import GenerationParams as StageParams
+from jobstream.workflow_io import LocalStageResult
 from workers.pipeline.activities.inference import model_inputs
 
 Metadata = tuple[tuple[str, str], ...]
@@ -252,18 +254,33 @@ def activity_names(history: WorkflowHistory) -> dict[int, str]:
     }
 
 
+def local_stage_markers(history: WorkflowHistory) -> list[HistoryEvent]:
+    """The markers local CPU stages (run_local_stage) left, in the order they ran: a local activity leaves
+    a marker, not activity events."""
+    return [event for event in events_of(history, EventType.EVENT_TYPE_MARKER_RECORDED) if _local_stage(event)]
+
+
+def _local_stage(event: HistoryEvent) -> dict[str, Any] | None:
+    details = event.marker_recorded_event_attributes.details
+    if "data" not in details:
+        return None
+    data: dict[str, Any] = json.loads(details["data"].payloads[0].data)
+    return data if data.get("activity_type") == "run_local_stage" else None
+
+
 def local_stage_attempts(history: WorkflowHistory) -> list[int]:
-    """The attempt each local CPU stage (run_local_stage) ended at, in the order they ran: a local activity
-    leaves a marker, not activity events, and its marker's data names the attempt."""
-    attempts = []
-    for event in events_of(history, EventType.EVENT_TYPE_MARKER_RECORDED):
+    """The attempt each local CPU stage ended at (its marker's data names it)."""
+    return [int((_local_stage(event) or {})["attempt"]) for event in local_stage_markers(history)]
+
+
+async def local_stage_results(history: WorkflowHistory, converter: DataConverter) -> list[LocalStageResult]:
+    """What each local CPU stage that succeeded returned (its marker holds the result)."""
+    results = []
+    for event in local_stage_markers(history):
         details = event.marker_recorded_event_attributes.details
-        if "data" not in details:
-            continue
-        data = json.loads(details["data"].payloads[0].data)
-        if data.get("activity_type") == "run_local_stage":
-            attempts.append(int(data["attempt"]))
-    return attempts
+        if "result" in details:
+            results += await converter.decode(details["result"].payloads, [LocalStageResult])
+    return results
 
 
 def activity_starts(history: WorkflowHistory, name: str) -> list[HistoryEvent]:

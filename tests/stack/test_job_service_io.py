@@ -32,6 +32,7 @@ from tests.stack.helpers import (
     history_of,
     iter_payloads,
     job_service,
+    local_stage_results,
     remove_api_key,
     rpc_error,
     tenant_key,
@@ -78,9 +79,12 @@ async def assert_history_within_threshold(client: Client, job_id: str, threshold
         (value,) = await converter.decode(result)
         if isinstance(value, dict) and "tokens" in value:
             hops.append(StageOutput.model_validate(value))
+    hops += [result.output for result in await local_stage_results(history, converter)]
     (completed,) = events_of(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
     hops += await converter.decode(completed.workflow_execution_completed_event_attributes.result.payloads, [JobResult])
-    assert len(hops) >= 3 + 3 + 1
+    # The model stage's input and output, the two local stages' outputs (a local activity's input is not in
+    # the history), the job's result.
+    assert len(hops) >= 1 + 1 + 2 + 1
     for hop in hops:
         assert hop.text is None or len(hop.text.encode()) <= threshold, type(hop)
     assert sum(1 for hop in hops if hop.ref) >= 2, "the large input never travelled as a reference"

@@ -499,6 +499,37 @@ async def test_non_retryable_failure_fails_the_job(client: Client) -> None:
         ]
 
 
+class BlankInput(Stages):
+    async def do_preprocess(self, stage: StageInput) -> StageOutput:
+        raise ApplicationError("input is empty after normalisation", type="InvalidInput", non_retryable=True)
+
+
+async def test_a_local_stage_that_fails_fails_the_job_and_its_story_has_a_start(client: Client) -> None:
+    """A local stage's failure reaches the workflow as the activity raised it (no ActivityError around it);
+    the job fails with its code, and the events the stage had sent go out again with job.failed, so the memo
+    names where the story starts (same ids: readers keep one copy)."""
+    async with job(client, BlankInput()) as j:
+        handle = await j.start()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        cause = failure.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert (cause.type, cause.message) == ("InvalidInput", "input is empty after normalisation")
+        assert j.stages.attempts() == [("preprocess", 1)]
+        assert j.events.story() == [
+            JOB_STARTED,
+            started("preprocess", 0),
+            JOB_STARTED,
+            started("preprocess", 0),
+            ("job.failed", cursors.terminal(), "preprocess", 0, 0),
+        ]
+        memo = await memo_of(handle)
+        assert (memo["status"], memo["error_code"], memo["stage"]) == ("FAILED", "InvalidInput", "preprocess")
+        # The second job.started's offset: the mocked log hands out offsets in publishing order.
+        assert (memo["log_partition"], memo["log_offset"]) == (PARTITION, FIRST_OFFSET + 2)
+        assert await status_of(handle) == (WorkflowExecutionStatus.FAILED, "FAILED")
+
+
 async def assert_cancelled(handle: WorkflowHandle[Any, JobResult]) -> None:
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()

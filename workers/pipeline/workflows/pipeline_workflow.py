@@ -61,6 +61,8 @@ class PipelineWorkflow:
         # last stage (the batched path).
         self._announced: set[int] = set()
         self._ended = False
+        self._start_recorded = False
+        self._unconfirmed: list[EventSpec] = []
 
     @workflow.signal(name=CANCEL_REASON_SIGNAL)
     def set_cancel_reason(self, reason: str) -> None:
@@ -289,12 +291,14 @@ class PipelineWorkflow:
         except asyncio.CancelledError:
             await self._cancelled_batched(job, outbox)
             raise
-        except ActivityError as error:
-            if isinstance(error.cause, CancelledError):
+        # A local activity's failure arrives as the activity raised it, not wrapped in an ActivityError.
+        except (ActivityError, ApplicationError, CancelledError) as error:
+            if isinstance(error, CancelledError) or isinstance(error.cause, CancelledError):
                 await self._cancelled_batched(job, outbox)
                 raise
             code, message = _describe(error)
-            self._end_stage(StageState.FAILED, attempts=_attempts_used(error, job, self._stage))
+            attempts = _attempts_used(error, job, self._stage) if isinstance(error, ActivityError) else 0
+            self._end_stage(StageState.FAILED, attempts=attempts)
             self._set_status(Status.FAILED, error_code=code, error_message=message)
             failed = EventSpec(
                 job_id=job.job_id,
@@ -305,7 +309,7 @@ class PipelineWorkflow:
                 error_message=message,
                 usage=self._usage,
             )
-            await self._publish_all([*outbox, failed])
+            await self._publish_and_record([*self._unconfirmed, *outbox, failed])
             self._flush_memo()
             raise ApplicationError(message, type=code, non_retryable=True) from error
         self._set_status(Status.SUCCEEDED)
@@ -341,6 +345,11 @@ class PipelineWorkflow:
         if stage.local:
             before = list(outbox)
             outbox.clear()
+            if not self._start_recorded:
+                # Sent by the stage's activity, but where they landed is known only if it succeeds; a job that
+                # ends inside it sends them again with its end (same ids: readers keep one copy), so that
+                # replay has a start to seek to.
+                self._unconfirmed = before
             after = [completed]
             if index + 1 == count:
                 # The job's end goes out with its last stage (the activity fills in the result): no trip of its own.
@@ -359,6 +368,7 @@ class PipelineWorkflow:
                 retry_policy=_retry_policy(stage),
             )
             self._record_start(before, result.published_before)
+            self._unconfirmed = []
             output = result.output
         else:
             await self._flush_outbox(outbox)
@@ -403,14 +413,18 @@ class PipelineWorkflow:
 
     async def _flush_outbox(self, outbox: list[EventSpec]) -> None:
         if outbox:
-            self._record_start(outbox, await self._publish_all(outbox))
+            await self._publish_and_record(outbox)
             outbox.clear()
+
+    async def _publish_and_record(self, events: list[EventSpec]) -> None:
+        self._record_start(events, await self._publish_all(events))
 
     def _record_start(self, published: list[EventSpec], locators: list[LogLocator]) -> None:
         """Where the job's story starts in the log, once job.started is out: replay seeks there."""
         for spec, locator in zip(published, locators, strict=False):
             if spec.type == "job.started":
                 self._upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
+                self._start_recorded = True
 
     async def _cancelled_batched(self, job: JobInput, outbox: list[EventSpec]) -> None:
         self._end_stage(StageState.CANCELLED)
@@ -425,7 +439,7 @@ class PipelineWorkflow:
             usage=self._usage,
             finish_reason=self._finish_reason or "cancelled",
         )
-        await self._publish_all([*outbox, cancelled])
+        await self._publish_and_record([*self._unconfirmed, *outbox, cancelled])
         self._flush_memo()
 
     async def _publish_all(self, events: list[EventSpec]) -> list[LogLocator]:
@@ -477,8 +491,10 @@ def _cancel_requested() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _describe(error: ActivityError) -> tuple[str, str]:
+def _describe(error: FailureError) -> tuple[str, str]:
     """(code, message) of the failure that ended a stage: the application error's type when it has one."""
+    if isinstance(error, ApplicationError):
+        return error.type or "ApplicationError", error.message
     cause: BaseException | None = error.cause
     while cause is not None:
         if isinstance(cause, ApplicationError):
