@@ -63,9 +63,18 @@ def command(binary: Path, settings: Settings) -> list[str]:
     ]
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
-    for key, value in DEV_SERVER_CONFIG.items():
+    for key, value in dynamic_config(settings).items():
         argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     # SQLite's own defaults (rollback journal, synchronous=FULL) unless a setting asks for less durability.
     for pragma in filter(None, (p.strip() for p in settings.temporal_sqlite_pragmas.split(","))):
         argv += ["--sqlite-pragma", pragma]
     return argv
+
+
+def dynamic_config(settings: Settings) -> dict[str, object]:
+    """The stack's dynamic config with the setting's overrides (a null value drops a key)."""
+    overrides = json.loads(settings.temporal_dynamic_config) if settings.temporal_dynamic_config else {}
+    if not isinstance(overrides, dict):
+        raise ValueError("JOBSTREAM_TEMPORAL_DYNAMIC_CONFIG must be a JSON object")
+    merged = {**DEV_SERVER_CONFIG, **overrides}
+    return {key: value for key, value in merged.items() if value is not None}

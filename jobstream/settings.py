@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     temporal_port: int = Field(7233, description="Temporal frontend gRPC port.")
     temporal_ui_port: int = Field(8233, description="Temporal Web UI port.")
     temporal_namespace: str = Field("default", description="Temporal namespace for all workflows.")
+    temporal_dynamic_config: str = Field(
+        "",
+        description="JSON object of dynamic-config values for the local Temporal dev server, over the stack's own "
+        "(devstack/temporal_server.py); a null drops one of those.",
+    )
     temporal_sqlite_pragmas: str = Field(
         "",
         description="Comma-separated SQLite pragmas for the local Temporal dev server (e.g. synchronous=normal); "
