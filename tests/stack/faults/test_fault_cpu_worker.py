@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
 
 from devstack.reliability import Record
+from jobstream import cursors
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
@@ -25,6 +27,7 @@ from tests.stack.helpers import (
     follow_reconnecting,
     history_of,
     kill_process,
+    local_stage_attempts,
     sse_client,
     submit,
     wait_restarted,
@@ -85,3 +88,49 @@ async def test_cpu_worker_killed_inside_a_stage_retries_only_that_stage(
     assert attempts[stage] >= 2, attempts
     finished_before = {"preprocess": [], "postprocess": ["preprocess", "run_model"]}[stage]
     assert all(attempts[name] == 1 for name in finished_before), attempts
+
+
+@pytest.mark.parametrize("stage", ["preprocess", "postprocess"])
+async def test_cpu_worker_killed_inside_a_local_stage_runs_it_again(
+    stage: str, stub: Stub, api_key: str, stack: Settings, temporal_client: Client, reliability: Record
+) -> None:
+    """A local stage runs inside the workflow task: the kill is noticed by that task's timeout (10 s), and
+    the restarted worker runs the task again, the stage's events again (same ids) and the stage with them."""
+    reliability.fault = f"2. CPU worker SIGKILLed during a local {stage}"
+    # drill-slow-local: its local preprocess and postprocess each take 3 s; their stage.started goes out first.
+    reply = await submit(stub, api_key, "The clerk left mid-sentence", pipeline="drill-slow-local", max_tokens=TOKENS)
+    index = STAGES.index(stage)
+    inside = asyncio.Event()
+
+    def watch(event: Any) -> None:
+        if event.id == cursors.stage_started(index):
+            inside.set()
+
+    async with sse_client() as client:
+        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, on_event=watch, timeout_s=240))
+        await asyncio.wait_for(inside.wait(), 120)
+        await asyncio.sleep(0.5)  # inside the 3 s stage
+        killed_at = time.monotonic()
+        old = kill_process(stack, "cpu-worker")
+        reliability.inputs += 1
+        try:
+            followed = await follower
+        finally:
+            await wait_restarted(stack, "cpu-worker", old)
+    job = await wait_terminal(stub, api_key, reply.job_id, timeout_s=240)
+    recovered_s = time.monotonic() - killed_at
+    reliability.jobs += 1
+    add_audit(reliability, audit_stream(reply.job_id, followed.events, expected_ids(len(STAGES), MODEL_SLOT, TOKENS)))
+    reliability.note(f"job done {recovered_s:.0f} s after the kill")
+
+    assert job.status == JobStatus.JOB_STATUS_SUCCEEDED, job
+    story = check_story(reply.job_id, followed.events, STAGES)
+    assert story.tokens == TOKENS
+    assert story.text == story.result_text == job.result_text
+    history = await history_of(temporal_client, reply.job_id)
+    # The model ran once; each local stage left one marker (the killed task's run left none).
+    (run_model,) = activity_starts(history, "run_model")
+    assert run_model.activity_task_started_event_attributes.attempt == 1
+    assert len(local_stage_attempts(history)) == 2
+    kinds = [event.event_type for event in history.events]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
