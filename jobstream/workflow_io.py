@@ -11,7 +11,12 @@ from pydantic import BaseModel, ConfigDict
 from jobstream.event_log import LogLocator
 from jobstream.pipelines import ResolvedStage
 
-WORKFLOW_TYPE = "PipelineWorkflow"
+# New jobs start V2 (fewer durable trips). A new type rather than a `workflow.patched` branch: a patch makes the
+# SDK upsert the TemporalChangeVersion search attribute in every job, one more durable write each.
+WORKFLOW_TYPE = "PipelineWorkflowV2"
+# Jobs started before V2 run on to their end on the frozen code that started them.
+LEGACY_WORKFLOW_TYPE = "PipelineWorkflow"
+JOB_WORKFLOW_TYPES = (WORKFLOW_TYPE, LEGACY_WORKFLOW_TYPE)
 # The signal that tells a job why it is about to be cancelled (CancelJob sends it just before the cancel).
 CANCEL_REASON_SIGNAL = "cancel_reason"
 

@@ -14,6 +14,7 @@ from jobstream.settings import get_settings
 from jobstream.temporal_client import WORKFLOW_QUEUE, connect
 from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
+from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 from workers.worker_process import configure_logging, run_workers, worker_options
 
@@ -33,7 +34,8 @@ async def main() -> None:
             Worker(
                 client,
                 task_queue=WORKFLOW_QUEUE,
-                workflows=[PipelineWorkflow],
+                # The legacy type only finishes the jobs it started (and keeps their histories replayable).
+                workflows=[PipelineWorkflow, LegacyPipelineWorkflow],
                 activities=[events.publish_event, events.publish_events, events.run_local_stage],
             ),
             Worker(

@@ -19,6 +19,7 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.helpers import Stub, auth, history_of, job_service, submit, wait_terminal
+from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
 
@@ -59,7 +60,7 @@ async def test_every_kind_of_job_history_replays(
         assert job.status == expected[kind], (kind, job)
         histories[kind] = await history_of(temporal_client, job_id)
 
-    replayer = Replayer(workflows=[PipelineWorkflow], data_converter=data_converter(stack))
+    replayer = Replayer(workflows=[PipelineWorkflow, LegacyPipelineWorkflow], data_converter=data_converter(stack))
     for kind, history in histories.items():
         result = await replayer.replay_workflow(history)  # raises on any nondeterminism
         assert result.replay_failure is None, kind

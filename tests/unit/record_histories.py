@@ -6,8 +6,8 @@ Usage (against a running stack: `jobstream up`, or the alternate ports of your s
 Runs one small job of each listed pipeline and writes its Temporal history as JSON to
 tests/unit/histories/<pipeline>[-LABEL].json. Re-record only on purpose: the committed histories stand for
 jobs that were already running when the workflow code changed, so a change that makes them fail to replay
-needs `workflow.patched()` (or a new workflow type), not a fresh recording. A patch adds histories under a
-label of its own (`batched-trips`: jobs since that patch), beside the older ones.
+needs `workflow.patched()` (or a new workflow type), not a fresh recording. A new workflow type adds histories
+under a label of its own (`v2`: PipelineWorkflowV2), beside the older type's.
 """
 
 from __future__ import annotations

@@ -369,15 +369,15 @@ async def test_generate_reaches_the_model_in_one_workflow_task(client: Client) -
     scheduled = events.index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     before_model = events[:scheduled]
     assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
-    # Two markers: the patch's and the one local activity's.
-    assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
+    # One marker: the one local activity's (a new workflow type, no patch marker).
+    assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 1
     assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
     assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 2
-    # The patch's, and one per local stage: job.completed went out with postprocess, not on a trip of its own.
-    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 3
+    # One per local stage: job.completed went out with postprocess, not on a trip of its own.
+    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
     assert events.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 2
-    # RUNNING, SUCCEEDED, and the SDK's own TemporalChangeVersion for the patch.
-    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 3
+    # RUNNING and SUCCEEDED (no TemporalChangeVersion: no patch).
+    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 2
     assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
 
 

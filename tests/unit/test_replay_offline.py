@@ -17,17 +17,16 @@ from temporalio.worker import Replayer
 
 from jobstream.payload_store import data_converter
 from jobstream.settings import Settings
+from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
-# Every committed history: one per pipeline from before each workflow patch, and from after it.
+# Every committed history: one per pipeline of the legacy type (PipelineWorkflow) and of V2.
 RECORDED = sorted(path.stem for path in HISTORIES.glob("*.json"))
 
 
-def test_histories_from_before_and_after_the_batched_trips_patch() -> None:
-    assert {"generate", "generate-keywords", "generate-batched-trips", "generate-keywords-batched-trips"} <= set(
-        RECORDED
-    )
+def test_histories_of_both_workflow_types() -> None:
+    assert {"generate", "generate-keywords", "generate-v2", "generate-keywords-v2"} <= set(RECORDED)
 
 
 @pytest.mark.parametrize("pipeline", RECORDED)
@@ -37,6 +36,8 @@ async def test_committed_history_replays(pipeline: str) -> None:
     history = WorkflowHistory.from_json(workflow_id, data)
     assert len(history.events) > 15, "a whole job's history: started, every stage, completed"
     # Nothing in it needs the external store: the converter is the project's own, MinIO is never asked.
-    replayer = Replayer(workflows=[PipelineWorkflow], data_converter=data_converter(Settings(minio_port=1)))
+    # Each history replays on the class of its workflow type: the legacy one for jobs started before V2.
+    workflows = [PipelineWorkflow, LegacyPipelineWorkflow]
+    replayer = Replayer(workflows=workflows, data_converter=data_converter(Settings(minio_port=1)))
     result = await replayer.replay_workflow(history)  # raises on nondeterminism
     assert result.replay_failure is None

@@ -3,6 +3,13 @@
 Orchestration only: every side effect (Triton, Kafka, MinIO, clocks) happens in activities. The job's
 observable state lives in search attributes (status, for ListJobs) and memo (stage, progress, error, for
 GetJob), both readable without a worker.
+
+Few durable trips: the job's events wait in an outbox and go out with the next trip the workflow makes
+anyway. A local CPU stage carries the events before and after it (its activity publishes them), a remote
+stage is preceded by one publish of all that is pending, and the memo is upserted once per workflow task.
+For `generate`: one workflow task and one local activity from the start to the model's schedule, two
+workflow tasks in all. (Jobs started before this, as the type `PipelineWorkflow`, finish on
+`legacy_pipeline_workflow.py`.)
 """
 
 from __future__ import annotations
@@ -37,12 +44,6 @@ with workflow.unsafe.imports_passed_through():
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
 PUBLISH_TIMEOUT = timedelta(seconds=10)
 PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
-# Jobs started before this patch kept no per-stage records and published stage.completed with attempt 0.
-STAGE_RECORDS_PATCH = "stage-records"
-# Jobs started before this patch published each event with its own local activity, ran every CPU stage as a
-# remote activity and upserted the memo at each change: 4 workflow tasks, 8 local activities and 11 upserts
-# per `generate` job. Since: events batched into the next trip, local CPU stages, one memo upsert per task.
-BATCHED_PATCH = "batched-trips"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -54,11 +55,11 @@ class PipelineWorkflow:
         self._finish_reason = ""
         self._cancel_reason = ""
         self._records: list[StageRecord] = []
-        self._keeps_records = False
-        # Memo changes not yet upserted (the batched path upserts once per workflow task); None: at once.
-        self._memo: dict[str, Any] | None = None
-        # Stages whose stage.started went out with an earlier trip, and whether job.completed went out with the
-        # last stage (the batched path).
+        # Memo changes not yet upserted: they go in one upsert as the workflow task ends.
+        self._memo: dict[str, Any] = {}
+        # Stages whose stage.started went out with an earlier trip; whether job.completed went out with the
+        # last stage; whether the memo knows where job.started landed, and the events a running local stage
+        # sent that are not confirmed yet.
         self._announced: set[int] = set()
         self._ended = False
         self._start_recorded = False
@@ -70,206 +71,6 @@ class PipelineWorkflow:
 
     @workflow.run
     async def run(self, job: JobInput) -> JobResult:
-        if workflow.patched(BATCHED_PATCH):
-            return await self._run_batched(job)
-        stage_names = [stage.name for stage in job.stages]
-        self._keeps_records = workflow.patched(STAGE_RECORDS_PATCH)
-        if self._keeps_records:
-            self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
-        self._set_status(Status.RUNNING)
-        data = StageOutput(text=job.prompt, ref=job.input_ref)
-        try:
-            # Inside the try: a cancel that arrives with the workflow's first task interrupts this publish,
-            # and the job must still end CANCELLED and say so.
-            locator = await self._publish(
-                EventSpec(
-                    job_id=job.job_id,
-                    type="job.started",
-                    cursor=cursors.job_started(),
-                    pipeline=job.pipeline,
-                    stages=stage_names,
-                )
-            )
-            # Where the job's story starts in the log: replay seeks here instead of scanning a partition.
-            workflow.upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
-            for index, stage in enumerate(job.stages):
-                data = await self._run_stage(job, index, stage, data)
-                if _cancel_requested():
-                    # The stage finished before its cancellation reached it, so nothing raised: the job
-                    # was still cancelled, and it must end so instead of running on.
-                    raise asyncio.CancelledError
-        except asyncio.CancelledError:
-            await self._finish_cancelled(job)
-            raise
-        except ActivityError as error:
-            if isinstance(error.cause, CancelledError):
-                await self._finish_cancelled(job)
-                raise
-            code, message = _describe(error)
-            self._end_stage(StageState.FAILED, attempts=_attempts_used(error, job, self._stage))
-            self._set_status(Status.FAILED, error_code=code, error_message=message)
-            await self._publish(
-                EventSpec(
-                    job_id=job.job_id,
-                    type="job.failed",
-                    cursor=cursors.terminal(),
-                    stage=self._stage,
-                    error_code=code,
-                    error_message=message,
-                    usage=self._usage,
-                )
-            )
-            raise ApplicationError(message, type=code, non_retryable=True) from error
-        result = JobResult(
-            text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
-        )
-        self._set_status(Status.SUCCEEDED)
-        await self._publish(
-            EventSpec(
-                job_id=job.job_id,
-                type="job.completed",
-                cursor=cursors.terminal(),
-                result_text=data.text,
-                result_ref=data.ref,
-                tokens=self._tokens,
-                usage=self._usage,
-                finish_reason=self._finish_reason,
-            )
-        )
-        return result
-
-    async def _run_stage(self, job: JobInput, index: int, stage: ResolvedStage, data: StageOutput) -> StageOutput:
-        count = len(job.stages)
-        self._stage = stage.name
-        self._update_record(index, state=StageState.RUNNING, attempts=1, start_time=workflow.now())
-        workflow.upsert_memo(JobMemo(stage=stage.name).changes() | self._records_changes())
-        event = EventSpec(
-            job_id=job.job_id,
-            type="stage.started",
-            cursor=cursors.stage_started(index),
-            stage=stage.name,
-            stage_index=index,
-            stage_count=count,
-        )
-        await self._publish(event)
-        output: StageOutput = await workflow.execute_activity(
-            ACTIVITY_BY_KIND[stage.kind],
-            StageInput(
-                job_id=job.job_id,
-                stage=stage,
-                stage_index=index,
-                stage_count=count,
-                text=data.text,
-                ref=data.ref,
-                params=job.params,
-            ),
-            result_type=StageOutput,
-            task_queue=stage.queue,
-            schedule_to_start_timeout=stage.timeouts.schedule_to_start,
-            start_to_close_timeout=stage.timeouts.start_to_close,
-            heartbeat_timeout=stage.timeouts.heartbeat,
-            retry_policy=_retry_policy(stage),
-            # Wait for the activity to confirm it stopped, so a cancelled job has really stopped generating.
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-        if stage.kind == "model":
-            # The job's token count is its last model stage's: that stage's output is the result.
-            self._tokens = output.tokens
-            self._usage += Usage(prompt_tokens=output.prompt_tokens, output_tokens=output.tokens)
-            self._finish_reason = output.finish_reason
-            self._update_record(index, prompt_tokens=output.prompt_tokens, finish_reason=output.finish_reason)
-        if output.finish_reason == "cancelled":
-            # The model stage stopped for the job's cancellation and reported what it had delivered.
-            self._update_record(index, attempts=output.attempt, tokens=output.tokens)
-            raise asyncio.CancelledError
-        self._update_record(
-            index, state=StageState.SUCCEEDED, attempts=output.attempt, end_time=workflow.now(), tokens=output.tokens
-        )
-        memo = JobMemo(stages_completed=index + 1, tokens_generated=self._tokens, attempt=output.attempt)
-        workflow.upsert_memo(memo.changes() | self._records_changes())
-        completed: dict[str, object] = {"type": "stage.completed", "cursor": cursors.stage_completed(index)}
-        if self._keeps_records:
-            completed["attempt"] = output.attempt
-        await self._publish(event.model_copy(update=completed))
-        return output
-
-    def _update_record(self, index: int, **changes: object) -> None:
-        if self._keeps_records:
-            self._records[index] = self._records[index].model_copy(update=changes)
-
-    def _records_changes(self) -> dict[str, Any]:
-        return JobMemo(stages=self._records).changes() if self._keeps_records else {}
-
-    def _end_stage(self, state: StageState, attempts: int = 0) -> None:
-        """Record how the running stage ended, when the job ends inside it (failed or cancelled)."""
-        for index, record in enumerate(self._records):
-            if record.state == StageState.RUNNING:
-                update: dict[str, object] = {"state": state, "end_time": workflow.now()}
-                if attempts:
-                    update["attempts"] = attempts
-                self._update_record(index, **update)
-
-    async def _finish_cancelled(self, job: JobInput) -> None:
-        self._end_stage(StageState.CANCELLED)
-        self._set_status(Status.CANCELLED)
-        await self._publish(
-            EventSpec(
-                job_id=job.job_id,
-                type="job.cancelled",
-                cursor=cursors.terminal(),
-                stage=self._stage,
-                tokens=self._tokens,
-                reason=self._cancel_reason,
-                usage=self._usage,
-                finish_reason=self._finish_reason or "cancelled",
-            )
-        )
-
-    def _upsert_memo(self, changes: dict[str, Any]) -> None:
-        if self._memo is None:
-            workflow.upsert_memo(changes)
-        else:
-            self._memo |= changes
-
-    def _flush_memo(self) -> None:
-        """Upsert the memo changes gathered since the last one: call before the workflow task ends."""
-        if self._memo:
-            workflow.upsert_memo(self._memo)
-            self._memo = {}
-
-    def _set_status(self, status: Status, error_code: str = "", error_message: str = "") -> None:
-        workflow.upsert_search_attributes([JOB_STATUS.value_set(status.value)])
-        memo = JobMemo(status=status).changes()
-        if error_code:
-            memo |= JobMemo(error_code=error_code, error_message=error_message).changes()
-        if status in (Status.FAILED, Status.CANCELLED):
-            memo |= self._records_changes()
-        if status == Status.CANCELLED and self._keeps_records:
-            memo |= JobMemo(cancel_reason=self._cancel_reason, tokens_generated=self._tokens).changes()
-        self._upsert_memo(memo)
-
-    async def _publish(self, event: EventSpec) -> LogLocator:
-        # A local activity: it runs in this workflow's worker without a trip through a task queue. Five
-        # such trips stood between SubmitJob and the first token, at ~100 ms each on the dev server.
-        # Shielded: a cancelled job must still tell its watchers that it was cancelled.
-        return await asyncio.shield(
-            workflow.execute_local_activity(
-                "publish_event",
-                event,
-                result_type=LogLocator,
-                start_to_close_timeout=PUBLISH_TIMEOUT,
-                retry_policy=PUBLISH_RETRY,
-            )
-        )
-
-    # -- the batched path (BATCHED_PATCH) ---------------------------------------------------------------------
-    # Events wait in an outbox and go out with the next trip the workflow makes anyway: a local CPU stage
-    # carries the events before and after it, and a remote stage is preceded by one publish of all that is
-    # pending. For `generate`: one workflow task and one local activity from the start to the model's schedule.
-
-    async def _run_batched(self, job: JobInput) -> JobResult:
-        self._keeps_records = True
-        self._memo = {}
         self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
         self._set_status(Status.RUNNING)
         outbox = [
@@ -284,17 +85,17 @@ class PipelineWorkflow:
         data = StageOutput(text=job.prompt, ref=job.input_ref)
         try:
             for index, stage in enumerate(job.stages):
-                data = await self._stage_batched(job, index, stage, data, outbox)
+                data = await self._run_stage(job, index, stage, data, outbox)
                 # A cancel that arrives after job.completed went out is too late: the job did complete.
                 if _cancel_requested() and not self._ended:
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
-            await self._cancelled_batched(job, outbox)
+            await self._finish_cancelled(job, outbox)
             raise
         # A local activity's failure arrives as the activity raised it, not wrapped in an ActivityError.
         except (ActivityError, ApplicationError, CancelledError) as error:
             if isinstance(error, CancelledError) or isinstance(error.cause, CancelledError):
-                await self._cancelled_batched(job, outbox)
+                await self._finish_cancelled(job, outbox)
                 raise
             code, message = _describe(error)
             attempts = _attempts_used(error, job, self._stage) if isinstance(error, ActivityError) else 0
@@ -321,7 +122,7 @@ class PipelineWorkflow:
             text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
         )
 
-    async def _stage_batched(
+    async def _run_stage(
         self, job: JobInput, index: int, stage: ResolvedStage, data: StageOutput, outbox: list[EventSpec]
     ) -> StageOutput:
         """Run one stage; `outbox` holds the events still to publish, and this stage's stage.completed after."""
@@ -426,7 +227,7 @@ class PipelineWorkflow:
                 self._upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
                 self._start_recorded = True
 
-    async def _cancelled_batched(self, job: JobInput, outbox: list[EventSpec]) -> None:
+    async def _finish_cancelled(self, job: JobInput, outbox: list[EventSpec]) -> None:
         self._end_stage(StageState.CANCELLED)
         self._set_status(Status.CANCELLED)
         cancelled = EventSpec(
@@ -442,8 +243,44 @@ class PipelineWorkflow:
         await self._publish_and_record([*self._unconfirmed, *outbox, cancelled])
         self._flush_memo()
 
+    def _update_record(self, index: int, **changes: object) -> None:
+        self._records[index] = self._records[index].model_copy(update=changes)
+
+    def _records_changes(self) -> dict[str, Any]:
+        return JobMemo(stages=self._records).changes()
+
+    def _end_stage(self, state: StageState, attempts: int = 0) -> None:
+        """Record how the running stage ended, when the job ends inside it (failed or cancelled)."""
+        for index, record in enumerate(self._records):
+            if record.state == StageState.RUNNING:
+                update: dict[str, object] = {"state": state, "end_time": workflow.now()}
+                if attempts:
+                    update["attempts"] = attempts
+                self._update_record(index, **update)
+
+    def _upsert_memo(self, changes: dict[str, Any]) -> None:
+        self._memo |= changes
+
+    def _flush_memo(self) -> None:
+        """Upsert the memo changes gathered since the last one: call before the workflow task ends."""
+        if self._memo:
+            workflow.upsert_memo(self._memo)
+            self._memo = {}
+
+    def _set_status(self, status: Status, error_code: str = "", error_message: str = "") -> None:
+        workflow.upsert_search_attributes([JOB_STATUS.value_set(status.value)])
+        memo = JobMemo(status=status).changes()
+        if error_code:
+            memo |= JobMemo(error_code=error_code, error_message=error_message).changes()
+        if status in (Status.FAILED, Status.CANCELLED):
+            memo |= self._records_changes()
+        if status == Status.CANCELLED:
+            memo |= JobMemo(cancel_reason=self._cancel_reason, tokens_generated=self._tokens).changes()
+        self._upsert_memo(memo)
+
     async def _publish_all(self, events: list[EventSpec]) -> list[LogLocator]:
-        # Shielded, like _publish: a cancelled job must still tell its watchers that it was cancelled.
+        # A local activity: it runs in this workflow's worker without a trip through a task queue.
+        # Shielded: a cancelled job must still tell its watchers that it was cancelled.
         locators: list[LogLocator] = await asyncio.shield(
             workflow.execute_local_activity(
                 "publish_events",
