@@ -148,17 +148,20 @@ def services(settings: Settings) -> list[Child]:
             # A pipeline whose model this machine cannot run is refused at submit, not left queued.
             # The fault drills are for rehearsing failures, which the local stack and its tests are for.
             env={"JOBSTREAM_MODELS": ",".join(local_models(settings)), "JOBSTREAM_DRILLS": "true"},
-            ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT")],
+            ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT"), (settings.metrics_port, "JOBSTREAM_METRICS_PORT")],
         ),
         Child(
             "cpu-worker",
             [PYTHON, "-m", "workers.cpu_worker"],
             file_ready("cpu-worker"),
+            ports=[(settings.cpu_worker_metrics_port, "JOBSTREAM_CPU_WORKER_METRICS_PORT")],
         ),
     ]
-    for model in local_models(settings):
+    for index, model in enumerate(local_models(settings)):
         role = f"gpu-worker-{model}"
-        children.append(Child(role, [PYTHON, "-m", "workers.gpu_worker", "--model", model], file_ready(role)))
+        port = settings.gpu_worker_metrics_port + index
+        argv = [PYTHON, "-m", "workers.gpu_worker", "--model", model, "--metrics-port", str(port)]
+        children.append(Child(role, argv, file_ready(role), ports=[(port, "JOBSTREAM_GPU_WORKER_METRICS_PORT")]))
     children.append(
         Child(
             "sse-bridge",

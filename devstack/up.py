@@ -9,9 +9,20 @@ import signal
 import time
 
 from devstack import bootstrap, provision, stack
+from devstack.stack import local_models
 from devstack.supervisor import Child, PortInUseError, StartError, Supervisor
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import Settings, get_settings
+
+
+def metrics_urls(settings: Settings) -> str:
+    """Every process's Prometheus endpoint: JobService, CPU worker, one per GPU worker, the bridge, Triton."""
+    host = settings.host
+    gpu = [settings.gpu_worker_metrics_port + index for index, _ in enumerate(local_models(settings))]
+    ports = [settings.metrics_port, settings.cpu_worker_metrics_port, *gpu]
+    urls = [f"http://{host}:{port}/metrics" for port in ports]
+    urls += [f"{settings.bridge_url}/metrics", f"http://{host}:{settings.triton_metrics_port}/metrics"]
+    return "   ".join(urls)
 
 
 def banner(settings: Settings, api_key: str) -> str:
@@ -27,6 +38,7 @@ def banner(settings: Settings, api_key: str) -> str:
             f"  MinIO               http://{settings.minio_endpoint}   console "
             f"http://{host}:{settings.minio_console_port} ({settings.minio_access_key})",
             f"  Triton              http://{host}:{settings.triton_http_port}   gRPC {settings.triton_grpc_url}",
+            f"  metrics             {metrics_urls(settings)}",
             f"  logs                {settings.logs_dir}",
             f"  development API key {api_key}",
             "Try:",

@@ -182,6 +182,17 @@ class EventStream:
         while not self._replays.empty():
             await self._replays.get_nowait().stop()
 
+    def tail_lag(self) -> dict[int, int]:
+        """Per partition, how many records the tail has yet to read (as of its last fetch's end offsets)."""
+        if self._tail is None:
+            return {}
+        lag = {}
+        for partition, position in self._positions.items():
+            end = self._tail.highwater(TopicPartition(self.topic, partition))
+            if end is not None:
+                lag[partition] = max(0, end - position)
+        return lag
+
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         for _ in range(100):
             found = consumer.partitions_for_topic(self.topic)

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     triton_host: str = Field("", description="Host of Triton; empty: HOST.")
 
     grpc_port: int = Field(50051, description="JobService gRPC port.")
+    metrics_port: int = Field(9464, description="JobService Prometheus metrics port (/metrics).")
+    cpu_worker_metrics_port: int = Field(9465, description="CPU worker Prometheus metrics port (/metrics).")
+    gpu_worker_metrics_port: int = Field(
+        9466, description="First GPU worker's Prometheus metrics port; each further model's worker takes the next."
+    )
     bridge_port: int = Field(8080, description="SSE bridge HTTP port.")
     public_bridge_url: str = Field("", description="Base URL clients use for SSE; empty means http://HOST:BRIDGE_PORT.")
 

@@ -17,6 +17,7 @@ from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import connect
 from sse_bridge.app import Bridge, create_app
 from sse_bridge.http_api import HttpApi
+from sse_bridge.metrics import TAIL_LAG
 
 
 @contextlib.asynccontextmanager
@@ -25,6 +26,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     directory = JobDirectory(await connect(settings), PayloadStore(settings))
     stream = EventStream(settings, directory.locate, directory.final_event)
     await stream.start()
+    TAIL_LAG.stream = stream
     try:
         async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
             yield Bridge(

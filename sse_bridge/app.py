@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import html
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
-from sse_bridge import http_api
+from sse_bridge import http_api, metrics
 from sse_bridge.http_api import HttpApi, error
 from sse_bridge.streams import EventSourceResponse, Streams
 
@@ -93,10 +94,17 @@ class Bridge:
             return
         # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
         batches = contextlib.aclosing(self.stream.watch_batches(job_id, after))
-        with contextlib.suppress(SlowConsumerError):  # the client reconnects with Last-Event-ID
+        try:
             async with batches as watch:
                 async for batch in watch:
+                    metrics.EVENTS_DELIVERED.inc(len(batch))
+                    metrics.WRITES.inc()
+                    stamp = batch[0].event.time
+                    if stamp.seconds:
+                        metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamp.ToNanoseconds() / 1e9))
                     yield b"".join([delivery.frame for delivery in batch])
+        except SlowConsumerError:  # the client reconnects with Last-Event-ID
+            metrics.SLOW_CLIENTS_CUT.labels("queue_full").inc()
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""
@@ -156,6 +164,7 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
+            Route("/metrics", metrics.metrics),
             Route("/v1/jobs/{job_id}/events", _Events(), methods=["GET"]),
             *http_api.routes(),
         ],

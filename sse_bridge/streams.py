@@ -16,6 +16,8 @@ from collections.abc import AsyncGenerator
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from sse_bridge.metrics import OPEN_STREAMS, SLOW_CLIENTS_CUT
+
 log = logging.getLogger(__name__)
 
 PING = b": ping\r\n\r\n"
@@ -95,11 +97,13 @@ class Streams:
 
     def add(self, connection: _Connection) -> None:
         self._open.add(connection)
+        OPEN_STREAMS.set(len(self._open))
         if self._timer is None:
             self._timer = asyncio.create_task(self._tick())
 
     def discard(self, connection: _Connection) -> None:
         self._open.discard(connection)
+        OPEN_STREAMS.set(len(self._open))
         if not self._open and self._timer is not None:
             # Runs only while there are streams, so an idle bridge (or a test's event loop) has no timer.
             self._timer.cancel()
@@ -117,6 +121,7 @@ class Streams:
                         connection.ping()
                 elif self.send_timeout_s is not None and now - sending_since > self.send_timeout_s:
                     log.warning("an SSE client took no write for %ss: cut off", self.send_timeout_s)
+                    SLOW_CLIENTS_CUT.labels("send_timeout").inc()
                     connection.cut()
 
 

@@ -11,7 +11,7 @@ from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import CPU_QUEUE
 from jobstream.settings import get_settings
-from jobstream.temporal_client import WORKFLOW_QUEUE, connect
+from jobstream.temporal_client import WORKFLOW_QUEUE, connect, metrics_runtime
 from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
 from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
@@ -47,7 +47,8 @@ async def main() -> None:
         ]
 
     try:
-        await run_workers("cpu-worker", await connect(settings), make)
+        client = await connect(settings, metrics_runtime(settings, settings.cpu_worker_metrics_port))
+        await run_workers("cpu-worker", client, make)
     finally:
         await log.stop()
 

@@ -12,12 +12,12 @@ from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import load_pipelines, model_queue
 from jobstream.settings import get_settings
-from jobstream.temporal_client import connect
+from jobstream.temporal_client import connect, metrics_runtime
 from workers.pipeline.activities.inference import InferenceActivities
 from workers.worker_process import configure_logging, run_workers, worker_options
 
 
-async def main(model: str) -> None:
+async def main(model: str, metrics_port: int | None) -> None:
     configure_logging()
     settings = get_settings()
     log = EventLog(settings)
@@ -36,7 +36,9 @@ async def main(model: str) -> None:
         ]
 
     try:
-        await run_workers(f"gpu-worker-{model}", await connect(settings), make)
+        port = settings.gpu_worker_metrics_port if metrics_port is None else metrics_port
+        client = await connect(settings, metrics_runtime(settings, port))
+        await run_workers(f"gpu-worker-{model}", client, make)
     finally:
         await inference.close()
         await log.stop()
@@ -45,4 +47,8 @@ async def main(model: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, choices=sorted(load_pipelines().models()))
-    asyncio.run(main(parser.parse_args().model))
+    parser.add_argument(
+        "--metrics-port", type=int, help="Prometheus /metrics port (default JOBSTREAM_GPU_WORKER_METRICS_PORT)"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.model, args.metrics_port))

@@ -7,6 +7,7 @@ import logging
 import signal
 
 import grpc
+import prometheus_client
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -20,6 +21,7 @@ from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
 from services.job_service.auth_interceptor import AuthInterceptor
 from services.job_service.interceptors import StatusInterceptor
+from services.job_service.metrics_interceptor import MetricsInterceptor
 from services.job_service.service import JobService
 
 SERVICE_NAME = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
@@ -56,8 +58,9 @@ async def serve() -> None:
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     server = grpc.aio.server(
         options=server_options(settings),
-        # Authentication first: a call without a valid key is refused before its request is parsed.
-        interceptors=[AuthInterceptor(settings), StatusInterceptor()],
+        # Metrics outermost (a refused call is counted too), then authentication: a call without a valid key
+        # is refused before its request is parsed.
+        interceptors=[MetricsInterceptor(), AuthInterceptor(settings), StatusInterceptor()],
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
@@ -70,6 +73,7 @@ async def serve() -> None:
         server,
     )
     server.add_insecure_port(f"{settings.bind_address}:{settings.grpc_port}")
+    prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

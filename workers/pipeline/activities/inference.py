@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -106,6 +107,8 @@ class Attempt:
     finish_reason: str = ""
     first_offset: int = -1
     partition: int = -1
+    first_token_at: float | None = None  # time.monotonic() of this attempt's first token
+    resumed_at: int = 0  # how many of `tokens` a predecessor had delivered
 
     def progress(self) -> StageProgress:
         return StageProgress(
@@ -162,6 +165,7 @@ class InferenceActivities:
         info = activity.info()
         progress = resumed_progress(info.heartbeat_details)
         parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
+        metrics = ModelMetrics(model, retry=info.attempt > 1)
         state = Attempt(
             tokens=[],
             prompt_tokens=progress.prompt_tokens,
@@ -169,7 +173,7 @@ class InferenceActivities:
             partition=progress.partition,
         )
         try:
-            async with heartbeat_ticker(state):
+            async with heartbeat_ticker(state), metrics.attempt(state):
                 await self.generate(self.client, model, text, stage, progress, parameters, state)
         except asyncio.CancelledError:
             cancel = activity.cancellation_details()
@@ -200,7 +204,7 @@ class InferenceActivities:
         pending: list[asyncio.Future[Any]] = []
         try:
             state.tokens = await self.published_tokens(stage, progress)
-            delivered = len(state.tokens)
+            delivered = state.resumed_at = len(state.tokens)
             if stage.stage.resume == "continue":
                 text_input, budget, skip = text + "".join(state.tokens), stage.params.max_tokens - delivered, 0
             else:
@@ -235,6 +239,8 @@ class InferenceActivities:
                     skip -= 1
                     continue
                 event = token_event(stage, len(state.tokens), piece.text)
+                if state.first_token_at is None:
+                    state.first_token_at = time.monotonic()
                 if state.first_offset < 0:
                     # Wait for the first token's offset: it is where a successor starts reading, so it is
                     # heartbeated at once rather than at the ticker's next beat.
@@ -395,6 +401,45 @@ def resumed_progress(heartbeat_details: Sequence[Any]) -> StageProgress:
         return StageProgress.model_validate(heartbeat_details[0]) if heartbeat_details else StageProgress()
     except ValidationError:
         return StageProgress()
+
+
+class ModelMetrics:
+    """What a model attempt tells Prometheus (through the Temporal runtime's meter, served by the worker at
+    /metrics): attempts (first or retry) and how they ended, tokens generated, time to the first token."""
+
+    def __init__(self, model: str, retry: bool) -> None:
+        self.meter = activity.metric_meter().with_additional_attributes({"model": model})
+        self.retry = retry
+
+    @contextlib.asynccontextmanager
+    async def attempt(self, state: Attempt) -> AsyncIterator[None]:
+        started = time.monotonic()
+        outcome, error_type = "succeeded", ""
+        try:
+            yield
+        except ApplicationError as exc:
+            outcome, error_type = "failed", exc.type or "ApplicationError"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            outcome, error_type = "failed", type(exc).__name__
+            raise
+        finally:
+            attributes = {"retry": str(self.retry).lower(), "outcome": outcome, "error_type": error_type}
+            self.meter.create_counter(
+                "jobstream_model_attempts", "Model stage attempts, by how they ended (retry: not the first)."
+            ).add(1, attributes)
+            self.meter.create_counter("jobstream_tokens_generated", "Tokens a model stage delivered.").add(
+                max(0, len(state.tokens) - state.resumed_at)
+            )
+            if state.first_token_at is not None:
+                self.meter.create_histogram_timedelta(
+                    "jobstream_time_to_first_token",
+                    "From an attempt's start to its first new token.",
+                    "duration",
+                ).record(timedelta(seconds=state.first_token_at - started))
 
 
 # Cancellation reaches an attempt in a heartbeat's response (workers/worker_process.HEARTBEAT_THROTTLE): beat

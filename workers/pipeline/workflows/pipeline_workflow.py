@@ -55,6 +55,7 @@ class PipelineWorkflow:
         self._finish_reason = ""
         self._cancel_reason = ""
         self._records: list[StageRecord] = []
+        self._meter = workflow.metric_meter()
         # Memo changes not yet upserted: they go in one upsert as the workflow task ends.
         self._memo: dict[str, Any] = {}
         # Stages whose stage.started went out with an earlier trip; whether job.completed went out with the
@@ -71,6 +72,9 @@ class PipelineWorkflow:
 
     @workflow.run
     async def run(self, job: JobInput) -> JobResult:
+        # The workflow's meter skips replays: a job is counted once however often its history is replayed.
+        self._meter = workflow.metric_meter().with_additional_attributes({"pipeline": job.pipeline})
+        self._meter.create_counter("jobstream_jobs_started", "Jobs whose workflow began.").add(1)
         self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
         self._set_status(Status.RUNNING)
         outbox = [
@@ -269,6 +273,10 @@ class PipelineWorkflow:
 
     def _set_status(self, status: Status, error_code: str = "", error_message: str = "") -> None:
         workflow.upsert_search_attributes([JOB_STATUS.value_set(status.value)])
+        if status != Status.RUNNING:
+            self._meter.create_counter("jobstream_jobs_finished", "Jobs that ended, by status.").add(
+                1, {"status": status.value.lower()}
+            )
         memo = JobMemo(status=status).changes()
         if error_code:
             memo |= JobMemo(error_code=error_code, error_message=error_message).changes()

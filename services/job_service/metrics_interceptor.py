@@ -1,0 +1,105 @@
+"""The JobService's RPCs as Prometheus metrics: how many ended with each status code, per method, and how long
+they took. Outermost of the interceptors, so a call refused by authentication is counted too."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+HANDLED = Counter(
+    "jobstream_grpc_server_handled",
+    "RPCs the JobService completed, by method and gRPC status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+HANDLING = Histogram(
+    "jobstream_grpc_server_handling_seconds",
+    "How long the JobService took to complete an RPC (a stream: until its last message), by method.",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+
+if TYPE_CHECKING:  # generic only in the type stubs
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+def _code(context: Context, error: BaseException | None) -> str:
+    code = context.code()  # what an abort or set_code chose
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is None:
+        return "OK"
+    return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
+
+
+class MetricsInterceptor(ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, service, method), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _unary_stream(handler.unary_stream, service, method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return handler  # streaming requests (reflection): not the API's
+
+
+def _observe(service: str, method: str, started: float, context: Context, error: BaseException | None) -> None:
+    HANDLED.labels(service, method, _code(context, error)).inc()
+    HANDLING.labels(service, method).observe(time.perf_counter() - started)
+
+
+def _unary(behavior: Callable[..., Any], service: str, method: str) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def handle(request: Any, context: Context) -> Any:
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _observe(service, method, started, context, error)
+
+    return handle
+
+
+def _unary_stream(
+    behavior: Callable[..., Any], service: str, method: str
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            responses = behavior(request, context)
+            if hasattr(responses, "__aiter__"):
+                async for response in responses:
+                    yield response
+            else:
+                await responses  # a handler that writes through context.write()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _observe(service, method, started, context, error)
+
+    return handle

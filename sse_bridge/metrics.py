@@ -1,0 +1,56 @@
+"""The bridge's Prometheus metrics, served at /metrics on its own HTTP port (with the process's own: CPU,
+memory, open file descriptors). Recorded per write, not per event per stream, so they cost the streams
+little."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobstream.event_stream import EventStream
+
+OPEN_STREAMS = Gauge("jobstream_sse_open_streams", "SSE streams open now.")
+EVENTS_DELIVERED = Counter("jobstream_sse_events_delivered", "Events written to SSE streams (each stream's own).")
+WRITES = Counter("jobstream_sse_writes", "Writes to SSE streams; each carries every event its stream had pending.")
+DELIVERY_LAG = Histogram(
+    "jobstream_sse_delivery_lag_seconds",
+    "From an event's timestamp (a token's: the GPU worker's, as Triton handed it over) to the write that sends it; "
+    "observed for the first event of each write.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SLOW_CLIENTS_CUT = Counter(
+    "jobstream_sse_slow_clients_cut",
+    "Streams cut off because their client stopped reading, by why: a write blocked past the send timeout, or the "
+    "watcher's queue full.",
+    ["reason"],
+)
+
+
+class _TailLag(Collector):
+    """Records the bridge's one Kafka tail consumer has yet to read, per partition: how far it lags the log."""
+
+    stream: EventStream | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "jobstream_sse_tail_lag_records",
+            "Records the bridge's Kafka tail consumer has not read yet (end offset - position), per partition.",
+            labels=["partition"],
+        )
+        if self.stream is not None:
+            for partition, lag in sorted(self.stream.tail_lag().items()):
+                family.add_metric([str(partition)], lag)
+        yield family
+
+
+TAIL_LAG = _TailLag()
+REGISTRY.register(TAIL_LAG)
+
+
+async def metrics(_: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4; charset=utf-8")
