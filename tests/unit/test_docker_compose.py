@@ -38,6 +38,9 @@ PUBLISHED = {
     "minio": ["minio_port", "minio_console_port"],
     "triton": ["triton_http_port", "triton_grpc_port", "triton_metrics_port"],
 }
+# Observability servers publish ports that are not jobstream settings.
+OBSERVABILITY_PORTS = {"prometheus": [9090], "grafana": [3000]}
+PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # JOBSTREAM_<SERVER>_HOST -> the compose service that must hold that server.
 SERVER_HOSTS = {"temporal_host": "temporal", "kafka_host": "kafka", "minio_host": "minio", "triton_host": "triton"}
 JOBSTREAM_MODULES = {
@@ -91,10 +94,10 @@ def check_ports(compose: Compose) -> list[str]:
         ports = published(service)
         if not ports:
             continue
-        if name not in PUBLISHED:
+        if name not in PUBLISHED and name not in OBSERVABILITY_PORTS:
             problems.append(f"{name} publishes {ports} but is not a server with a port setting")
             continue
-        want = sorted(default(field) for field in PUBLISHED[name])
+        want = sorted(default(field) for field in PUBLISHED[name]) if name in PUBLISHED else OBSERVABILITY_PORTS[name]
         if sorted(host for _, host, _ in ports) != want or sorted(inner for _, _, inner in ports) != want:
             problems.append(f"{name} publishes {ports}; the settings say {want}")
         problems += [
@@ -267,6 +270,35 @@ def check_models(compose: Compose) -> list[str]:
     return problems
 
 
+def check_scrapes(compose: Compose) -> list[str]:
+    """Prometheus scrapes every jobstream process, each at its own metrics port (the settings' defaults)."""
+    svc = services(compose)
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {
+        target for job in config["scrape_configs"] for group in job["static_configs"] for target in group["targets"]
+    }
+    ports = {
+        "job-service": default("metrics_port"),
+        "cpu-worker": default("cpu_worker_metrics_port"),
+        "sse-bridge": default("bridge_port"),
+        "triton": default("triton_metrics_port"),
+    }
+    problems = []
+    for name, service in svc.items():
+        if command(service)[:3] == ["python", "-m", "workers.gpu_worker"]:
+            ports[name] = default("gpu_worker_metrics_port")  # one container each: the first port
+    for name, port in ports.items():
+        if name in svc and not svc[name].get("profiles") and f"{name}:{port}" not in targets:
+            problems.append(f"prometheus does not scrape {name}:{port}")
+    problems += [
+        f"prometheus scrapes {target}, which is no service" for target in targets if target.split(":")[0] not in svc
+    ]
+    mounts = svc.get("prometheus", {}).get("volumes", [])
+    if "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" not in mounts:
+        problems.append(f"prometheus mounts {mounts}, not deploy/prometheus/prometheus.yml")
+    return problems
+
+
 CHECKS: dict[str, Check] = {
     "ports": check_ports,
     "server_ports": check_server_ports,
@@ -274,6 +306,7 @@ CHECKS: dict[str, Check] = {
     "health_and_order": check_health_and_order,
     "processes": check_processes,
     "models": check_models,
+    "scrapes": check_scrapes,
 }
 
 
@@ -313,6 +346,13 @@ def _drop_gpu_worker(compose: Compose) -> None:
 
 
 MUTATIONS: list[tuple[str, str, Callable[[Compose], None]]] = [
+    ("scrapes", "prometheus config not mounted", _set("prometheus.volumes", None)),
+    (
+        "scrapes",
+        "a worker prometheus does not scrape",
+        _set("gpu-worker-extra", {"command": ["python", "-m", "workers.gpu_worker", "--model", "tinylm"]}),
+    ),
+    ("ports", "grafana published elsewhere", _set("grafana.ports", ["127.0.0.1:3001:3000"])),
     ("ports", "grpc port moved", _set("job-service.ports", ["127.0.0.1:50052:50052"])),
     ("ports", "minio console missing", _set("minio.ports", ["127.0.0.1:9000:9000"])),
     ("ports", "bridge published on all interfaces", _set("sse-bridge.ports", ["8080:8080"])),
