@@ -4,14 +4,16 @@ they took. Outermost of the interceptors, so a call refused by authentication is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
 
-Context = grpc.aio.ServicerContext[Any, Any]
+from services.job_service.interceptors import Context, ServerInterceptor
 
 HANDLED = Counter(
     "jobstream_grpc_server_handled",
@@ -24,11 +26,6 @@ HANDLING = Histogram(
     ["grpc_service", "grpc_method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-
-if TYPE_CHECKING:  # generic only in the type stubs
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    ServerInterceptor = grpc.aio.ServerInterceptor
 
 
 def _code(context: Context, error: BaseException | None) -> str:
@@ -63,22 +60,25 @@ class MetricsInterceptor(ServerInterceptor):
         return handler  # streaming requests (reflection): not the API's
 
 
-def _observe(service: str, method: str, started: float, context: Context, error: BaseException | None) -> None:
-    HANDLED.labels(service, method, _code(context, error)).inc()
-    HANDLING.labels(service, method).observe(time.perf_counter() - started)
+@contextlib.contextmanager
+def _observed(service: str, method: str, context: Context) -> Iterator[None]:
+    """Count the call under its final status code and time it, however it ends."""
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        HANDLED.labels(service, method, _code(context, error)).inc()
+        HANDLING.labels(service, method).observe(time.perf_counter() - started)
 
 
 def _unary(behavior: Callable[..., Any], service: str, method: str) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handle(request: Any, context: Context) -> Any:
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
+        with _observed(service, method, context):
             return await behavior(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _observe(service, method, started, context, error)
 
     return handle
 
@@ -87,19 +87,12 @@ def _unary_stream(
     behavior: Callable[..., Any], service: str, method: str
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
+        with _observed(service, method, context):
             responses = behavior(request, context)
-            if hasattr(responses, "__aiter__"):
+            if inspect.isasyncgen(responses):
                 async for response in responses:
                     yield response
             else:
                 await responses  # a handler that writes through context.write()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _observe(service, method, started, context, error)
 
     return handle
