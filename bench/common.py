@@ -23,7 +23,7 @@ from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
-from jobstream.workflow_io import JOB_WORKFLOW_TYPES
+from jobstream.workflow_io import JOB_WORKFLOWS
 
 # The generated stub is generic only for type checkers.
 Stub: TypeAlias = "JobServiceStub[grpc.aio.Channel]"
@@ -117,8 +117,7 @@ class Context:
         return reply
 
     async def running_jobs(self) -> int:
-        types = ", ".join(f"'{name}'" for name in JOB_WORKFLOW_TYPES)
-        count = await self.temporal.count_workflows(f"WorkflowType IN ({types}) AND ExecutionStatus = 'Running'")
+        count = await self.temporal.count_workflows(f"{JOB_WORKFLOWS} AND ExecutionStatus = 'Running'")
         return count.count
 
     async def drain(self, limit_s: float) -> float:

@@ -16,7 +16,8 @@ from jobstream.pipelines import ResolvedStage
 WORKFLOW_TYPE = "PipelineWorkflowV2"
 # Jobs started before V2 run on to their end on the frozen code that started them.
 LEGACY_WORKFLOW_TYPE = "PipelineWorkflow"
-JOB_WORKFLOW_TYPES = (WORKFLOW_TYPE, LEGACY_WORKFLOW_TYPE)
+# A visibility query's term for every job, whichever type started it.
+JOB_WORKFLOWS = f"WorkflowType IN ('{WORKFLOW_TYPE}', '{LEGACY_WORKFLOW_TYPE}')"
 # The signal that tells a job why it is about to be cancelled (CancelJob sends it just before the cancel).
 CANCEL_REASON_SIGNAL = "cancel_reason"
 

@@ -31,7 +31,7 @@ from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
 from jobstream.workflow_io import (
     CANCEL_REASON_SIGNAL,
-    JOB_WORKFLOW_TYPES,
+    JOB_WORKFLOWS,
     WORKFLOW_TYPE,
     GenerationParams,
     JobInput,
@@ -273,8 +273,7 @@ class JobService(JobServiceServicer):
             await abort(context, error)
         except listing.BadPageToken as exc:
             await abort(context, invalid("page_token", str(exc)))
-        types = ", ".join(f"'{name}'" for name in JOB_WORKFLOW_TYPES)
-        query = f"WorkflowType IN ({types}) AND {JOB_TENANT.name} = '{_quote(tenant)}'"
+        query = f"{JOB_WORKFLOWS} AND {JOB_TENANT.name} = '{_quote(tenant)}'"
         if status:
             query += f" AND {STATUS_QUERY[status]}"
         executions, next_token = await listing.newest_first(self.client, query, page_size, cursor, status or "")

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from devstack.stack import local_models
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
-from jobstream.workflow_io import JOB_WORKFLOW_TYPES
+from jobstream.workflow_io import JOB_WORKFLOWS
 from tests.stack.helpers import Stub, follow_reconnecting, job_service, sse_client, submit, wait_terminal
 
 TOKENS = 12
@@ -67,8 +67,7 @@ def moved(before: dict[str, Samples], after: dict[str, Samples], process: str, n
 
 async def idle(client: Client) -> None:
     """No job running: what earlier tests left must not move the counters of this one."""
-    types = ", ".join(f"'{name}'" for name in JOB_WORKFLOW_TYPES)
-    query = f"WorkflowType IN ({types}) AND ExecutionStatus = 'Running'"
+    query = f"{JOB_WORKFLOWS} AND ExecutionStatus = 'Running'"
     async with asyncio.timeout(120):
         while True:
             if not (await client.count_workflows(query)).count:
