@@ -138,6 +138,11 @@ def servers(settings: Settings, tools: Tools) -> list[Child]:
     ]
 
 
+def gpu_worker_metrics_ports(settings: Settings) -> dict[str, int]:
+    """Each local model's GPU worker's metrics port: from the first, upward in model order."""
+    return {model: settings.gpu_worker_metrics_port + index for index, model in enumerate(local_models(settings))}
+
+
 def services(settings: Settings) -> list[Child]:
     """jobstream's own processes; each command line names its role for `ps`."""
     children = [
@@ -157,9 +162,8 @@ def services(settings: Settings) -> list[Child]:
             ports=[(settings.cpu_worker_metrics_port, "JOBSTREAM_CPU_WORKER_METRICS_PORT")],
         ),
     ]
-    for index, model in enumerate(local_models(settings)):
+    for model, port in gpu_worker_metrics_ports(settings).items():
         role = f"gpu-worker-{model}"
-        port = settings.gpu_worker_metrics_port + index
         argv = [PYTHON, "-m", "workers.gpu_worker", "--model", model, "--metrics-port", str(port)]
         children.append(Child(role, argv, file_ready(role), ports=[(port, "JOBSTREAM_GPU_WORKER_METRICS_PORT")]))
     children.append(

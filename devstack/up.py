@@ -9,7 +9,7 @@ import signal
 import time
 
 from devstack import bootstrap, provision, stack
-from devstack.stack import local_models
+from devstack.stack import gpu_worker_metrics_ports
 from devstack.supervisor import Child, PortInUseError, StartError, Supervisor
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import Settings, get_settings
@@ -18,8 +18,7 @@ from jobstream.settings import Settings, get_settings
 def metrics_urls(settings: Settings) -> str:
     """Every process's Prometheus endpoint: JobService, CPU worker, one per GPU worker, the bridge, Triton."""
     host = settings.host
-    gpu = [settings.gpu_worker_metrics_port + index for index, _ in enumerate(local_models(settings))]
-    ports = [settings.metrics_port, settings.cpu_worker_metrics_port, *gpu]
+    ports = [settings.metrics_port, settings.cpu_worker_metrics_port, *gpu_worker_metrics_ports(settings).values()]
     urls = [f"http://{host}:{port}/metrics" for port in ports]
     urls += [f"{settings.bridge_url}/metrics", f"http://{host}:{settings.triton_metrics_port}/metrics"]
     return "   ".join(urls)

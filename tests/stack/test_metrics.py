@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from devstack.stack import local_models
+from devstack.stack import gpu_worker_metrics_ports
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
@@ -31,7 +31,7 @@ async def stub(stack: Settings) -> AsyncIterator[Stub]:
 
 
 def endpoints(stack: Settings) -> dict[str, str]:
-    tinylm = stack.gpu_worker_metrics_port + local_models(stack).index("tinylm")
+    tinylm = gpu_worker_metrics_ports(stack)["tinylm"]
     return {
         "job-service": f"http://{stack.host}:{stack.metrics_port}/metrics",
         "cpu-worker": f"http://{stack.host}:{stack.cpu_worker_metrics_port}/metrics",
