@@ -254,29 +254,28 @@ def activity_names(history: WorkflowHistory) -> dict[int, str]:
     }
 
 
-def local_stage_markers(history: WorkflowHistory) -> list[HistoryEvent]:
-    """The markers local CPU stages (run_local_stage) left, in the order they ran: a local activity leaves
-    a marker, not activity events."""
-    return [event for event in events_of(history, EventType.EVENT_TYPE_MARKER_RECORDED) if _local_stage(event)]
-
-
-def _local_stage(event: HistoryEvent) -> dict[str, Any] | None:
-    details = event.marker_recorded_event_attributes.details
-    if "data" not in details:
-        return None
-    data: dict[str, Any] = json.loads(details["data"].payloads[0].data)
-    return data if data.get("activity_type") == "run_local_stage" else None
+def local_stage_markers(history: WorkflowHistory) -> list[tuple[HistoryEvent, dict[str, Any]]]:
+    """The markers local CPU stages (run_local_stage) left, with each one's data, in the order they ran: a
+    local activity leaves a marker, not activity events."""
+    found = []
+    for event in events_of(history, EventType.EVENT_TYPE_MARKER_RECORDED):
+        details = event.marker_recorded_event_attributes.details
+        if "data" in details:
+            data: dict[str, Any] = json.loads(details["data"].payloads[0].data)
+            if data.get("activity_type") == "run_local_stage":
+                found.append((event, data))
+    return found
 
 
 def local_stage_attempts(history: WorkflowHistory) -> list[int]:
     """The attempt each local CPU stage ended at (its marker's data names it)."""
-    return [int((_local_stage(event) or {})["attempt"]) for event in local_stage_markers(history)]
+    return [int(data["attempt"]) for _, data in local_stage_markers(history)]
 
 
 async def local_stage_results(history: WorkflowHistory, converter: DataConverter) -> list[LocalStageResult]:
     """What each local CPU stage that succeeded returned (its marker holds the result)."""
     results = []
-    for event in local_stage_markers(history):
+    for event, _ in local_stage_markers(history):
         details = event.marker_recorded_event_attributes.details
         if "result" in details:
             results += await converter.decode(details["result"].payloads, [LocalStageResult])
