@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -50,16 +51,21 @@ async def wait_running(client: Client, job_id: str, activity: str, timeout_s: fl
             await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("stage", ["preprocess", "postprocess"])
-async def test_cpu_worker_killed_inside_a_stage_retries_only_that_stage(
-    stage: str, stub: Stub, api_key: str, stack: Settings, temporal_client: Client, reliability: Record
-) -> None:
-    reliability.fault = f"2. CPU worker SIGKILLed during {stage}"
-    # drill-slow-cpu: preprocess and postprocess each take 3 s, so the kill lands inside the stage.
-    reply = await submit(stub, api_key, "The clerk left mid-sentence", pipeline="drill-slow-cpu", max_tokens=TOKENS)
+async def kill_during_job(
+    stub: Stub,
+    api_key: str,
+    stack: Settings,
+    reliability: Record,
+    pipeline: str,
+    wait_inside: Callable[[str], Awaitable[None]],
+    on_event: Callable[[Any], None] | None = None,
+) -> str:
+    """Submit a job of `pipeline`, SIGKILL the CPU worker once `wait_inside(job_id)` returns, follow the job to
+    its end, and check that it completed with every event once; the job's id, for its history."""
+    reply = await submit(stub, api_key, "The clerk left mid-sentence", pipeline=pipeline, max_tokens=TOKENS)
     async with sse_client() as client:
-        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, timeout_s=240))
-        await wait_running(temporal_client, reply.job_id, stage)
+        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, on_event=on_event, timeout_s=240))
+        await wait_inside(reply.job_id)
         killed_at = time.monotonic()
         old = kill_process(stack, "cpu-worker")
         reliability.inputs += 1
@@ -77,7 +83,21 @@ async def test_cpu_worker_killed_inside_a_stage_retries_only_that_stage(
     story = check_story(reply.job_id, followed.events, STAGES)
     assert story.tokens == TOKENS
     assert story.text == story.result_text == job.result_text
-    history = await history_of(temporal_client, reply.job_id)
+    return reply.job_id
+
+
+@pytest.mark.parametrize("stage", ["preprocess", "postprocess"])
+async def test_cpu_worker_killed_inside_a_stage_retries_only_that_stage(
+    stage: str, stub: Stub, api_key: str, stack: Settings, temporal_client: Client, reliability: Record
+) -> None:
+    reliability.fault = f"2. CPU worker SIGKILLed during {stage}"
+
+    async def inside(job_id: str) -> None:
+        await wait_running(temporal_client, job_id, stage)
+
+    # drill-slow-cpu: preprocess and postprocess each take 3 s, so the kill lands inside the stage.
+    job_id = await kill_during_job(stub, api_key, stack, reliability, "drill-slow-cpu", inside)
+    history = await history_of(temporal_client, job_id)
     scheduled = list(activity_names(history).values())
     attempts = {
         name: activity_starts(history, name)[0].activity_task_started_event_attributes.attempt
@@ -97,37 +117,20 @@ async def test_cpu_worker_killed_inside_a_local_stage_runs_it_again(
     """A local stage runs inside the workflow task: the kill is noticed by that task's timeout (10 s), and
     the restarted worker runs the task again, the stage's events again (same ids) and the stage with them."""
     reliability.fault = f"2. CPU worker SIGKILLed during a local {stage}"
-    # drill-slow-local: its local preprocess and postprocess each take 3 s; their stage.started goes out first.
-    reply = await submit(stub, api_key, "The clerk left mid-sentence", pipeline="drill-slow-local", max_tokens=TOKENS)
     index = STAGES.index(stage)
-    inside = asyncio.Event()
+    started = asyncio.Event()
 
     def watch(event: Any) -> None:
         if event.id == cursors.stage_started(index):
-            inside.set()
+            started.set()
 
-    async with sse_client() as client:
-        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, on_event=watch, timeout_s=240))
-        await asyncio.wait_for(inside.wait(), 120)
+    async def inside(_: str) -> None:
+        await asyncio.wait_for(started.wait(), 120)
         await asyncio.sleep(0.5)  # inside the 3 s stage
-        killed_at = time.monotonic()
-        old = kill_process(stack, "cpu-worker")
-        reliability.inputs += 1
-        try:
-            followed = await follower
-        finally:
-            await wait_restarted(stack, "cpu-worker", old)
-    job = await wait_terminal(stub, api_key, reply.job_id, timeout_s=240)
-    recovered_s = time.monotonic() - killed_at
-    reliability.jobs += 1
-    add_audit(reliability, audit_stream(reply.job_id, followed.events, expected_ids(len(STAGES), MODEL_SLOT, TOKENS)))
-    reliability.note(f"job done {recovered_s:.0f} s after the kill")
 
-    assert job.status == JobStatus.JOB_STATUS_SUCCEEDED, job
-    story = check_story(reply.job_id, followed.events, STAGES)
-    assert story.tokens == TOKENS
-    assert story.text == story.result_text == job.result_text
-    history = await history_of(temporal_client, reply.job_id)
+    # drill-slow-local: its local preprocess and postprocess each take 3 s; their stage.started goes out first.
+    job_id = await kill_during_job(stub, api_key, stack, reliability, "drill-slow-local", inside, on_event=watch)
+    history = await history_of(temporal_client, job_id)
     # The model ran once; each local stage left one marker (the killed task's run left none).
     (run_model,) = activity_starts(history, "run_model")
     assert run_model.activity_task_started_event_attributes.attempt == 1
