@@ -221,6 +221,7 @@ async def _terminate(process: asyncio.subprocess.Process, timeout_s: float) -> N
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-    # The leader is gone; reap any straggler it left in its group (e.g. a stub mid-shutdown).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    # The leader is gone; reap any straggler it left in its group (e.g. a stub mid-shutdown), and wait until it
+    # is gone too: an after_exit clean-up keeps what a live process still maps (Triton's shared memory), so a
+    # straggler still dying when it ran would leave its region behind.
+    await reap_group(process.pid)
