@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import fanout, per_token, report, stack_info, streams, submit, throughput, ttft, writes
+from bench import fanout, instrumentation, per_token, report, stack_info, streams, submit, throughput, ttft, writes
 from bench.common import Context, open_context
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -31,6 +31,7 @@ class Plan:
     streams: streams.Sizes
     throughput: throughput.Sizes
     writes: writes.Sizes
+    instrumentation: instrumentation.Sizes
     drain_s: float
 
 
@@ -43,6 +44,7 @@ QUICK = Plan(
     streams=streams.Sizes(token_counts=[16, 32], limit_s=10.0),
     throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
     writes=writes.Sizes(jobs=2, idle_s=2.0, settle_s=0.5),
+    instrumentation=instrumentation.Sizes(rounds=1, submits=4, jobs=1, tokens=12),
     drain_s=10.0,
 )
 FULL = Plan(
@@ -59,6 +61,7 @@ FULL = Plan(
     streams=streams.Sizes(token_counts=[16, 64, 256], limit_s=30.0),
     throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
     writes=writes.Sizes(jobs=5, idle_s=3.0, settle_s=1.0),
+    instrumentation=instrumentation.Sizes(rounds=3, submits=20, jobs=2, tokens=40),
     drain_s=120.0,
 )
 
@@ -84,6 +87,7 @@ async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
         ("5", "vs workflow_streams", lambda: streams.run(ctx, plan.streams)),
         ("6", "throughput", lambda: throughput.run(ctx, plan.throughput)),
         ("7", "durable writes", lambda: writes.run(ctx, plan.writes)),
+        ("8", "cost of instrumentation", lambda: instrumentation.run(ctx, plan.instrumentation)),
     ]
     figures: dict[str, Any] = {}
     for key, name, step in steps:

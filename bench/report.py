@@ -126,7 +126,7 @@ def _cdf(ax: Axes, values: list[float], label: str) -> None:
 def plot_all(results: dict[str, Any], out: Path) -> None:
     figures = results["figures"]
     plotters = {"1": _plot_submit, "2": _plot_ttft, "3": _plot_per_token, "4": _plot_fanout}
-    plotters |= {"5": _plot_streams, "6": _plot_throughput, "7": _plot_writes}
+    plotters |= {"5": _plot_streams, "6": _plot_throughput, "7": _plot_writes, "8": _plot_instrumentation}
     for key, plot in plotters.items():
         if key in figures:
             plot(figures[key]["series"], out)
@@ -247,3 +247,15 @@ def _plot_writes(series: dict[str, Any], out: Path) -> None:
     right.set(xlabel="events (median per job)", title="Temporal history per job")
     right.legend(fontsize="small")
     _save(fig, out / "7-writes.png")
+
+
+def _plot_instrumentation(series: dict[str, Any], out: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in ("on", "off"):
+        _cdf(left, series[name]["submit_ms"], f"metrics {name}")
+        _cdf(right, series[name]["added_ms"], f"metrics {name}")
+    left.set(xlabel="SubmitJob latency, c=1 (ms)", ylabel="fraction", title="SubmitJob")
+    right.set(xlabel="added latency per token (ms)", title="worker stamp -> SSE client")
+    left.legend(fontsize="small")
+    right.legend(fontsize="small")
+    _save(fig, out / "8-instrumentation.png")

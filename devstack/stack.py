@@ -62,9 +62,9 @@ def grpc_serving(target: str) -> Probe:
     return probe
 
 
-def file_ready(role: str) -> Probe:
+def file_ready(role: str, settings: Settings) -> Probe:
     async def probe(pid: int) -> bool:
-        return is_ready(role, pid)
+        return is_ready(role, pid, settings.state_dir)
 
     return probe
 
@@ -158,14 +158,16 @@ def services(settings: Settings) -> list[Child]:
         Child(
             "cpu-worker",
             [PYTHON, "-m", "workers.cpu_worker"],
-            file_ready("cpu-worker"),
+            file_ready("cpu-worker", settings),
             ports=[(settings.cpu_worker_metrics_port, "JOBSTREAM_CPU_WORKER_METRICS_PORT")],
         ),
     ]
     for model, port in gpu_worker_metrics_ports(settings).items():
         role = f"gpu-worker-{model}"
         argv = [PYTHON, "-m", "workers.gpu_worker", "--model", model, "--metrics-port", str(port)]
-        children.append(Child(role, argv, file_ready(role), ports=[(port, "JOBSTREAM_GPU_WORKER_METRICS_PORT")]))
+        children.append(
+            Child(role, argv, file_ready(role, settings), ports=[(port, "JOBSTREAM_GPU_WORKER_METRICS_PORT")])
+        )
     children.append(
         Child(
             "sse-bridge",

@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from jobstream import cursors
+from jobstream import cursors, tracing
 from jobstream.settings import Settings
+from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
 
 TERMINAL_TYPES = frozenset({"job.completed", "job.failed", "job.cancelled"})
@@ -50,7 +51,7 @@ class EventLog:
         await self._producer.stop()
 
     async def publish(self, event: JobEvent) -> LogLocator:
-        metadata = await self._producer.send_and_wait(self.topic, event.SerializeToString(), key=event.job_id.encode())
+        metadata = await (await self.send(event))
         return LogLocator(metadata.partition, metadata.offset)
 
     async def publish_all(self, events: list[JobEvent]) -> list[LogLocator]:
@@ -58,9 +59,16 @@ class EventLog:
         sends = [await self.send(event) for event in events]
         return [LogLocator(metadata.partition, metadata.offset) for metadata in [await sent for sent in sends]]
 
-    async def send(self, event: JobEvent) -> Any:
-        """Enqueue without waiting for the ack; await the returned future to confirm delivery."""
-        return await self._producer.send(self.topic, event.SerializeToString(), key=event.job_id.encode())
+    async def send(self, event: JobEvent, headers: RecordHeaders | None = None) -> Any:
+        """Enqueue without waiting for the ack; await the returned future to confirm delivery.
+
+        The record carries `headers`, by default the current span's context (none while traces are off)."""
+        return await self._producer.send(
+            self.topic,
+            event.SerializeToString(),
+            key=event.job_id.encode(),
+            headers=list(headers) if headers is not None else tracing.record_headers(),
+        )
 
 
 def event_data(event: JobEvent) -> dict[str, Any]:

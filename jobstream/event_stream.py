@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from jobstream import cursors
 from jobstream.event_log import TERMINAL_TYPES, LogLocator, event_json, readable_event
 from jobstream.settings import Settings
+from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,14 @@ class Delivery:
     """One event on its way to watchers: the tail routes one per record to every watcher of the job, so what
     is derived from the event (its SSE frame, its neighbours' ids) is computed once, when first asked for."""
 
-    __slots__ = ("_after", "_before", "_frame", "event", "locator")
+    __slots__ = ("_after", "_before", "_frame", "event", "headers", "locator")
 
-    def __init__(self, event: JobEvent, locator: LogLocator | None = None) -> None:
+    def __init__(
+        self, event: JobEvent, locator: LogLocator | None = None, headers: RecordHeaders | None = None
+    ) -> None:
         self.event = event
         self.locator = locator  # where the tail read it; None for a replayed or rebuilt event
+        self.headers = headers  # the record's (a producer's trace context, when traces are on)
         self._frame: bytes | None = None
         self._before: str | None = None
         self._after: str | None = None
@@ -226,7 +230,7 @@ class EventStream:
         event = readable_event(record.value)
         if event is None:
             return
-        delivery = Delivery(event, LogLocator(record.partition, record.offset))
+        delivery = Delivery(event, LogLocator(record.partition, record.offset), record.headers)
         for subscriber in subscribers:
             subscriber.put(delivery)
 
@@ -266,8 +270,8 @@ class EventStream:
             try:
                 # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
                 async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
-                    async for event in replay:
-                        ready, ended = _through_terminal(sequence.accept(Delivery(event)))
+                    async for replayed in replay:
+                        ready, ended = _through_terminal(sequence.accept(replayed))
                         if ready:
                             last = ready[-1].event.id
                             yield ready
@@ -340,7 +344,7 @@ class EventStream:
         # Shielded: one watcher leaving must not cancel the lookup the others wait on.
         return await asyncio.shield(pending)
 
-    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[JobEvent, None]:
+    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[Delivery, None]:
         if offset >= boundary:
             return
         consumer = await self._replays.get()
@@ -362,7 +366,7 @@ class EventStream:
                     if record.key == key and record.value is not None:
                         event = readable_event(record.value)
                         if event is not None:
-                            yield event
+                            yield Delivery(event, headers=record.headers)
         finally:
             self._replays.put_nowait(consumer)
 

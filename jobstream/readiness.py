@@ -8,8 +8,8 @@ from pathlib import Path
 from jobstream.settings import get_settings
 
 
-def ready_file(role: str) -> Path:
-    return get_settings().state_dir / "run" / f"{role}.ready"
+def ready_file(role: str, state_dir: Path | None = None) -> Path:
+    return (state_dir or get_settings().state_dir) / "run" / f"{role}.ready"
 
 
 def mark_ready(role: str) -> None:
@@ -18,8 +18,9 @@ def mark_ready(role: str) -> None:
     path.write_text(str(os.getpid()))
 
 
-def is_ready(role: str, pid: int) -> bool:
+def is_ready(role: str, pid: int, state_dir: Path | None = None) -> bool:
+    """Whether process `pid` announced itself as `role` in `state_dir` (its settings' STATE_DIR)."""
     try:
-        return ready_file(role).read_text().strip() == str(pid)
+        return ready_file(role, state_dir).read_text().strip() == str(pid)
     except OSError:
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,16 @@ class Settings(BaseSettings):
     cpu_worker_metrics_port: int = Field(9465, description="CPU worker Prometheus metrics port (/metrics).")
     gpu_worker_metrics_port: int = Field(
         9466, description="First GPU worker's Prometheus metrics port; each further model's worker takes the next."
+    )
+    metrics: bool = Field(
+        True,
+        description="Serve Prometheus metrics (the ports above) and record them; off, the processes record none "
+        "(how `jobstream bench` measures what they cost).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Every process's log lines: text, or one JSON object per line; either way a line about a job "
+        "names its job_id (and the trace id when tracing is on).",
     )
     bridge_port: int = Field(8080, description="SSE bridge HTTP port.")
     public_bridge_url: str = Field("", description="Base URL clients use for SSE; empty means http://HOST:BRIDGE_PORT.")

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
 import uvicorn
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
+from jobstream.logs import configure_logging
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import get_settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import connect
+from jobstream.tracing import enabled, start_tracing, stop_tracing
 from sse_bridge.app import Bridge, create_app
 from sse_bridge.http_api import HttpApi
 from sse_bridge.metrics import TAIL_LAG
@@ -28,7 +30,9 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     await stream.start()
     TAIL_LAG.stream = stream
     try:
-        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        # With traces on, a job submitted over HTTP starts its trace at the call to the JobService.
+        interceptors = aio_client_interceptors() if enabled() else None  # type: ignore[no-untyped-call]
+        async with grpc.aio.insecure_channel(settings.grpc_target, interceptors=interceptors) as channel:
             yield Bridge(
                 stream,
                 directory,
@@ -36,16 +40,19 @@ async def open_bridge() -> AsyncIterator[Bridge]:
                 settings.sse_keepalive_s,
                 api=HttpApi(channel, max_body_bytes=2 * settings.max_input_bytes),
                 send_timeout_s=settings.sse_send_timeout_s,
+                metrics=settings.metrics,
             )
     finally:
         await stream.stop()
+        stop_tracing()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s sse-bridge %(levelname)s %(message)s")
     settings = get_settings()
+    configure_logging("sse-bridge", settings)
+    start_tracing("sse-bridge")
     uvicorn.run(
-        create_app(open_bridge, settings.cors_origins),
+        create_app(open_bridge, settings.cors_origins, serve_metrics=settings.metrics),
         host=settings.bind_address,
         port=settings.bridge_port,
         # Per event the bridge's own work is small now; the loop and the HTTP writer are most of what is left.
@@ -53,6 +60,8 @@ def main() -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        # uvicorn's loggers write through the process's one handler, in its format.
+        log_config=None,
         # Open streams would hold a SIGTERM forever; after this they are closed and clients resume elsewhere
         # with Last-Event-ID.
         timeout_graceful_shutdown=5,

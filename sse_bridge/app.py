@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
+from opentelemetry.trace import Span, SpanKind
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,10 +22,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobstream import cursors
+from jobstream import cursors, tracing
 from jobstream.auth import bearer_key
-from jobstream.event_stream import EventStream, SlowConsumerError
+from jobstream.event_log import TERMINAL_TYPES
+from jobstream.event_stream import Delivery, EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
+from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 from sse_bridge import http_api, metrics
@@ -51,8 +54,10 @@ class Bridge:
         keepalive_s: int = KEEPALIVE_S,
         api: HttpApi | None = None,
         send_timeout_s: float | None = None,
+        metrics: bool = True,
     ) -> None:
         self.stream = stream
+        self.metrics = metrics
         self.directory = directory
         self.tokens = tokens
         self.api = api
@@ -62,6 +67,7 @@ class Bridge:
         job_id = request.path_params["job_id"]
         if not JOB_ID.fullmatch(job_id):
             return error(400, "invalid_argument", "job_id is malformed", field="job_id")
+        bind_job(job_id)
         token = request.query_params.get("token", "") or bearer_key(request.headers.get("authorization", ""))
         if not token:
             return error(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
@@ -92,17 +98,20 @@ class Bridge:
         yield RETRY
         if not checked and not await self._owned_once_reachable(job_id, tenant):
             return
+        progress = _StreamProgress(job_id)
         # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
         batches = contextlib.aclosing(self.stream.watch_batches(job_id, after))
         try:
             async with batches as watch:
                 async for batch in watch:
-                    metrics.EVENTS_DELIVERED.inc(len(batch))
-                    metrics.WRITES.inc()
-                    stamp = batch[0].event.time
-                    if stamp.seconds:
-                        metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamp.ToNanoseconds() / 1e9))
-                    yield b"".join([delivery.frame for delivery in batch])
+                    if self.metrics:
+                        progress.count(batch)
+                    span = progress.milestone(batch) if tracing.enabled() else None
+                    try:
+                        yield b"".join([delivery.frame for delivery in batch])
+                    finally:
+                        if span is not None:
+                            span.end()  # once the write is done: the span covers the send to the client
         except SlowConsumerError:  # the client reconnects with Last-Event-ID
             metrics.SLOW_CLIENTS_CUT.labels("queue_full").inc()
 
@@ -115,6 +124,58 @@ class Bridge:
                 if exc.status not in TRANSIENT:
                     raise
             await asyncio.sleep(TRANSIENT_RETRY_S)
+
+
+class _StreamProgress:
+    """What one stream has written so far, for its metrics and its trace's milestones: not per event, but
+    per write, and only until the replay (and the first token) are behind it."""
+
+    __slots__ = ("first_token", "job_id", "replayed", "replaying")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.replaying = True  # until a write carries an event from the live tail
+        self.replayed = False
+        self.first_token = False
+
+    def count(self, batch: list[Delivery]) -> None:
+        metrics.EVENTS_DELIVERED.inc(len(batch))
+        metrics.WRITES.inc()
+        stamp = batch[0].event.time
+        if stamp.seconds:
+            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamp.ToNanoseconds() / 1e9))
+        if self.replaying:
+            # Replayed (or rebuilt from the job's state) events carry no tail position; once one from the
+            # tail comes, every later one does.
+            replayed = sum(1 for delivery in batch if delivery.locator is None)
+            if replayed:
+                metrics.REPLAYED_EVENTS.inc(replayed)
+                if not self.replayed:
+                    metrics.REPLAYS.inc()
+                self.replayed = True
+            self.replaying = replayed == len(batch)
+
+    def milestone(self, batch: list[Delivery]) -> Span | None:
+        """A span, parented on the record's producer, for the write that carries the stream's first token or
+        the job's end (the last event of a stream's last write)."""
+        last = batch[-1]
+        if last.event.type in TERMINAL_TYPES:
+            return _delivery_span("sse.deliver job end", self.job_id, last)
+        if not self.first_token:
+            for delivery in batch:
+                if delivery.event.type == "token":
+                    self.first_token = True
+                    return _delivery_span("sse.deliver first token", self.job_id, delivery)
+        return None
+
+
+def _delivery_span(name: str, job_id: str, delivery: Delivery) -> Span:
+    return tracing.tracer().start_span(
+        name,
+        context=tracing.context_from_headers(delivery.headers),
+        kind=SpanKind.CONSUMER,
+        attributes={JOB_ID_ATTRIBUTE: job_id, "jobstream.event_id": delivery.event.id},
+    )
 
 
 PAGE = Path(__file__).with_name("page.html")
@@ -151,7 +212,9 @@ class _Events:
 
 
 def create_app(
-    open_bridge: Callable[[], contextlib.AbstractAsyncContextManager[Bridge]], cors_origins: str = ""
+    open_bridge: Callable[[], contextlib.AbstractAsyncContextManager[Bridge]],
+    cors_origins: str = "",
+    serve_metrics: bool = True,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -164,7 +227,7 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
-            Route("/metrics", metrics.metrics),
+            *([Route("/metrics", metrics.metrics)] if serve_metrics else []),
             Route("/v1/jobs/{job_id}/events", _Events(), methods=["GET"]),
             *http_api.routes(),
         ],

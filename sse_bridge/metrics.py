@@ -23,6 +23,12 @@ DELIVERY_LAG = Histogram(
     "observed for the first event of each write.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+REPLAYS = Counter(
+    "jobstream_sse_replays",
+    "Streams that began with events already in the log (a reconnect with Last-Event-ID, a late viewer), "
+    "read by one of the replay consumers or rebuilt from a finished job's state.",
+)
+REPLAYED_EVENTS = Counter("jobstream_sse_replayed_events", "Events those streams replayed before the live tail.")
 SLOW_CLIENTS_CUT = Counter(
     "jobstream_sse_slow_clients_cut",
     "Streams cut off because their client stopped reading, by why: a write blocked past the send timeout, or the "

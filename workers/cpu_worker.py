@@ -16,12 +16,12 @@ from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
 from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
-from workers.worker_process import configure_logging, run_workers, worker_options
+from workers.worker_process import run_workers, start_process, worker_options
 
 
 async def main() -> None:
-    configure_logging()
     settings = get_settings()
+    start_process("cpu-worker", settings)
     store = PayloadStore(settings)
     log = EventLog(settings)
     await log.start()

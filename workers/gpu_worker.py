@@ -14,12 +14,12 @@ from jobstream.pipelines import load_pipelines, model_queue
 from jobstream.settings import get_settings
 from jobstream.temporal_client import connect, metrics_runtime
 from workers.pipeline.activities.inference import InferenceActivities
-from workers.worker_process import configure_logging, run_workers, worker_options
+from workers.worker_process import run_workers, start_process, worker_options
 
 
 async def main(model: str, metrics_port: int | None) -> None:
-    configure_logging()
     settings = get_settings()
+    start_process(f"gpu-worker-{model}", settings)
     log = EventLog(settings)
     await log.start()
     inference = InferenceActivities(settings, log, PayloadStore(settings))

@@ -12,7 +12,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from jobstream.logs import configure_logging
 from jobstream.readiness import mark_ready
+from jobstream.settings import Settings
+from jobstream.tracing import start_tracing, stop_tracing
 
 # Cancellation reaches an activity through its heartbeat response; heartbeating at least this often is
 # what lets CancelJob stop a generation within a second.
@@ -33,6 +36,7 @@ async def run_workers(role: str, client: Client, make: Callable[[Client], Sequen
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
     await asyncio.gather(*(worker.shutdown() for worker in workers))
+    stop_tracing()
     for task in runs:
         if task in done and task.exception():
             raise task.exception()  # type: ignore[misc]
@@ -46,5 +50,7 @@ def worker_options() -> dict[str, Any]:
     }
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def start_process(role: str, settings: Settings) -> None:
+    """The process's log format, and its traces when the environment configures them."""
+    configure_logging(role, settings)
+    start_tracing(role)

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 import grpc
 import prometheus_client
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc.filters import negate, service_name
 
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
+from jobstream.logs import configure_logging
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import load_pipelines
 from jobstream.settings import Settings, get_settings
 from jobstream.temporal_client import connect
+from jobstream.tracing import start_tracing, stop_tracing
 from jobstream.v1 import job_service_pb2, job_service_pb2_grpc
 from services.job_service.auth_interceptor import AuthInterceptor
 from services.job_service.interceptors import StatusInterceptor
@@ -25,6 +30,7 @@ from services.job_service.metrics_interceptor import MetricsInterceptor
 from services.job_service.service import JobService
 
 SERVICE_NAME = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -44,9 +50,22 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def interceptors(settings: Settings, traced: bool) -> list[Any]:
+    """Outermost first. A server span for every call but health checks (traces on) and metrics, so a refused
+    call is traced and counted too; then authentication, so a call without a valid key is refused before its
+    request is parsed; then the mapping of dependency failures to status codes."""
+    chain: list[Any] = []
+    if traced:
+        chain.append(aio_server_interceptor(filter_=negate(service_name(HEALTH_SERVICE))))  # type: ignore[no-untyped-call]
+    if settings.metrics:
+        chain.append(MetricsInterceptor())
+    return [*chain, AuthInterceptor(settings), StatusInterceptor()]
+
+
 async def serve() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s job-service %(levelname)s %(message)s")
     settings = get_settings()
+    configure_logging("job-service", settings)
+    traced = start_tracing("job-service")
     pipelines = load_pipelines()
     store = PayloadStore(settings)
     await store.ensure_bucket()
@@ -58,9 +77,7 @@ async def serve() -> None:
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     server = grpc.aio.server(
         options=server_options(settings),
-        # Metrics outermost (a refused call is counted too), then authentication: a call without a valid key
-        # is refused before its request is parsed.
-        interceptors=[MetricsInterceptor(), AuthInterceptor(settings), StatusInterceptor()],
+        interceptors=interceptors(settings, traced),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
@@ -69,11 +86,12 @@ async def serve() -> None:
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [SERVICE_NAME, HEALTH_SERVICE, reflection.SERVICE_NAME],
         server,
     )
     server.add_insecure_port(f"{settings.bind_address}:{settings.grpc_port}")
-    prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
+    if settings.metrics:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -87,6 +105,7 @@ async def serve() -> None:
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
     await stream.stop()
+    stop_tracing()
 
 
 if __name__ == "__main__":

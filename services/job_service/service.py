@@ -20,6 +20,7 @@ from jobstream import cursors
 from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
+from jobstream.logs import bind_job
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import Pipelines
 from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
@@ -83,6 +84,7 @@ class JobService(JobServiceServicer):
             validation.check_job_id(job_id)
         except RequestError as error:
             await abort(context, error)
+        bind_job(job_id)
         handle = self.client.get_workflow_handle(job_id)
         try:
             description = await handle.describe()
@@ -124,6 +126,7 @@ class JobService(JobServiceServicer):
         fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
         if valid.idempotency_key:
             job_id = job_view.idempotent_job_id(tenant, valid.idempotency_key)
+            bind_job(job_id)
             # Same key and same request → same job, whether it is still running or long finished.
             try:
                 description = await self.client.get_workflow_handle(job_id).describe()
@@ -134,6 +137,7 @@ class JobService(JobServiceServicer):
                 return await self.existing(context, description, fingerprint, job_id, tenant)
         else:
             job_id = job_view.new_job_id()
+        bind_job(job_id)
         prompt = valid.prompt
         if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
             # Claim check at the front door: a large prompt never enters Temporal.

@@ -519,7 +519,7 @@ def _probe(settings: Settings, name: str) -> Any:
         "job-service": devstack_stack.grpc_serving(settings.grpc_target),
         "sse-bridge": devstack_stack.http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
     }
-    return probes.get(name) or devstack_stack.file_ready(name)
+    return probes.get(name) or devstack_stack.file_ready(name, settings)
 
 
 async def process_ready(settings: Settings, name: str, pid: int) -> bool:

@@ -109,6 +109,9 @@ async def test_every_endpoint_counts_one_job(
     attempts = "jobstream_model_attempts_total"
     assert moved(before, after, gpu, attempts, model="tinylm", outcome="succeeded", retry="false") == 1
     assert moved(before, after, gpu, "jobstream_time_to_first_token_seconds_count", model="tinylm") == 1
+    # One gap between each two of the attempt's tokens; every token's produce acknowledged once.
+    assert moved(before, after, gpu, "jobstream_inter_token_seconds_count", model="tinylm") == TOKENS - 1
+    assert moved(before, after, gpu, "jobstream_kafka_produce_seconds_count", model="tinylm") == TOKENS
     assert (
         moved(before, after, gpu, "temporal_activity_execution_latency_seconds_count", activity_type="run_model") == 1
     )
@@ -119,6 +122,7 @@ async def test_every_endpoint_counts_one_job(
     assert 1 <= writes <= EVENTS
     assert moved(before, after, bridge, "jobstream_sse_delivery_lag_seconds_count") == writes
     assert value(after[bridge], "jobstream_sse_open_streams") == 0
+    assert moved(before, after, bridge, "jobstream_sse_replays_total") == 0  # it followed from the start
     # The Kafka tail's lag is there for every partition of the topic, and it has caught up.
     lags = [v for (name, _), v in after[bridge].items() if name == "jobstream_sse_tail_lag_records"]
     assert len(lags) == stack.events_partitions
@@ -143,3 +147,18 @@ async def test_a_retried_model_stage_counts_its_failure_and_its_retry(
     assert moved(before, after, gpu, attempts, outcome="succeeded", retry="true") == 1
     # Every token once: the retry continued after the 5 its predecessor delivered.
     assert moved(before, after, gpu, "jobstream_tokens_generated_total", model="tinylm") == TOKENS
+
+
+async def test_a_stream_opened_after_the_job_counts_its_replay(
+    stub: Stub, api_key: str, stack: Settings, temporal_client: Client
+) -> None:
+    reply = await submit(stub, api_key, pipeline="generate", max_tokens=TOKENS)
+    await wait_terminal(stub, api_key, reply.job_id)
+    await idle(temporal_client)
+    before = await scrape(stack)
+    async with sse_client() as client:
+        followed = await follow_reconnecting(client, reply.events_url)
+    after = await scrape(stack)
+    assert len(followed.events) == EVENTS
+    assert moved(before, after, "sse-bridge", "jobstream_sse_replays_total") == 1
+    assert moved(before, after, "sse-bridge", "jobstream_sse_replayed_events_total") == EVENTS

@@ -80,14 +80,14 @@ class Fake:
     async def fallback(self, job_id: str) -> JobEvent | None:
         return self.fallback_event
 
-    async def replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[JobEvent, None]:
+    async def replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[Delivery, None]:
         self.replay_calls.append((job_id, partition, offset, boundary))
         for tail_record in self.during_replay:
             self.stream._route(tail_record)
         if self.replay_expired:
             raise _Expired
         for event in self.replayed:
-            yield event
+            yield Delivery(event)
 
     def route(self, events: Sequence[JobEvent]) -> None:
         for offset, event in enumerate(events, start=BOUNDARY):

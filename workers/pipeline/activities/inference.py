@@ -30,13 +30,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tritonclient.utils import InferenceServerException
 
-from jobstream import cursors
-from jobstream.event_log import EventLog, readable_event
+from jobstream import cursors, tracing
+from jobstream.event_log import EventLog, LogLocator, readable_event
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
@@ -165,7 +166,7 @@ class InferenceActivities:
         info = activity.info()
         progress = resumed_progress(info.heartbeat_details)
         parameters: dict[str, Any] = {**stage.stage.parameters, "attempt": info.attempt}
-        metrics = ModelMetrics(model, retry=info.attempt > 1)
+        metrics = ModelMetrics(model, retry=info.attempt > 1, enabled=self.settings.metrics)
         state = Attempt(
             tokens=[],
             prompt_tokens=progress.prompt_tokens,
@@ -174,7 +175,7 @@ class InferenceActivities:
         )
         try:
             async with heartbeat_ticker(state), metrics.attempt(state):
-                await self.generate(self.client, model, text, stage, progress, parameters, state)
+                await self.generate(self.client, model, text, stage, progress, parameters, state, metrics)
         except asyncio.CancelledError:
             cancel = activity.cancellation_details()
             if cancel is None or not cancel.cancel_requested:
@@ -198,6 +199,7 @@ class InferenceActivities:
         progress: StageProgress,
         parameters: dict[str, Any],
         state: Attempt,
+        metrics: ModelMetrics,
     ) -> None:
         # The ticker (heartbeat_ticker) beats `state.progress()` while this runs: every heartbeat repeats the
         # progress, since one without it would make a successor start over.
@@ -219,40 +221,48 @@ class InferenceActivities:
             if budget <= 0:
                 return  # the predecessor delivered every token and died before it could say so
             earlier_prompts = progress.prompt_tokens
-            async for piece in self.stream(client, model, text_input, stage, budget, parameters):
-                if piece.num_input_tokens is not None:
-                    # Heartbeated with the next token: the first heartbeat must be the one with the first
-                    # offset (the SDK sends the first at once, later ones throttled).
-                    state.prompt_tokens = earlier_prompts + piece.num_input_tokens
-                state.finish_reason = piece.finish_reason or state.finish_reason
-                if not piece.text:
-                    continue
-                if skip:
-                    regenerated = state.tokens[len(state.tokens) - skip]
-                    if piece.text != regenerated:
-                        raise ApplicationError(
-                            f"model {model} declares resume: restart but regenerated {piece.text!r} where it "
-                            f"had delivered {regenerated!r}",
-                            type=NOT_REPRODUCIBLE,
-                            non_retryable=True,
-                        )
-                    skip -= 1
-                    continue
-                event = token_event(stage, len(state.tokens), piece.text)
-                if state.first_token_at is None:
-                    state.first_token_at = time.monotonic()
-                if state.first_offset < 0:
-                    # Wait for the first token's offset: it is where a successor starts reading, so it is
-                    # heartbeated at once rather than at the ticker's next beat.
-                    published = await self.log.publish(event)
-                    state.tokens.append(piece.text)
-                    state.first_offset, state.partition = published.offset, published.partition
-                    activity.heartbeat(state.progress())
-                else:
-                    # A send Kafka refused fails the attempt now: its retry resumes after the acked prefix.
-                    pending = unacknowledged(pending)
-                    pending.append(await self.log.send(event))
-                    state.tokens.append(piece.text)
+            # One span for the Triton call. The first token's publish has its own, which its record names as
+            # its parent (traceparent); every other token's record names the call's.
+            with tracing.tracer().start_as_current_span(
+                "triton.stream_infer", kind=SpanKind.CLIENT, attributes={"jobstream.model": model}
+            ):
+                headers = tracing.record_headers()
+                async for piece in self.stream(client, model, text_input, stage, budget, parameters):
+                    if piece.num_input_tokens is not None:
+                        # Heartbeated with the next token: the first heartbeat must be the one with the first
+                        # offset (the SDK sends the first at once, later ones throttled).
+                        state.prompt_tokens = earlier_prompts + piece.num_input_tokens
+                    state.finish_reason = piece.finish_reason or state.finish_reason
+                    if not piece.text:
+                        continue
+                    metrics.token_arrived()
+                    if skip:
+                        regenerated = state.tokens[len(state.tokens) - skip]
+                        if piece.text != regenerated:
+                            raise ApplicationError(
+                                f"model {model} declares resume: restart but regenerated {piece.text!r} where it "
+                                f"had delivered {regenerated!r}",
+                                type=NOT_REPRODUCIBLE,
+                                non_retryable=True,
+                            )
+                        skip -= 1
+                        continue
+                    event = token_event(stage, len(state.tokens), piece.text)
+                    if state.first_token_at is None:
+                        state.first_token_at = time.monotonic()
+                    if state.first_offset < 0:
+                        # Wait for the first token's offset: it is where a successor starts reading, so it is
+                        # heartbeated at once rather than at the ticker's next beat.
+                        with tracing.tracer().start_as_current_span("kafka.produce", kind=SpanKind.PRODUCER):
+                            published = await metrics.produced(self.log.publish(event))
+                        state.tokens.append(piece.text)
+                        state.first_offset, state.partition = published.offset, published.partition
+                        activity.heartbeat(state.progress())
+                    else:
+                        # A send Kafka refused fails the attempt now: its retry resumes after the acked prefix.
+                        pending = unacknowledged(pending)
+                        pending.append(metrics.acknowledged(await self.log.send(event, headers)))
+                        state.tokens.append(piece.text)
             # Every token is acknowledged by Kafka before the stage may complete.
             await asyncio.gather(*pending)
         except (ApplicationError, KafkaError) as exc:
@@ -405,11 +415,42 @@ def resumed_progress(heartbeat_details: Sequence[Any]) -> StageProgress:
 
 class ModelMetrics:
     """What a model attempt tells Prometheus (through the Temporal runtime's meter, served by the worker at
-    /metrics): attempts (first or retry) and how they ended, tokens generated, time to the first token."""
+    /metrics): attempts (first or retry) and how they ended, tokens generated, time to the first token, the
+    time between tokens and Kafka's produce latency.
 
-    def __init__(self, model: str, retry: bool) -> None:
+    The per-token observations are kept in lists and recorded when the attempt ends, so the token path pays
+    an append, not a call into the runtime's meter. With metrics off nothing is kept."""
+
+    def __init__(self, model: str, retry: bool, enabled: bool = True) -> None:
         self.meter = activity.metric_meter().with_additional_attributes({"model": model})
         self.retry = retry
+        self.enabled = enabled
+        self.gaps: list[float] = []
+        self.produce_latencies: list[float] = []
+        self._last_token: float | None = None
+
+    def token_arrived(self) -> None:
+        if self.enabled:
+            now = time.monotonic()
+            if self._last_token is not None:
+                self.gaps.append(now - self._last_token)
+            self._last_token = now
+
+    async def produced(self, publish: Awaitable[LogLocator]) -> LogLocator:
+        """`publish`'s result, its time from send to acknowledgement kept."""
+        started = time.monotonic()
+        located = await publish
+        if self.enabled:
+            self.produce_latencies.append(time.monotonic() - started)
+        return located
+
+    def acknowledged(self, send: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """`send`, its time to acknowledgement kept when Kafka acknowledges it."""
+        if self.enabled:
+            started = time.monotonic()
+            latencies = self.produce_latencies
+            send.add_done_callback(lambda _: latencies.append(time.monotonic() - started))
+        return send
 
     @contextlib.asynccontextmanager
     async def attempt(self, state: Attempt) -> AsyncIterator[None]:
@@ -427,19 +468,33 @@ class ModelMetrics:
             outcome, error_type = "failed", type(exc).__name__
             raise
         finally:
-            attributes = {"retry": str(self.retry).lower(), "outcome": outcome, "error_type": error_type}
-            self.meter.create_counter(
-                "jobstream_model_attempts", "Model stage attempts, by how they ended (retry: not the first)."
-            ).add(1, attributes)
-            self.meter.create_counter("jobstream_tokens_generated", "Tokens a model stage delivered.").add(
-                max(0, len(state.tokens) - state.resumed_at)
-            )
-            if state.first_token_at is not None:
-                self.meter.create_histogram_timedelta(
-                    "jobstream_time_to_first_token",
-                    "From an attempt's start to its first new token.",
-                    "duration",
-                ).record(timedelta(seconds=state.first_token_at - started))
+            if self.enabled:
+                self.record(state, started, outcome, error_type)
+
+    def record(self, state: Attempt, started: float, outcome: str, error_type: str) -> None:
+        attributes = {"retry": str(self.retry).lower(), "outcome": outcome, "error_type": error_type}
+        self.meter.create_counter(
+            "jobstream_model_attempts", "Model stage attempts, by how they ended (retry: not the first)."
+        ).add(1, attributes)
+        self.meter.create_counter("jobstream_tokens_generated", "Tokens a model stage delivered.").add(
+            max(0, len(state.tokens) - state.resumed_at)
+        )
+        if state.first_token_at is not None:
+            self.meter.create_histogram_timedelta(
+                "jobstream_time_to_first_token", "From an attempt's start to its first new token.", "duration"
+            ).record(timedelta(seconds=state.first_token_at - started))
+        gaps = self.meter.create_histogram_timedelta(
+            "jobstream_inter_token", "Between two tokens of one attempt, as Triton streamed them.", "duration"
+        )
+        for gap in self.gaps:
+            gaps.record(timedelta(seconds=gap))
+        produce = self.meter.create_histogram_timedelta(
+            "jobstream_kafka_produce",
+            "From a token's send to the events topic to Kafka's acknowledgement (acks=all).",
+            "duration",
+        )
+        for latency in self.produce_latencies:
+            produce.record(timedelta(seconds=latency))
 
 
 # Cancellation reaches an attempt in a heartbeat's response (workers/worker_process.HEARTBEAT_THROTTLE): beat
