@@ -72,7 +72,8 @@ async def wait_replaced(settings: Settings, role: str, old_pid: int, timeout_s: 
 def resume_points(settings: Settings, job_id: str) -> dict[int, int]:
     """attempt -> the token index the GPU worker's run_model resumed at, from its log."""
     log = (settings.logs_dir / f"{GPU_ROLE}.log").read_text(errors="replace")
-    pattern = re.compile(r"model tinylm attempt (\d+) resumes at token (\d+) .*'workflow_id': '" + job_id + "'")
+    # The line's job context, as jobstream.logs writes it: `[job_id=<job> ...]: <message>`.
+    pattern = re.compile(r"\[job_id=" + job_id + r"[\] ].*: model tinylm attempt (\d+) resumes at token (\d+) ")
     return {int(m.group(1)): int(m.group(2)) for m in pattern.finditer(log)}
 
 
