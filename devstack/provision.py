@@ -13,7 +13,6 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from jobstream.auth import ensure_dev_key
 from jobstream.payload_store import PayloadStore
 from jobstream.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from jobstream.settings import Settings, get_settings
@@ -66,20 +65,20 @@ async def register_search_attributes(settings: Settings, timeout_s: float = 120.
             await asyncio.sleep(1.0)
 
 
-async def provision_all(settings: Settings) -> str:
-    """Everything a fresh stack of separate servers needs (docker-compose); returns the development API key."""
+async def provision_all(settings: Settings) -> None:
+    """Everything a fresh stack of separate servers needs (docker-compose). No API key: a deployment's keys
+    are made by its operator (`jobstream keys add TENANT`), never a development key anyone could know."""
     await provision(settings)
     await register_search_attributes(settings)
     # The SSE bridge and the JobService must sign and verify with one secret; with none configured, make the
     # shared file now rather than let two processes race to create it.
     signing_secret(settings)
-    return ensure_dev_key(settings)
 
 
 def main() -> None:
-    """`python -m devstack.provision`: provision, then print the development API key."""
-    key = asyncio.run(provision_all(get_settings()))
-    print(f"jobstream provisioned; development API key: {key}", flush=True)
+    """`python -m devstack.provision`."""
+    asyncio.run(provision_all(get_settings()))
+    print("jobstream provisioned; add a tenant's API key with `jobstream keys add TENANT`", flush=True)
 
 
 if __name__ == "__main__":

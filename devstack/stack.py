@@ -70,6 +70,13 @@ def file_ready(role: str, settings: Settings) -> Probe:
 
 
 LOOPBACK_ORIGINS = "http://127.0.0.1:*,http://localhost:*"
+# The local stack is where the load suites and the benchmark run (200 concurrent jobs, 5,000 streams of 50
+# jobs): its tenants' default limits are set for that; a tenant's own in the keys file still wins.
+LOCAL_LIMITS = {
+    "JOBSTREAM_TENANT_MAX_RUNNING_JOBS": "1000",
+    "JOBSTREAM_TENANT_MAX_STREAMS": "20000",
+    "JOBSTREAM_STREAM_TOKEN_MAX_STREAMS": "1000",
+}
 
 
 def local_models(settings: Settings) -> list[str]:
@@ -152,7 +159,7 @@ def services(settings: Settings) -> list[Child]:
             grpc_serving(settings.grpc_target),
             # A pipeline whose model this machine cannot run is refused at submit, not left queued.
             # The fault drills are for rehearsing failures, which the local stack and its tests are for.
-            env={"JOBSTREAM_MODELS": ",".join(local_models(settings)), "JOBSTREAM_DRILLS": "true"},
+            env={"JOBSTREAM_MODELS": ",".join(local_models(settings)), "JOBSTREAM_DRILLS": "true", **LOCAL_LIMITS},
             ports=[(settings.grpc_port, "JOBSTREAM_GRPC_PORT"), (settings.metrics_port, "JOBSTREAM_METRICS_PORT")],
         ),
         Child(
@@ -174,7 +181,7 @@ def services(settings: Settings) -> list[Child]:
             [PYTHON, "-m", "sse_bridge"],
             http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
             # A front end's development server on any loopback port may call the local stack.
-            env={"JOBSTREAM_CORS_ORIGINS": settings.cors_origins or LOOPBACK_ORIGINS},
+            env={"JOBSTREAM_CORS_ORIGINS": settings.cors_origins or LOOPBACK_ORIGINS, **LOCAL_LIMITS},
             ports=[(settings.bridge_port, "JOBSTREAM_BRIDGE_PORT")],
         )
     )

@@ -1,14 +1,22 @@
-"""API keys map to tenants through one JSON file: {"keys": {"<api key>": "<tenant>"}}."""
+"""API keys map to tenants through one JSON file, which holds each key's SHA-256 digest, never the key:
+{"keys": {"sha256:<hex digest of the key>": "<tenant>"}}. A key is shown once, when it is made
+(`jobstream keys add TENANT`); the local stack keeps its development key beside its state
+(STATE_DIR/dev-api-key), for the CLI and the live page.
+
+An entry written by hand with the key itself still works (it is hashed as it is read), and is logged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobstream.settings import Settings
 
@@ -17,6 +25,18 @@ TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 log = logging.getLogger(__name__)
 READ_ATTEMPTS = 5
 READ_RETRY_S = 0.02
+DIGEST_PREFIX = "sha256:"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def digest(key: str) -> str:
+    """What the keys file stores of a key: the key itself cannot be recovered from it."""
+    return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id(key_digest: str) -> str:
+    """A short public name of a key (in the stream tokens it signs for): the start of its digest."""
+    return key_digest[len(DIGEST_PREFIX) :][:16]
 
 
 def bearer_key(header: str) -> str:
@@ -34,6 +54,7 @@ class KeysFileError(ValueError):
 
 
 def load_keys(settings: Settings) -> dict[str, str]:
+    """Each key's digest -> its tenant."""
     path = keys_file(settings)
     for attempt in range(READ_ATTEMPTS):
         try:
@@ -50,38 +71,104 @@ def load_keys(settings: Settings) -> dict[str, str]:
     if not isinstance(keys, dict):
         raise KeysFileError(f"{path}: 'keys' must map API keys to tenant names")
     valid = {}
-    for key, tenant in keys.items():
+    for entry, tenant in keys.items():
         # A tenant name is a path segment of its objects (uploads/<tenant>/...): `acme/x` would share them.
-        if isinstance(tenant, str) and TENANT_NAME.fullmatch(tenant):
-            valid[str(key)] = tenant
-        else:
+        if not (isinstance(tenant, str) and TENANT_NAME.fullmatch(tenant)):
             log.error("%s: tenant name %r refused (lowercase letters, digits and dashes only)", path, tenant)
+            continue
+        if DIGEST.fullmatch(entry):
+            valid[entry] = tenant
+        else:
+            log.warning("%s: a key of tenant %r is stored in the clear; store its digest instead", path, tenant)
+            valid[digest(str(entry))] = tenant
     return valid
 
 
-def write_keys(path: Path, keys: dict[str, str]) -> None:
+def tenant_of(keys: dict[str, str], key: str) -> str | None:
+    """The tenant of a presented key (None for an unknown one), found by its digest."""
+    return keys.get(digest(key)) if key else None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a call comes from: the tenant and the public id of the API key it presented."""
+
+    tenant: str
+    key_id: str
+
+
+def caller_of(keys: dict[str, str], key: str) -> Caller | None:
+    key_digest = digest(key)
+    tenant = keys.get(key_digest) if key else None
+    return Caller(tenant, key_id(key_digest)) if tenant is not None else None
+
+
+def live_key_ids(keys: dict[str, str]) -> dict[str, str]:
+    """Key id -> tenant, of every key in the file: a stream token signed for a key lives only as long."""
+    return {key_id(key_digest): tenant for key_digest, tenant in keys.items()}
+
+
+def write_keys(path: Path, keys: dict[str, str], tenants: dict[str, Any] | None = None) -> None:
     """Atomically, readable by the owner only from the start: a reader never sees half a file, nobody else
-    ever sees the keys."""
+    ever sees the keys. The file's `tenants` section (their limits) is kept unless `tenants` replaces it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    document: dict[str, Any] = {"keys": keys}
+    if tenants is None:
+        try:
+            tenants = json.loads(path.read_text()).get("tenants")
+        except (OSError, ValueError, AttributeError):
+            tenants = None
+    if tenants:
+        document["tenants"] = tenants
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
-        out.write(json.dumps({"keys": keys}, indent=2) + "\n")
+        out.write(json.dumps(document, indent=2) + "\n")
     os.replace(tmp, path)
 
 
+def dev_key_file(settings: Settings) -> Path:
+    return settings.state_dir / "dev-api-key"
+
+
 def dev_key(settings: Settings) -> str | None:
-    """The development tenant's key if the local stack has made one; never creates it."""
-    return next((key for key, tenant in load_keys(settings).items() if tenant == DEV_TENANT), None)
+    """The local stack's development key, if `jobstream up` has made one; never creates it."""
+    try:
+        return dev_key_file(settings).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def add_key(settings: Settings, tenant: str) -> str:
+    """A new key for `tenant`: its digest goes into the keys file, the key itself is returned, once."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise ValueError(f"tenant name {tenant!r}: lowercase letters, digits and dashes only (at most 63)")
+    key = f"js_{tenant}_" + secrets.token_urlsafe(24)
+    path = keys_file(settings)
+    try:
+        stored = json.loads(path.read_text()).get("keys", {})
+    except FileNotFoundError:
+        stored = {}
+    write_keys(path, {**stored, digest(key): tenant})
+    return key
+
+
+def remove_key(settings: Settings, key: str) -> None:
+    path = keys_file(settings)
+    stored = json.loads(path.read_text()).get("keys", {})
+    write_keys(path, {entry: tenant for entry, tenant in stored.items() if entry not in (key, digest(key))})
 
 
 def ensure_dev_key(settings: Settings) -> str:
-    """The development tenant's key, created on first start so the CLI and grpcurl have one to use."""
-    keys = load_keys(settings)
-    for key, tenant in keys.items():
-        if tenant == DEV_TENANT:
-            return key
-    key = "js_dev_" + secrets.token_urlsafe(24)
-    keys[key] = DEV_TENANT
-    write_keys(keys_file(settings), keys)
+    """The local stack's development key (tenant "dev"), made on its first start. Only `jobstream up` (and
+    what runs against the stack it started: tests, the benchmark) calls this; a deployment never has it."""
+    key = dev_key(settings)
+    if key is not None and load_keys(settings).get(digest(key)) == DEV_TENANT:
+        return key
+    key = add_key(settings, DEV_TENANT)
+    path = dev_key_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(key + "\n")
     return key

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from jobstream.auth import dev_key
+from jobstream.auth import add_key, dev_key, remove_key
 from jobstream.event_log import TERMINAL_TYPES, event_data
 from jobstream.job_state import Status
 from jobstream.settings import get_settings
@@ -37,6 +37,18 @@ def api_key() -> str:
     if not key:
         raise SystemExit(NO_KEY)
     return key
+
+
+def manage_keys(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.keys_command == "add":
+        try:
+            print(add_key(settings, args.tenant))
+        except ValueError as exc:
+            raise SystemExit(f"jobstream keys add: {exc}") from None
+        return 0
+    remove_key(settings, args.key)
+    return 0
 
 
 def metadata() -> tuple[tuple[str, str], ...]:
@@ -187,7 +199,13 @@ def parser(extra: Mapping[str, Subcommand]) -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list your jobs, newest first")
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
-    commands.add_parser("api-key", help="print the development API key (for grpcurl)")
+    commands.add_parser("api-key", help="print the key the CLI uses (JOBSTREAM_API_KEY, or the local stack's)")
+    keys = commands.add_parser("keys", help="manage the API keys file (run where the JobService reads it)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser(
+        "add", help="make a key for TENANT; it is printed once, only its digest is kept"
+    ).add_argument("tenant")
+    key_commands.add_parser("revoke", help="remove a key (its stream tokens stop working too)").add_argument("key")
     for command in (submit, listing, *(commands.choices[n] for n in ("follow", "status", "cancel"))):
         command.add_argument("--json", action="store_true", help="machine-readable output")
     return top
@@ -201,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "api-key":
         print(api_key())
         return 0
+    if args.command == "keys":
+        return manage_keys(args)
     try:
         return asyncio.run(run(args))
     except grpc.aio.AioRpcError as exc:

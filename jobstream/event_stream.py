@@ -36,6 +36,10 @@ Fallback = Callable[[str], Awaitable[JobEvent | None]]
 
 POLL_MS = 100
 REPLAY_CONSUMERS = 4
+# One owner (tenant) replays on at most this many of them at once, so that it cannot make everyone else's
+# reconnects wait; and nobody waits longer than REPLAY_WAIT_S for one (the watcher ends, and resumes later).
+REPLAYS_PER_OWNER = REPLAY_CONSUMERS // 2
+REPLAY_WAIT_S = 10.0
 # How often a watcher that waits for a job's first record on the tail asks Temporal anyway: the safety net
 # for a workflow that ends (terminated) before it publishes anything.
 START_CHECK_S = 1.0
@@ -44,6 +48,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 class SlowConsumerError(Exception):
     """The watcher fell too far behind; it should reconnect with its last event id."""
+
+
+class ReplayBusyError(Exception):
+    """No replay consumer came free for the watcher in time; it should reconnect with its last event id."""
 
 
 class Delivery:
@@ -147,7 +155,9 @@ class EventStream:
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._tail: AIOKafkaConsumer | None = None
         self._tail_task: asyncio.Task[None] | None = None
-        self._replays: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
+        self._replays: list[AIOKafkaConsumer] = []
+        self._replay_freed = asyncio.Condition()
+        self._replaying: dict[str, int] = {}  # owner -> replay consumers it holds
         # Per partition, the offset the tail will read next: everything before it was routed already.
         self._positions: dict[int, int] = {}
         self._locating: dict[str, asyncio.Future[LogLocator | None]] = {}
@@ -172,7 +182,7 @@ class EventStream:
         for _ in range(REPLAY_CONSUMERS):
             consumer = self._consumer()
             await consumer.start()
-            self._replays.put_nowait(consumer)
+            self._replays.append(consumer)
         self._tail_task = asyncio.create_task(self._run_tail(partitions))
         self._ready.set()
 
@@ -183,8 +193,8 @@ class EventStream:
                 await self._tail_task
         if self._tail:
             await self._tail.stop()
-        while not self._replays.empty():
-            await self._replays.get_nowait().stop()
+        while self._replays:
+            await self._replays.pop().stop()
 
     def tail_lag(self) -> dict[int, int]:
         """Per partition, how many records the tail has yet to read (as of its last fetch's end offsets)."""
@@ -234,16 +244,21 @@ class EventStream:
         for subscriber in subscribers:
             subscriber.put(delivery)
 
-    async def watch(self, job_id: str, after: str = "") -> AsyncIterator[JobEvent]:
+    async def watch(self, job_id: str, after: str = "", owner: str = "") -> AsyncIterator[JobEvent]:
         # aclosing: a watcher that stops early leaves the job's subscribers (and hands back a replay consumer)
         # at once, not when the generator is collected.
-        async with contextlib.aclosing(self.watch_batches(job_id, after)) as batches:
+        async with contextlib.aclosing(self.watch_batches(job_id, after, owner)) as batches:
             async for batch in batches:
                 for delivery in batch:
                     yield delivery.event
 
-    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
-        """What `watch` yields, as lists: all that the watcher has pending when it asks (never empty)."""
+    async def watch_batches(
+        self, job_id: str, after: str = "", owner: str = ""
+    ) -> AsyncGenerator[list[Delivery], None]:
+        """What `watch` yields, as lists: all that the watcher has pending when it asks (never empty).
+
+        `owner` (the job's tenant) bounds how many replay consumers that owner's watchers hold at once;
+        ReplayBusyError when none comes free within REPLAY_WAIT_S."""
         if after >= cursors.terminal():
             # Resuming after the terminal event: the story is over. Without this the watcher would replay
             # nothing new and then wait on the live tail forever for an event that can never come.
@@ -269,7 +284,8 @@ class EventStream:
             boundary = subscribed_at.get(partition, 0)
             try:
                 # aclosing: a watcher that stops early hands its replay consumer back at once, not at GC.
-                async with contextlib.aclosing(self._replay(job_id, partition, offset, boundary)) as replay:
+                replaying = self._replay(job_id, partition, offset, boundary, owner)
+                async with contextlib.aclosing(replaying) as replay:
                     async for replayed in replay:
                         ready, ended = _through_terminal(sequence.accept(replayed))
                         if ready:
@@ -344,10 +360,12 @@ class EventStream:
         # Shielded: one watcher leaving must not cancel the lookup the others wait on.
         return await asyncio.shield(pending)
 
-    async def _replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[Delivery, None]:
+    async def _replay(
+        self, job_id: str, partition: int, offset: int, boundary: int, owner: str = ""
+    ) -> AsyncGenerator[Delivery, None]:
         if offset >= boundary:
             return
-        consumer = await self._replays.get()
+        consumer = await self._take_replay_consumer(owner)
         key = job_id.encode()
         try:
             tp = TopicPartition(self.topic, partition)
@@ -368,7 +386,28 @@ class EventStream:
                         if event is not None:
                             yield Delivery(event, headers=record.headers)
         finally:
-            self._replays.put_nowait(consumer)
+            await self._give_back_replay_consumer(consumer, owner)
+
+    async def _take_replay_consumer(self, owner: str) -> AIOKafkaConsumer:
+        def free() -> bool:
+            return bool(self._replays) and self._replaying.get(owner, 0) < REPLAYS_PER_OWNER
+
+        try:
+            async with asyncio.timeout(REPLAY_WAIT_S), self._replay_freed:
+                await self._replay_freed.wait_for(free)
+                self._replaying[owner] = self._replaying.get(owner, 0) + 1
+                return self._replays.pop()
+        except TimeoutError:
+            busy = f"no replay consumer free for {owner or 'this watcher'} within {REPLAY_WAIT_S}s"
+            raise ReplayBusyError(busy) from None
+
+    async def _give_back_replay_consumer(self, consumer: AIOKafkaConsumer, owner: str) -> None:
+        async with self._replay_freed:
+            self._replays.append(consumer)
+            self._replaying[owner] -= 1
+            if not self._replaying[owner]:
+                del self._replaying[owner]
+            self._replay_freed.notify_all()
 
 
 def _through_terminal(ready: list[Delivery]) -> tuple[list[Delivery], bool]:

@@ -11,10 +11,12 @@ import asyncio
 import dataclasses
 import hashlib
 import io
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from minio import Minio
-from minio.commonconfig import ENABLED, Filter
+from minio.commonconfig import ENABLED, CopySource, Filter
+from minio.datatypes import PostPolicy
 from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClient
@@ -38,10 +40,25 @@ def minio_client(settings: Settings) -> Minio:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredObject:
+    size: int
+    etag: str
+
+
+class TooLarge(ValueError):
+    """An object is larger than the reader accepts."""
+
+
+class Changed(Exception):
+    """An object changed (or went away) since it was checked."""
+
+
 class PayloadStore:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.minio_bucket
         self.client = minio_client(settings)
+        self.base_url = f"http://{settings.minio_endpoint}"
 
     def ref(self, key: str) -> str:
         return f"{REF_SCHEME}{self.bucket}/{key}"
@@ -77,11 +94,12 @@ class PayloadStore:
         await asyncio.to_thread(self.client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type)
         return self.ref(key)
 
-    async def get(self, ref: str) -> bytes:
-        return await asyncio.to_thread(_read_object, self.client, self.bucket, self.key_of(ref))
+    async def get(self, ref: str, limit: int | None = None) -> bytes:
+        """The object's bytes; TooLarge past `limit` bytes, read no further than one byte beyond it."""
+        return await asyncio.to_thread(_read_object, self.client, self.bucket, self.key_of(ref), limit)
 
-    async def size(self, ref: str) -> int | None:
-        """Size of the referenced object, or None when it does not exist."""
+    async def stat(self, ref: str) -> StoredObject | None:
+        """Size and ETag of the referenced object, or None when it does not exist."""
         key = self.key_of(ref)
         try:
             stat = await asyncio.to_thread(self.client.stat_object, self.bucket, key)
@@ -89,13 +107,31 @@ class PayloadStore:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return None
             raise
-        return stat.size
+        return StoredObject(stat.size or 0, stat.etag or "")
+
+    async def pin(self, ref: str, etag: str, prefix: str) -> str:
+        """A copy, under `prefix` (which no upload URL can write to), of the object as it was when its ETag was
+        `etag`; Changed when it has changed since. What was checked is then what is processed."""
+        target = f"{prefix}/{uuid.uuid4().hex}"
+        source = CopySource(self.bucket, self.key_of(ref), match_etag=etag)
+        try:
+            await asyncio.to_thread(self.client.copy_object, self.bucket, target, source)
+        except S3Error as exc:
+            if exc.code in ("PreconditionFailed", "NoSuchKey", "NoSuchObject"):
+                raise Changed(ref) from exc
+            raise
+        return self.ref(target)
 
     async def presigned_get(self, ref: str, expires: timedelta = timedelta(hours=1)) -> str:
         return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, self.key_of(ref), expires)
 
-    async def presigned_put(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
-        return await asyncio.to_thread(self.client.presigned_put_object, self.bucket, key, expires)
+    async def presigned_post(self, key: str, expires: timedelta, max_bytes: int) -> tuple[str, dict[str, str]]:
+        """Where and with which form fields a client POSTs one object of 1 to `max_bytes` bytes to `key`."""
+        policy = PostPolicy(self.bucket, datetime.now(UTC) + expires)
+        policy.add_equals_condition("key", key)
+        policy.add_content_length_range_condition(1, max_bytes)
+        fields = await asyncio.to_thread(self.client.presigned_post_policy, policy)
+        return f"{self.base_url}/{self.bucket}", {"key": key, **fields}
 
 
 class MinioDriverClient(S3StorageDriverClient):
@@ -120,10 +156,15 @@ class MinioDriverClient(S3StorageDriverClient):
         return await asyncio.to_thread(_read_object, self.client, bucket, key)
 
 
-def _read_object(client: Minio, bucket: str, key: str) -> bytes:
+def _read_object(client: Minio, bucket: str, key: str, limit: int | None = None) -> bytes:
     response = client.get_object(bucket, key)
     try:
-        return bytes(response.read())
+        if limit is None:
+            return bytes(response.read())
+        data = bytes(response.read(limit + 1))
+        if len(data) > limit:
+            raise TooLarge(f"the object is over {limit} bytes")
+        return data
     finally:
         response.close()
         response.release_conn()

@@ -82,7 +82,11 @@ class Settings(BaseSettings):
     stream_token_secret: str = Field(
         "", description="HMAC secret for SSE stream tokens; empty: generated once into STATE_DIR."
     )
-    stream_token_ttl_s: int = Field(24 * 3600, description="Lifetime of an SSE stream token (seconds).")
+    stream_token_ttl_s: int = Field(
+        3600,
+        description="Lifetime of an SSE stream token (seconds): a stream opened with it runs on, a reconnect after "
+        "needs a fresh one (GetJob returns one).",
+    )
     sse_keepalive_s: int = Field(
         15, ge=1, description="Seconds between keep-alive comments on an idle SSE stream (proxies drop silent ones)."
     )
@@ -121,6 +125,18 @@ class Settings(BaseSettings):
         3600,
         description="Connections older than this are asked to reconnect (a WatchJob resumes with `after`); "
         "their calls get 10 more minutes to finish.",
+    )
+    tenant_max_running_jobs: int = Field(
+        100,
+        ge=0,
+        description="Jobs one tenant may have running at once; more are refused (RESOURCE_EXHAUSTED, HTTP 429). "
+        "0: no limit. A tenant's own in the API keys file's `tenants` section wins.",
+    )
+    tenant_max_streams: int = Field(
+        1000, ge=0, description="SSE streams one tenant may hold open on a bridge (0: no limit); per tenant as above."
+    )
+    stream_token_max_streams: int = Field(
+        8, ge=0, description="SSE streams one stream token may hold open on a bridge (0: no limit); per tenant too."
     )
     drills: bool = Field(
         False,

@@ -1,5 +1,6 @@
 """Job-scoped stream tokens: `EventSource` cannot send headers, so the SSE URL carries a signed token
-that grants reading one job's events, for one tenant, until it expires."""
+that grants reading one job's events, for one tenant, until it expires (an hour by default; GetJob hands out a
+fresh one) or the API key it was issued to is revoked (the `kid` claim names that key)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ class InvalidStreamToken(Exception):
 class StreamGrant:
     job_id: str
     tenant: str
+    key_id: str  # of the API key the token was issued to (jobstream.auth.key_id)
 
 
-REQUIRED = ["exp", "iat", "sub", "ten", "aud"]
+REQUIRED = ["exp", "iat", "sub", "ten", "aud", "kid"]
 
 
 def signing_secret(settings: Settings) -> str:
@@ -45,9 +47,18 @@ class StreamTokens:
         self.secret = signing_secret(settings)
         self.ttl_s = settings.stream_token_ttl_s
 
-    def issue(self, job_id: str, tenant: str, now: float | None = None) -> str:
+    def issue(self, job_id: str, tenant: str, key_id: str, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
-        claims = {"sub": job_id, "ten": tenant, "aud": AUDIENCE, "iat": issued, "exp": issued + self.ttl_s}
+        claims = {
+            "sub": job_id,
+            "ten": tenant,
+            "kid": key_id,
+            "aud": AUDIENCE,
+            "iat": issued,
+            "exp": issued + self.ttl_s,
+            # Every token its own, even two issued in one second for one job: a token's stream limit is its own.
+            "jti": secrets.token_urlsafe(9),
+        }
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, job_id: str) -> StreamGrant:
@@ -61,4 +72,6 @@ class StreamTokens:
             raise InvalidStreamToken(str(exc)) from exc
         if claims.get("sub") != job_id or not isinstance(claims.get("ten"), str):
             raise InvalidStreamToken("token was issued for another job")
-        return StreamGrant(job_id=job_id, tenant=claims["ten"])
+        if not isinstance(claims.get("kid"), str):
+            raise InvalidStreamToken("token names no API key")
+        return StreamGrant(job_id=job_id, tenant=claims["ten"], key_id=claims["kid"])

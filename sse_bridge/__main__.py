@@ -17,6 +17,7 @@ from jobstream.settings import get_settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import connect
 from jobstream.tracing import enabled, start_tracing, stop_tracing
+from sse_bridge.admission import Admission
 from sse_bridge.app import Bridge, create_app
 from sse_bridge.http_api import HttpApi
 from sse_bridge.metrics import TAIL_LAG
@@ -41,6 +42,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
                 api=HttpApi(channel, max_body_bytes=2 * settings.max_input_bytes),
                 send_timeout_s=settings.sse_send_timeout_s,
                 metrics=settings.metrics,
+                admission=Admission.of(settings),
             )
     finally:
         await stream.stop()

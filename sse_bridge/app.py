@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -23,18 +24,20 @@ from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors, tracing
-from jobstream.auth import bearer_key
+from jobstream.auth import KeysFileError, bearer_key
 from jobstream.event_log import TERMINAL_TYPES
-from jobstream.event_stream import Delivery, EventStream, SlowConsumerError
+from jobstream.event_stream import Delivery, EventStream, ReplayBusyError, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 from sse_bridge import http_api, metrics
+from sse_bridge.admission import Admission, Refusal
 from sse_bridge.http_api import HttpApi, error
 from sse_bridge.streams import EventSourceResponse, Streams
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
+log = logging.getLogger(__name__)
 KEEPALIVE_S = 15
 # EventSource waits this long before it reconnects (browsers default to about 3 s).
 RETRY_MS = 1000
@@ -55,9 +58,12 @@ class Bridge:
         api: HttpApi | None = None,
         send_timeout_s: float | None = None,
         metrics: bool = True,
+        *,
+        admission: Admission,
     ) -> None:
         self.stream = stream
         self.metrics = metrics
+        self.admission = admission
         self.directory = directory
         self.tokens = tokens
         self.api = api
@@ -73,8 +79,13 @@ class Bridge:
             return error(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
         try:
             grant = self.tokens.verify(token, job_id)
+            if not self.admission.key_is_live(grant):
+                raise InvalidStreamToken("the API key it was issued to has been revoked")
         except InvalidStreamToken as exc:
             return error(403, "permission_denied", f"stream token rejected: {exc}")
+        except KeysFileError as exc:
+            log.error("%s", exc)
+            return error(503, "unavailable", "the API keys cannot be read; retry shortly")
         # strip: httptools, unlike h11, hands header values over with their optional surrounding whitespace.
         after = request.query_params.get("after") or request.headers.get("last-event-id", "").strip(" \t")
         if after and not cursors.is_valid(after):
@@ -91,7 +102,15 @@ class Bridge:
         else:
             if owner != grant.tenant:
                 return error(404, "not_found", f"job {job_id} not found")
-        return EventSourceResponse(self._frames(job_id, after, grant.tenant, checked=owner is not None), self.streams)
+        try:
+            ticket = self.admission.admit(grant, token)
+        except Refusal as refused:
+            return error(refused.status, refused.code, refused.message)
+        except KeysFileError as exc:
+            log.error("%s", exc)
+            return error(503, "unavailable", "the tenants' limits cannot be read; retry shortly")
+        frames = self._frames(job_id, after, grant.tenant, checked=owner is not None)
+        return EventSourceResponse(frames, self.streams, on_close=ticket.release)
 
     async def _frames(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncGenerator[bytes, None]:
         """The stream's body: each chunk everything the watcher had pending, in one write."""
@@ -100,7 +119,7 @@ class Bridge:
             return
         progress = _StreamProgress(job_id)
         # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
-        batches = contextlib.aclosing(self.stream.watch_batches(job_id, after))
+        batches = contextlib.aclosing(self.stream.watch_batches(job_id, after, owner=tenant))
         try:
             async with batches as watch:
                 async for batch in watch:
@@ -114,6 +133,8 @@ class Bridge:
                             span.end()  # once the write is done: the span covers the send to the client
         except SlowConsumerError:  # the client reconnects with Last-Event-ID
             metrics.SLOW_CLIENTS_CUT.labels("queue_full").inc()
+        except ReplayBusyError as busy:  # the client reconnects with Last-Event-ID, after `retry:`
+            log.warning("%s", busy)
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""

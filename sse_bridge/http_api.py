@@ -49,6 +49,7 @@ HTTP_STATUS = {
 FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
 UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 CALL_TIMEOUT_S = 30.0
+RETRY_AFTER_S = 5
 # The routes that stream (WatchJob) are served as Server-Sent Events at /v1/jobs/{job_id}/events instead.
 SKIPPED = frozenset({"WatchJob"})
 
@@ -57,7 +58,9 @@ def error(status: int, code: str, message: str, field: str = "") -> JSONResponse
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
+    # A quota refused the call (429): when to try again; quotas free up as jobs end and streams close.
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 @dataclass(frozen=True)

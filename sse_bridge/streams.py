@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -130,9 +130,12 @@ class EventSourceResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncGenerator[bytes, None], streams: Streams) -> None:
+    def __init__(
+        self, frames: AsyncGenerator[bytes, None], streams: Streams, on_close: Callable[[], None] | None = None
+    ) -> None:
         self.frames = frames
         self.streams = streams
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"})
@@ -149,6 +152,8 @@ class EventSourceResponse(Response):
             connection.cut()
             listening.cancel()
             await asyncio.wait((streaming, listening))
+            if self.on_close is not None:
+                self.on_close()
         for task in (streaming, listening):
             if not task.cancelled():
                 task.result()  # the stream's own error (or the server's), if it had one

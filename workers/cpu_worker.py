@@ -25,7 +25,7 @@ async def main() -> None:
     store = PayloadStore(settings)
     log = EventLog(settings)
     await log.start()
-    text = TextActivities(store, settings.payload_threshold_bytes)
+    text = TextActivities(store, settings.payload_threshold_bytes, settings.max_input_bytes)
     events = EventActivities(log, store, text)
 
     def make(client: Client) -> list[Worker]:

@@ -76,11 +76,19 @@ class GetJobRequest(_message.Message):
 
 class GetJobResponse(_message.Message):
     """Response for JobService.GetJob."""
-    __slots__ = ("job",)
+    __slots__ = ("job", "events_url", "stream_token")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_URL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     job: _job_pb2.Job
     """The job's current state."""
-    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping[str, _Any]]] = ...) -> None: ...
+    events_url: str
+    """The job's Server-Sent Events stream with a fresh stream token in its query string: a client whose
+    token expired (`stream_token_ttl_s`, an hour by default) reconnects with this one.
+    """
+    stream_token: str
+    """The fresh stream token, already included in `events_url`."""
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping[str, _Any]]] = ..., events_url: _Optional[str] = ..., stream_token: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     """Request for JobService.ListJobs."""
@@ -164,16 +172,30 @@ class CreateUploadRequest(_message.Message):
 
 class CreateUploadResponse(_message.Message):
     """Response for JobService.CreateUpload."""
-    __slots__ = ("upload_url", "input_ref", "expire_time")
+    __slots__ = ("upload_url", "input_ref", "expire_time", "upload_fields")
+    class UploadFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     UPLOAD_URL_FIELD_NUMBER: _ClassVar[int]
     INPUT_REF_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELDS_FIELD_NUMBER: _ClassVar[int]
     upload_url: str
-    """Presigned URL to which the client sends the input's bytes with a single HTTP PUT, before
-    `expire_time`.
+    """URL to which the client POSTs the input before `expire_time`, as an HTML form upload
+    (multipart/form-data): every field of `upload_fields`, then the bytes as the field `file`. The
+    signed policy bounds the size: an upload of 0 bytes or over the service's maximum input size is
+    refused by the store.
     """
     input_ref: str
-    """Opaque reference to the uploaded object; pass it as `SubmitJobRequest.input_ref`."""
+    """Opaque reference to the uploaded object; pass it as `SubmitJobRequest.input_ref`. SubmitJob
+    takes a copy of what was uploaded: a later upload to the same URL changes no job.
+    """
     expire_time: _timestamp_pb2.Timestamp
     """When `upload_url` stops accepting uploads."""
-    def __init__(self, upload_url: _Optional[str] = ..., input_ref: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ...) -> None: ...
+    upload_fields: _containers.ScalarMap[str, str]
+    """The signed form fields the POST to `upload_url` must carry (`key`, `policy`, the signature)."""
+    def __init__(self, upload_url: _Optional[str] = ..., input_ref: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., upload_fields: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -10,14 +10,14 @@ from typing import Any
 
 import grpc
 
-from jobstream.auth import KeysFileError, bearer_key, load_keys
+from jobstream.auth import Caller, KeysFileError, bearer_key, caller_of, load_keys
 from jobstream.settings import Settings
 from services.job_service.interceptors import ServerInterceptor
 
 log = logging.getLogger(__name__)
 SERVICE_PREFIX = "/jobstream.v1.JobService/"
-# The tenant of the call being handled; set by the interceptor inside the handler's own task.
-CALLER_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("caller_tenant")
+# Who the call being handled comes from; set by the interceptor inside the handler's own task.
+CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 UNAUTHENTICATED = "send 'authorization: Bearer <api key>' with a valid key"
 
 
@@ -39,18 +39,18 @@ def _refusal(code: grpc.StatusCode, message: str, streaming: bool) -> grpc.RpcMe
     return grpc.unary_unary_rpc_method_handler(refuse, _unparsed)
 
 
-def _as(tenant: str, behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+def _as(caller: Caller, behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
     if streaming:
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            CALLER_TENANT.set(tenant)
+            CALLER.set(caller)
             async for response in behavior(request, context):
                 yield response
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        CALLER_TENANT.set(tenant)
+        CALLER.set(caller)
         return await behavior(request, context)
 
     return unary
@@ -72,20 +72,20 @@ class AuthInterceptor(ServerInterceptor):
         try:
             # Re-read each call: keys are configuration, and rotating one must not need a restart.
             header = str(dict(handler_call_details.invocation_metadata or ()).get("authorization", ""))
-            tenant = load_keys(self.settings).get(bearer_key(header))
+            caller = caller_of(load_keys(self.settings), bearer_key(header))
         except KeysFileError as exc:
             # An operator's broken edit of the keys file: retryable, said plainly; its details are for the log.
             log.error("%s", exc)
             return _refusal(grpc.StatusCode.UNAVAILABLE, "the API keys cannot be read; retry shortly", streaming)
-        if tenant is None:
+        if caller is None:
             return _refusal(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, streaming)
         if handler.unary_stream is not None:
-            behavior = _as(tenant, handler.unary_stream, streaming=True)
+            behavior = _as(caller, handler.unary_stream, streaming=True)
             return grpc.unary_stream_rpc_method_handler(
                 behavior, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_unary is not None:
-            behavior = _as(tenant, handler.unary_unary, streaming=False)
+            behavior = _as(caller, handler.unary_unary, streaming=False)
             return grpc.unary_unary_rpc_method_handler(
                 behavior, handler.request_deserializer, handler.response_serializer
             )

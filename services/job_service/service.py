@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -17,16 +18,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
-from jobstream.event_stream import EventStream, SlowConsumerError
+from jobstream.auth import KeysFileError
+from jobstream.event_stream import EventStream, ReplayBusyError, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.logs import bind_job
-from jobstream.payload_store import PayloadStore
+from jobstream.payload_store import Changed, PayloadStore
 from jobstream.pipelines import Pipelines
-from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
+from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import WORKFLOW_QUEUE
+from jobstream.tenants import tenant_limits
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
@@ -40,10 +43,13 @@ from jobstream.workflow_io import (
     StageProgress,
 )
 from services.job_service import job_view, listing, validation
-from services.job_service.auth_interceptor import CALLER_TENANT, UNAUTHENTICATED
+from services.job_service.auth_interceptor import CALLER, UNAUTHENTICATED
+from services.job_service.quotas import RunningJobs
 from services.job_service.validation import RequestError, invalid
 
 MAX_SEED = 2**32 - 1
+
+log = logging.getLogger(__name__)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
@@ -66,15 +72,16 @@ class JobService(JobServiceServicer):
         self.pipelines = pipelines
         self.tokens = StreamTokens(settings)
         self.stream = stream
+        self.running = RunningJobs(client)
 
     # -- authentication -------------------------------------------------------------------------------
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         """The caller's tenant, which AuthInterceptor established before the request was parsed."""
-        tenant = CALLER_TENANT.get(None)
-        if tenant is None:  # served without the interceptor: refuse rather than guess
+        caller = CALLER.get(None)
+        if caller is None:  # served without the interceptor: refuse rather than guess
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
-        assert tenant is not None
-        return tenant
+        assert caller is not None
+        return caller.tenant
 
     async def owned_handle(
         self, context: grpc.aio.ServicerContext[Any, Any], tenant: str, job_id: str
@@ -138,6 +145,7 @@ class JobService(JobServiceServicer):
         else:
             job_id = job_view.new_job_id()
         bind_job(job_id)
+        await self.check_running_jobs(context, tenant)
         prompt = valid.prompt
         if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
             # Claim check at the front door: a large prompt never enters Temporal.
@@ -179,6 +187,7 @@ class JobService(JobServiceServicer):
                     pipeline=valid.pipeline, status=Status.QUEUED, stage_count=len(stages), fingerprint=fingerprint
                 ).changes(),
             )
+            self.running.started(tenant)
         except WorkflowAlreadyStartedError:
             # Two identical submissions raced; the loser answers with the winner's job.
             description = await self.client.get_workflow_handle(job_id).describe()
@@ -203,13 +212,28 @@ class JobService(JobServiceServicer):
         return self.submitted(job_id, tenant, job.status)
 
     def submitted(self, job_id: str, tenant: str, status: JobStatus) -> api.SubmitJobResponse:
-        token = self.tokens.issue(job_id, tenant)
-        return api.SubmitJobResponse(
-            job_id=job_id,
-            status=status,
-            events_url=f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}",
-            stream_token=token,
-        )
+        events_url, token = self.stream_grant(job_id, tenant)
+        return api.SubmitJobResponse(job_id=job_id, status=status, events_url=events_url, stream_token=token)
+
+    def stream_grant(self, job_id: str, tenant: str) -> tuple[str, str]:
+        """The job's SSE URL with a fresh stream token in it, and the token: signed for the caller's API key, so
+        it stops working when that key is revoked."""
+        token = self.tokens.issue(job_id, tenant, CALLER.get().key_id)
+        return f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}", token
+
+    async def check_running_jobs(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
+        """RESOURCE_EXHAUSTED (HTTP 429) for a tenant at its limit of running jobs; nothing is started."""
+        try:
+            limit = tenant_limits(self.settings, tenant).max_running_jobs
+        except KeysFileError as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")
+        if limit and (running := await self.running.count(tenant)) >= limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tenant {tenant} has {running} jobs running, its limit (max_running_jobs {limit}); "
+                "submit again when one has ended",
+            )
 
     async def check_input_ref(self, tenant: str, ref: str) -> str:
         try:
@@ -218,18 +242,26 @@ class JobService(JobServiceServicer):
             raise invalid("input_ref", "is not a reference returned by CreateUpload") from exc
         if not key.startswith(f"uploads/{tenant}/"):
             raise invalid("input_ref", "is not a reference returned by CreateUpload")
-        size = await self.store.size(ref)
-        if size is None:
+        stored = await self.store.stat(ref)
+        if stored is None:
             raise invalid("input_ref", "nothing has been uploaded to this reference yet")
-        if size > self.settings.max_input_bytes:
+        if stored.size > self.settings.max_input_bytes:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "input_ref",
-                f"the upload is {size} bytes; the maximum is {self.settings.max_input_bytes}",
+                f"the upload is {stored.size} bytes; the maximum is {self.settings.max_input_bytes}",
             )
-        if size == 0:
+        if stored.size == 0:
             raise invalid("input_ref", "the uploaded object is empty")
-        return ref
+        # The job reads a copy of exactly what was checked: an upload to the same URL after this changes nothing.
+        try:
+            return await self.store.pin(ref, stored.etag, f"inputs/{tenant}/uploads")
+        except Changed as exc:
+            raise RequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "input_ref",
+                "the upload changed while it was checked; submit again",
+            ) from exc
 
     async def tell_cancel_reason(self, handle: WorkflowHandle[Any, Any], reason: str) -> None:
         """The reason reaches the workflow as a signal just before the cancel, so job.cancelled carries it."""
@@ -245,7 +277,8 @@ class JobService(JobServiceServicer):
     ) -> api.GetJobResponse:
         tenant = await self.authenticate(context)
         _, job, _ = await self.owned_handle(context, tenant, request.job_id)
-        return api.GetJobResponse(job=job)
+        events_url, token = self.stream_grant(request.job_id, tenant)
+        return api.GetJobResponse(job=job, events_url=events_url, stream_token=token)
 
     async def CancelJob(
         self, request: api.CancelJobRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -277,7 +310,7 @@ class JobService(JobServiceServicer):
             await abort(context, error)
         except listing.BadPageToken as exc:
             await abort(context, invalid("page_token", str(exc)))
-        query = f"{JOB_WORKFLOWS} AND {JOB_TENANT.name} = '{_quote(tenant)}'"
+        query = f"{JOB_WORKFLOWS} AND {tenant_term(tenant)}"
         if status:
             query += f" AND {STATUS_QUERY[status]}"
         executions, next_token = await listing.newest_first(self.client, query, page_size, cursor, status or "")
@@ -300,10 +333,9 @@ class JobService(JobServiceServicer):
         key = f"uploads/{tenant}/{uuid.uuid4().hex}"
         expire = Timestamp()
         expire.FromDatetime(datetime.now(UTC) + ttl)
+        url, fields = await self.store.presigned_post(key, ttl, self.settings.max_input_bytes)
         return api.CreateUploadResponse(
-            upload_url=await self.store.presigned_put(key, ttl),
-            input_ref=self.store.ref(key),
-            expire_time=expire,
+            upload_url=url, upload_fields=fields, input_ref=self.store.ref(key), expire_time=expire
         )
 
     async def WatchJob(
@@ -314,11 +346,9 @@ class JobService(JobServiceServicer):
             await abort(context, invalid("after", "is not an event id from this job's stream"))
         await self.owned_handle(context, tenant, request.job_id)
         try:
-            async for event in self.stream.watch(request.job_id, request.after):
+            async for event in self.stream.watch(request.job_id, request.after, owner=tenant):
                 yield api.WatchJobResponse(event=event)
         except SlowConsumerError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+        except ReplayBusyError as exc:  # retryable: resume with `after` shortly
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -32,7 +32,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
-from jobstream.auth import keys_file, write_keys
+from jobstream.auth import digest, keys_file, write_keys
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
@@ -87,6 +87,11 @@ async def submit(
     return response
 
 
+async def post_upload(http: httpx.AsyncClient, upload: api.CreateUploadResponse, content: bytes) -> httpx.Response:
+    """Upload `content` as CreateUpload says: a form POST of its signed fields, then the file."""
+    return await http.post(upload.upload_url, data=dict(upload.upload_fields), files={"file": ("input", content)})
+
+
 async def get_job(stub: Stub, api_key: str, job_id: str) -> Job:
     response: api.GetJobResponse = await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=auth(api_key))
     return response.job
@@ -138,11 +143,12 @@ def _read_keys(path: Path) -> dict[str, str]:
 
 
 def add_api_key(settings: Settings, tenant: str) -> str:
-    """Add a new key for `tenant` to the api-keys file, keeping every existing key; returns the key."""
+    """Add a new key for `tenant` (any name, even one the service refuses) to the api-keys file, keeping every
+    existing key; returns the key. Stored as its digest, as `jobstream keys add` stores one."""
     key = "js_test_" + secrets.token_urlsafe(18)
     with _keys_locked(settings) as path:
         keys = _read_keys(path)
-        keys[key] = tenant
+        keys[digest(key)] = tenant
         write_keys(path, keys)
     return key
 
@@ -150,8 +156,24 @@ def add_api_key(settings: Settings, tenant: str) -> str:
 def remove_api_key(settings: Settings, key: str) -> None:
     with _keys_locked(settings) as path:
         keys = _read_keys(path)
-        if keys.pop(key, None) is not None:
+        if keys.pop(digest(key), None) is not None:
             write_keys(path, keys)
+
+
+@contextlib.contextmanager
+def tenant_with_limits(settings: Settings, prefix: str, **limits: int) -> Iterator[tuple[str, str]]:
+    """(tenant, key) of a brand-new tenant whose own limits (the keys file's `tenants` section) are `limits`."""
+    with tenant_key(settings, prefix) as (tenant, key):
+        with _keys_locked(settings) as path:
+            data = json.loads(path.read_text())
+            write_keys(path, data["keys"], {**data.get("tenants", {}), tenant: limits})
+        try:
+            yield tenant, key
+        finally:
+            with _keys_locked(settings) as path:
+                data = json.loads(path.read_text())
+                tenants = {name: own for name, own in data.get("tenants", {}).items() if name != tenant}
+                write_keys(path, data["keys"], tenants)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from tests.stack.helpers import (
     iter_payloads,
     job_service,
     local_stage_results,
+    post_upload,
     remove_api_key,
     rpc_error,
     tenant_key,
@@ -108,8 +109,8 @@ async def test_a_5_mb_upload_completes_through_the_claim_check(
 ) -> None:
     upload: api.CreateUploadResponse = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(api_key))
     async with httpx.AsyncClient(timeout=60) as http:
-        put = await http.put(upload.upload_url, content=large_text(FIVE_MB).encode())
-    assert put.status_code == 200, put.text
+        put = await post_upload(http, upload, large_text(FIVE_MB).encode())
+    assert put.is_success, put.text
     request = api.SubmitJobRequest(input_ref=upload.input_ref, params=GenerationParams(max_tokens=8, seed=1))
     response: api.SubmitJobResponse = await stub.SubmitJob(request, metadata=auth(api_key))
     job = await wait_terminal(stub, api_key, response.job_id, timeout_s=180)
@@ -122,7 +123,7 @@ async def test_a_5_mb_upload_completes_through_the_claim_check(
 async def test_uploads_belong_to_their_tenant_and_expire(stub: Stub, api_key: str, stack: Settings) -> None:
     upload: api.CreateUploadResponse = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(api_key))
     async with httpx.AsyncClient(timeout=30) as http:
-        assert (await http.put(upload.upload_url, content=b"Mr. Darcy")).status_code == 200
+        assert (await post_upload(http, upload, b"Mr. Darcy")).is_success
     with tenant_key(stack, "thief") as (_, other):
         error = await rpc_error(stub.SubmitJob(api.SubmitJobRequest(input_ref=upload.input_ref), metadata=auth(other)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from jobstream.auth import load_keys
+from jobstream.auth import digest, key_id, load_keys, tenant_of
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
 from jobstream.v1 import job_service_pb2 as api
@@ -55,7 +55,9 @@ async def test_stream_token_problems_are_refused_with_json(
     stack: Settings, api_key: str, finished_jobs: tuple[api.SubmitJobResponse, api.SubmitJobResponse]
 ) -> None:
     first, second = finished_jobs
-    tenant = load_keys(stack)[api_key]
+    tenant = tenant_of(load_keys(stack), api_key)
+    assert tenant is not None
+    kid = key_id(digest(api_key))
     tokens = StreamTokens(stack)
     bridge = stack.bridge_url
     async with httpx.AsyncClient(timeout=30) as client:
@@ -72,6 +74,7 @@ async def test_stream_token_problems_are_refused_with_json(
             {
                 "sub": first.job_id,
                 "ten": tenant,
+                "kid": kid,
                 "aud": AUDIENCE,
                 "iat": int(time.time()),
                 "exp": int(time.time()) + 600,
@@ -89,7 +92,7 @@ async def test_stream_token_problems_are_refused_with_json(
         # A genuine token, but for another job.
         await refused(client, events_url(bridge, second.job_id, first.stream_token), 403, "permission_denied")
         # Expired: issued ten days ago.
-        expired = tokens.issue(first.job_id, tenant, now=time.time() - 10 * 86400)
+        expired = tokens.issue(first.job_id, tenant, kid, now=time.time() - 10 * 86400)
         await refused(client, events_url(bridge, first.job_id, expired), 403, "permission_denied")
 
 
@@ -97,15 +100,17 @@ async def test_unknown_malformed_and_foreign_jobs_are_refused_with_json(
     stack: Settings, api_key: str, finished_jobs: tuple[api.SubmitJobResponse, api.SubmitJobResponse]
 ) -> None:
     first, _ = finished_jobs
-    tenant = load_keys(stack)[api_key]
+    tenant = tenant_of(load_keys(stack), api_key)
+    assert tenant is not None
+    kid = key_id(digest(api_key))
     tokens = StreamTokens(stack)
     bridge = stack.bridge_url
     async with httpx.AsyncClient(timeout=30) as client:
         # A valid-looking job id with a correctly signed token for it: the job does not exist.
         unknown = random_job_id()
-        await refused(client, events_url(bridge, unknown, tokens.issue(unknown, tenant)), 404, "not_found")
+        await refused(client, events_url(bridge, unknown, tokens.issue(unknown, tenant, kid)), 404, "not_found")
         # A real job, with a signed token for another tenant: reported exactly like an unknown job.
-        foreign = tokens.issue(first.job_id, f"{tenant}-someone-else")
+        foreign = tokens.issue(first.job_id, f"{tenant}-someone-else", kid)
         await refused(client, events_url(bridge, first.job_id, foreign), 404, "not_found")
         # Malformed job ids (checked before anything else, token or not).
         for bad in ("job_SHOUTING0000000000000000000", "job_short", "12345", "job_" + "a" * 27):

@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from jobstream.auth import KeysFileError, ensure_dev_key, keys_file, load_keys, write_keys
+from jobstream.auth import (
+    KeysFileError,
+    add_key,
+    dev_key,
+    dev_key_file,
+    digest,
+    ensure_dev_key,
+    keys_file,
+    load_keys,
+    remove_key,
+    tenant_of,
+    write_keys,
+)
 from jobstream.settings import Settings
 
 
@@ -18,13 +30,44 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_the_keys_file_is_private_and_replaced_whole(tmp_path: Path) -> None:
-    key = ensure_dev_key(settings(tmp_path))
+    key = add_key(settings(tmp_path), "acme")
     path = keys_file(settings(tmp_path))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_keys(settings(tmp_path)) == {key: "dev"}
-    write_keys(path, {key: "dev", "k2": "acme"})
-    assert load_keys(settings(tmp_path)) == {key: "dev", "k2": "acme"}
+    assert load_keys(settings(tmp_path)) == {digest(key): "acme"}
+    write_keys(path, {digest(key): "acme", digest("k2"): "beta"})
+    assert load_keys(settings(tmp_path)) == {digest(key): "acme", digest("k2"): "beta"}
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_the_keys_file_holds_digests_never_a_key(tmp_path: Path) -> None:
+    key = add_key(settings(tmp_path), "acme")
+    text = keys_file(settings(tmp_path)).read_text()
+    assert key not in text
+    assert digest(key) in text
+    assert tenant_of(load_keys(settings(tmp_path)), key) == "acme"
+    assert tenant_of(load_keys(settings(tmp_path)), key + "x") is None
+    assert tenant_of(load_keys(settings(tmp_path)), digest(key)) is None  # the digest is not a key
+    remove_key(settings(tmp_path), key)
+    assert tenant_of(load_keys(settings(tmp_path)), key) is None
+
+
+def test_a_key_written_in_the_clear_by_hand_still_works(tmp_path: Path) -> None:
+    keys_file(settings(tmp_path)).write_text(json.dumps({"keys": {"hand-written": "acme"}}))
+    assert tenant_of(load_keys(settings(tmp_path)), "hand-written") == "acme"
+
+
+def test_only_the_local_stack_has_a_development_key(tmp_path: Path) -> None:
+    assert dev_key(settings(tmp_path)) is None  # nothing makes one but `jobstream up`
+    key = ensure_dev_key(settings(tmp_path))
+    assert ensure_dev_key(settings(tmp_path)) == key == dev_key(settings(tmp_path))
+    assert stat.S_IMODE(dev_key_file(settings(tmp_path)).stat().st_mode) == 0o600
+    assert tenant_of(load_keys(settings(tmp_path)), key) == "dev"
+    assert key not in keys_file(settings(tmp_path)).read_text()
+
+
+def test_a_key_is_made_only_for_a_valid_tenant_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lowercase"):
+        add_key(settings(tmp_path), "acme/x")
 
 
 def test_a_file_read_in_the_middle_of_a_rewrite_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +76,7 @@ def test_a_file_read_in_the_middle_of_a_rewrite_is_read_again(tmp_path: Path, mo
     path.write_text(whole)
     reads = iter([whole[: len(whole) // 2], whole])
     monkeypatch.setattr(Path, "read_text", lambda self, *args, **kwargs: next(reads))
-    assert load_keys(settings(tmp_path)) == {"k": "acme"}
+    assert load_keys(settings(tmp_path)) == {digest("k"): "acme"}
 
 
 @pytest.mark.parametrize("content", ['{"keys": {"k": ', '{"keys": ["k"]}', "[1]"])
@@ -46,4 +89,4 @@ def test_a_broken_file_is_a_keys_file_error(tmp_path: Path, content: str) -> Non
 def test_tenant_names_that_would_reach_into_another_tenants_objects_are_refused(tmp_path: Path) -> None:
     keys = {"k1": "acme", "k2": "acme/x", "k3": "../acme", "k4": "Acme", "k5": "", "k6": 7, "k7": "tenant-b2"}
     keys_file(settings(tmp_path)).write_text(json.dumps({"keys": keys}))
-    assert load_keys(settings(tmp_path)) == {"k1": "acme", "k7": "tenant-b2"}
+    assert load_keys(settings(tmp_path)) == {digest("k1"): "acme", digest("k7"): "tenant-b2"}

@@ -13,7 +13,7 @@ import pytest
 
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
-from services.job_service.auth_interceptor import CALLER_TENANT, AuthInterceptor
+from services.job_service.auth_interceptor import CALLER, AuthInterceptor
 
 METHOD = "/jobstream.v1.JobService/SubmitJob"
 OPEN_METHOD = "/grpc.health.v1.Health/Check"
@@ -29,7 +29,8 @@ class Recorder:
         return api.SubmitJobRequest.FromString(data)
 
     async def submit(self, request: api.SubmitJobRequest, context: Any) -> api.SubmitJobResponse:
-        self.tenants.append(CALLER_TENANT.get(None))
+        caller = CALLER.get(None)
+        self.tenants.append(caller.tenant if caller else None)
         return api.SubmitJobResponse(job_id="job_x")
 
 

@@ -80,7 +80,9 @@ class Fake:
     async def fallback(self, job_id: str) -> JobEvent | None:
         return self.fallback_event
 
-    async def replay(self, job_id: str, partition: int, offset: int, boundary: int) -> AsyncGenerator[Delivery, None]:
+    async def replay(
+        self, job_id: str, partition: int, offset: int, boundary: int, owner: str = ""
+    ) -> AsyncGenerator[Delivery, None]:
         self.replay_calls.append((job_id, partition, offset, boundary))
         for tail_record in self.during_replay:
             self.stream._route(tail_record)

@@ -20,13 +20,19 @@ from jobstream.event_stream import Delivery, EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
+from jobstream.tenants import TenantLimits
 from jobstream.v1.event_pb2 import JobEvent
+from sse_bridge.admission import Admission
 from sse_bridge.app import RETRY_MS, Bridge, create_app
 from sse_bridge.streams import PING
 
 JOB = "job_" + "a" * 26
 OTHER_JOB = "job_" + "b" * 26
 TENANT = "acme"
+KID = "0123456789abcdef"  # the id of the test tenant's API key
+
+
+LIMITS = TenantLimits(max_running_jobs=0, max_streams=0, max_streams_per_token=0)
 
 
 class SilentStream:
@@ -36,7 +42,9 @@ class SilentStream:
         self.watching = asyncio.Event()
         self.released = asyncio.Event()
 
-    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
+    async def watch_batches(
+        self, job_id: str, after: str = "", owner: str = ""
+    ) -> AsyncGenerator[list[Delivery], None]:
         self.watching.set()
         try:
             await asyncio.Event().wait()
@@ -72,6 +80,7 @@ def make_app(stream: object, directory: Directory, keepalive_s: int, send_timeou
             tokens(),
             keepalive_s,
             send_timeout_s=send_timeout_s,
+            admission=Admission(lambda: {KID: TENANT}, lambda _: LIMITS),
         )
 
     return create_app(open_bridge)
@@ -113,7 +122,7 @@ def http_scope(path: str, query: str = "", headers: dict[str, str] | None = None
 async def test_an_idle_stream_gets_keep_alive_comments_and_the_watcher_is_released_on_disconnect() -> None:
     stream = SilentStream()
     app = make_app(stream, Directory(), keepalive_s=1)
-    token = tokens().issue(JOB, TENANT)
+    token = tokens().issue(JOB, TENANT, KID)
     sent: asyncio.Queue[Message] = asyncio.Queue()
     gone = asyncio.Event()
     requested = False
@@ -174,21 +183,21 @@ async def error(client: httpx.AsyncClient, url: str, status: int, code: str, **h
 async def test_refusals_are_json_4xx() -> None:
     app = make_app(SilentStream(), Directory(), keepalive_s=15)
     issuer = tokens()
-    good = issuer.issue(JOB, TENANT)
+    good = issuer.issue(JOB, TENANT, KID)
     transport = httpx.ASGITransport(app=app)
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
         url = f"/v1/jobs/{JOB}/events"
         await error(client, url, 401, "unauthenticated")
         await error(client, f"{url}?token=garbage", 403, "permission_denied")
         await error(client, url, 403, "permission_denied", authorization="Bearer garbage")
-        forged = StreamTokens(Settings(stream_token_secret="someone-else")).issue(JOB, TENANT)
+        forged = StreamTokens(Settings(stream_token_secret="someone-else")).issue(JOB, TENANT, KID)
         await error(client, f"{url}?token={forged}", 403, "permission_denied")
         await error(client, f"/v1/jobs/{OTHER_JOB}/events?token={good}", 403, "permission_denied")
-        expired = issuer.issue(JOB, TENANT, now=time.time() - 10 * 86400)
+        expired = issuer.issue(JOB, TENANT, KID, now=time.time() - 10 * 86400)
         await error(client, f"{url}?token={expired}", 403, "permission_denied")
         missing = "job_" + "c" * 26
-        await error(client, f"/v1/jobs/{missing}/events?token={issuer.issue(missing, TENANT)}", 404, "not_found")
-        await error(client, f"{url}?token={issuer.issue(JOB, 'intruder')}", 404, "not_found")
+        await error(client, f"/v1/jobs/{missing}/events?token={issuer.issue(missing, TENANT, KID)}", 404, "not_found")
+        await error(client, f"{url}?token={issuer.issue(JOB, 'intruder', KID)}", 404, "not_found")
         body = await error(client, f"/v1/jobs/job_nope/events?token={good}", 400, "invalid_argument")
         assert body["field"] == "job_id"
         body = await error(client, f"{url}?token={good}", 400, "invalid_argument", **{"last-event-id": "x"})
@@ -201,13 +210,13 @@ async def test_a_backend_failure_is_a_json_503_not_a_crash() -> None:
     app = make_app(SilentStream(), Directory(fail=True), keepalive_s=15)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bridge.test") as client:
-        await error(client, f"/v1/jobs/{JOB}/events?token={tokens().issue(JOB, TENANT)}", 503, "unavailable")
+        await error(client, f"/v1/jobs/{JOB}/events?token={tokens().issue(JOB, TENANT, KID)}", 503, "unavailable")
 
 
 async def test_a_client_that_stops_reading_is_cut_off_and_its_watcher_released() -> None:
     stream = SilentStream()
     app = make_app(stream, Directory(), keepalive_s=1, send_timeout_s=0.5)
-    token = tokens().issue(JOB, TENANT)
+    token = tokens().issue(JOB, TENANT, KID)
     written: list[Message] = []
     stuck = asyncio.Event()
 
@@ -240,7 +249,9 @@ class ScriptedStream:
         self.script = script
         self.released = asyncio.Event()
 
-    async def watch_batches(self, job_id: str, after: str = "") -> AsyncGenerator[list[Delivery], None]:
+    async def watch_batches(
+        self, job_id: str, after: str = "", owner: str = ""
+    ) -> AsyncGenerator[list[Delivery], None]:
         try:
             for delay, events in self.script:
                 await asyncio.sleep(delay)
@@ -260,7 +271,7 @@ async def serve(app: Starlette, send: Any) -> None:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    token = tokens().issue(JOB, TENANT)
+    token = tokens().issue(JOB, TENANT, KID)
     await asyncio.wait_for(app(http_scope(f"/v1/jobs/{JOB}/events", f"token={token}"), receive, send), 10)
 
 

@@ -18,26 +18,29 @@ JOB = "job_" + "a" * 26
 OTHER_JOB = "job_" + "b" * 26
 
 
+KID = "0123456789abcdef"
+
+
 def tokens(tmp_path: Path, secret: str = SECRET, ttl_s: int = 3600) -> StreamTokens:
     return StreamTokens(Settings(stream_token_secret=secret, stream_token_ttl_s=ttl_s, state_dir=tmp_path))
 
 
 def test_issue_then_verify(tmp_path: Path) -> None:
     issuer = tokens(tmp_path)
-    token = issuer.issue(JOB, "acme")
-    assert issuer.verify(token, JOB) == StreamGrant(job_id=JOB, tenant="acme")
+    token = issuer.issue(JOB, "acme", KID)
+    assert issuer.verify(token, JOB) == StreamGrant(job_id=JOB, tenant="acme", key_id=KID)
     claims = jwt.decode(token, SECRET, algorithms=[ALGORITHM], audience=AUDIENCE)
     assert claims["exp"] - claims["iat"] == 3600
 
 
 def test_forged_signature(tmp_path: Path) -> None:
-    forged = tokens(tmp_path, secret="another-secret-" + "y" * 32).issue(JOB, "acme")
+    forged = tokens(tmp_path, secret="another-secret-" + "y" * 32).issue(JOB, "acme", KID)
     with pytest.raises(InvalidStreamToken, match="Signature verification failed"):
         tokens(tmp_path).verify(forged, JOB)
 
 
 def test_tampered_claims(tmp_path: Path) -> None:
-    header, _, signature = tokens(tmp_path).issue(JOB, "acme").split(".")
+    header, _, signature = tokens(tmp_path).issue(JOB, "acme", KID).split(".")
     now = int(time.time())
     evil = {"sub": JOB, "ten": "evil", "aud": AUDIENCE, "iat": now, "exp": now + 60}
     claims = jwt.utils.base64url_encode(json.dumps(evil).encode()).decode()
@@ -48,22 +51,22 @@ def test_tampered_claims(tmp_path: Path) -> None:
 def test_token_of_another_job(tmp_path: Path) -> None:
     issuer = tokens(tmp_path)
     with pytest.raises(InvalidStreamToken, match="another job"):
-        issuer.verify(issuer.issue(OTHER_JOB, "acme"), JOB)
+        issuer.verify(issuer.issue(OTHER_JOB, "acme", KID), JOB)
 
 
 def test_expired(tmp_path: Path) -> None:
     issuer = tokens(tmp_path, ttl_s=60)
     with pytest.raises(InvalidStreamToken, match="expired"):
-        issuer.verify(issuer.issue(JOB, "acme", now=time.time() - 61), JOB)
+        issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 61), JOB)
     # Just inside its lifetime it still works.
-    assert issuer.verify(issuer.issue(JOB, "acme", now=time.time() - 50), JOB).tenant == "acme"
+    assert issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 50), JOB).tenant == "acme"
 
 
-def test_a_token_without_an_expiry_or_subject_is_refused(tmp_path: Path) -> None:
+def test_a_token_without_an_expiry_subject_or_key_id_is_refused(tmp_path: Path) -> None:
     # Signed with the right secret, but a token without `exp` would be valid forever.
     now = int(time.time())
-    claims = {"sub": JOB, "ten": "acme", "aud": AUDIENCE, "iat": now, "exp": now + 60}
-    for missing in ("exp", "sub", "iat"):
+    claims = {"sub": JOB, "ten": "acme", "kid": KID, "aud": AUDIENCE, "iat": now, "exp": now + 60}
+    for missing in ("exp", "sub", "iat", "kid"):
         token = jwt.encode({k: v for k, v in claims.items() if k != missing}, SECRET, algorithm=ALGORITHM)
         with pytest.raises(InvalidStreamToken):
             tokens(tmp_path).verify(token, JOB)
@@ -72,7 +75,7 @@ def test_a_token_without_an_expiry_or_subject_is_refused(tmp_path: Path) -> None
 
 def test_wrong_or_missing_audience(tmp_path: Path) -> None:
     now = int(time.time())
-    claims = {"sub": JOB, "ten": "acme", "iat": now, "exp": now + 60}
+    claims = {"sub": JOB, "ten": "acme", "kid": KID, "iat": now, "exp": now + 60}
     for extra in ({"aud": "someone.else"}, {}):
         token = jwt.encode({**claims, **extra}, SECRET, algorithm=ALGORITHM)
         with pytest.raises(InvalidStreamToken):
@@ -83,7 +86,9 @@ def test_missing_or_bad_tenant(tmp_path: Path) -> None:
     now = int(time.time())
     for tenant in ({}, {"ten": 7}, {"ten": None}):
         token = jwt.encode(
-            {"sub": JOB, "aud": AUDIENCE, "iat": now, "exp": now + 60, **tenant}, SECRET, algorithm=ALGORITHM
+            {"sub": JOB, "kid": KID, "aud": AUDIENCE, "iat": now, "exp": now + 60, **tenant},
+            SECRET,
+            algorithm=ALGORITHM,
         )
         with pytest.raises(InvalidStreamToken):
             tokens(tmp_path).verify(token, JOB)
@@ -91,7 +96,7 @@ def test_missing_or_bad_tenant(tmp_path: Path) -> None:
 
 def test_unsigned_and_other_algorithms_are_refused(tmp_path: Path) -> None:
     now = int(time.time())
-    claims = {"sub": JOB, "ten": "acme", "aud": AUDIENCE, "iat": now, "exp": now + 60}
+    claims = {"sub": JOB, "ten": "acme", "kid": KID, "aud": AUDIENCE, "iat": now, "exp": now + 60}
     unsigned = jwt.encode(claims, key=None, algorithm="none")
     hs512 = jwt.encode(claims, SECRET, algorithm="HS512")
     for token in (unsigned, hs512):
@@ -110,11 +115,16 @@ def test_garbage(tmp_path: Path, garbage: str) -> None:
 def test_generated_secret_is_made_once_and_shared(tmp_path: Path) -> None:
     """With no configured secret, every process of one stack signs with the one written into STATE_DIR."""
     issuer, verifier = tokens(tmp_path, secret=""), tokens(tmp_path, secret="")
-    assert verifier.verify(issuer.issue(JOB, "acme"), JOB).tenant == "acme"
+    assert verifier.verify(issuer.issue(JOB, "acme", KID), JOB).tenant == "acme"
     path = tmp_path / "stream-token-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(path.read_text().strip()) >= 32
     # Another stack (another state dir) cannot verify it.
     other = tmp_path / "other"
     with pytest.raises(InvalidStreamToken):
-        tokens(other, secret="").verify(issuer.issue(JOB, "acme"), JOB)
+        tokens(other, secret="").verify(issuer.issue(JOB, "acme", KID), JOB)
+
+
+def test_the_grant_names_the_key_the_token_was_issued_to(tmp_path: Path) -> None:
+    issuer = tokens(tmp_path)
+    assert issuer.verify(issuer.issue(JOB, "acme", KID), JOB).key_id == KID

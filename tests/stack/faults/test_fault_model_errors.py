@@ -30,6 +30,7 @@ from tests.stack.helpers import (
     follow_reconnecting,
     history_of,
     local_stage_attempts,
+    post_upload,
     sse_client,
     submit,
     triton_log_match,
@@ -120,7 +121,7 @@ async def test_a_non_retryable_input_error_fails_at_once_without_retries(
     reliability.fault = f"8. non-retryable input error ({'invalid UTF-8' if reason == 'utf-8' else 'blank'} upload)"
     upload: api.CreateUploadResponse = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(api_key))
     async with httpx.AsyncClient(timeout=30) as http:
-        assert (await http.put(upload.upload_url, content=content)).status_code == 200
+        assert (await post_upload(http, upload, content)).is_success
     reply: api.SubmitJobResponse = await stub.SubmitJob(
         api.SubmitJobRequest(input_ref=upload.input_ref), metadata=auth(api_key)
     )

@@ -39,6 +39,7 @@ from tests.stack.helpers import (
     auth,
     current_pid,
     job_service,
+    post_upload,
     process_alive,
     remove_api_key,
     submit,
@@ -80,7 +81,7 @@ async def tenant(stub: Stub, stack: Settings, api_key: str) -> AsyncIterator[Ten
             upload = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(owner))
             if content is not None:
                 async with httpx.AsyncClient(timeout=30) as http:
-                    assert (await http.put(upload.upload_url, content=content)).status_code == 200
+                    assert (await post_upload(http, upload, content)).is_success
             refs.append(upload.input_ref)
         yield Tenant(name, key, removed, *refs)
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from devstack.reliability import Record
 from jobstream import cursors
-from jobstream.auth import load_keys
+from jobstream.auth import digest, key_id, load_keys, tenant_of
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
 from tests.stack.faults.fuzzing import FuzzLog, examples, fuzz
@@ -43,6 +43,7 @@ class Jobs:
     other_token: str
     tenant: str
     other_tenant: str
+    key_id: str  # of the fuzz tenant's API key: its stream tokens name it
 
 
 @dataclass(frozen=True)
@@ -60,20 +61,22 @@ class SseCase:
 
 def token_for(case: SseCase, jobs: Jobs, tokens: StreamTokens, job_id: str) -> str:
     now = time.time()
-    claims = {"sub": job_id, "ten": jobs.tenant, "aud": AUDIENCE, "iat": int(now), "exp": int(now) + 600}
+    claims = {"sub": job_id, "ten": jobs.tenant, "kid": jobs.key_id, "aud": AUDIENCE, "iat": int(now)}
+    claims["exp"] = int(now) + 600
     return {
-        "valid": tokens.issue(job_id, jobs.tenant) if job_id != jobs.other else jobs.other_token,
+        "valid": tokens.issue(job_id, jobs.tenant, jobs.key_id) if job_id != jobs.other else jobs.other_token,
         "missing": "",
         "garbage": case.garbage,
         "forged": jwt.encode(claims, secrets.token_urlsafe(32), algorithm="HS256"),
-        "expired": tokens.issue(job_id, jobs.tenant, now=now - 10 * 86400),
+        "expired": tokens.issue(job_id, jobs.tenant, jobs.key_id, now=now - 10 * 86400),
         "none-alg": jwt.encode(claims, None, algorithm="none"),
         "other-job": jobs.sibling_token if job_id != jobs.sibling else jobs.own_token,
         "tampered": ".".join(
             [jobs.own_token.split(".")[0], jobs.sibling_token.split(".")[1], jobs.own_token.split(".")[2]]
         ),
         "other-tenant": jobs.other_token,  # a genuine token of another tenant, for its own job
-        "wrong-tenant": tokens.issue(job_id, jobs.tenant + "-someone-else"),  # signed, but names another tenant
+        # Signed, but names another tenant.
+        "wrong-tenant": tokens.issue(job_id, jobs.tenant + "-someone-else", jobs.key_id),
     }[case.token]
 
 
@@ -225,9 +228,11 @@ async def test_fuzzed_sse_requests_get_documented_answers_and_only_their_own_eve
         other = await submit(stub, api_key, "Another tenant's stream", max_tokens=3)
         for reply, owner in ((own, key), (sibling, key), (other, api_key)):
             await wait_terminal(stub, owner, reply.job_id)
-        assert load_keys(stack)[api_key] != tenant
+        other_tenant = tenant_of(load_keys(stack), api_key)
+        assert other_tenant is not None
+        assert other_tenant != tenant
         jobs = Jobs(own.job_id, own.stream_token, sibling.job_id, sibling.stream_token, other.job_id,
-                    other.stream_token, tenant, load_keys(stack)[api_key])  # fmt: skip
+                    other.stream_token, tenant, other_tenant, key_id(digest(key)))  # fmt: skip
         bridge_pid = current_pid(stack, "sse-bridge")
         log = FuzzLog()
         events_checked = 0

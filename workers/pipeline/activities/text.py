@@ -16,14 +16,14 @@ from jobstream.workflow_io import StageInput, StageOutput
 INVALID_INPUT = "InvalidInput"
 
 
-async def load_text(store: PayloadStore, stage: StageInput) -> str:
-    """The stage's input text, fetched from MinIO when it travelled as a reference."""
+async def load_text(store: PayloadStore, stage: StageInput, limit: int | None = None) -> str:
+    """The stage's input text, fetched from MinIO (at most `limit` bytes) when it travelled as a reference."""
     if stage.text is not None:
         return stage.text
     if stage.ref is None:
         raise ApplicationError("the stage has no input", type=INVALID_INPUT, non_retryable=True)
     try:
-        data = await store.get(stage.ref)
+        data = await store.get(stage.ref, limit)
     except ValueError as exc:
         raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from exc
     try:
@@ -35,15 +35,17 @@ async def load_text(store: PayloadStore, stage: StageInput) -> str:
 
 
 class TextActivities:
-    def __init__(self, store: PayloadStore, threshold_bytes: int) -> None:
+    def __init__(self, store: PayloadStore, threshold_bytes: int, max_input_bytes: int) -> None:
         self.store = store
         self.threshold_bytes = threshold_bytes
+        # A job's input is read no further than this, whatever its reference points at.
+        self.max_input_bytes = max_input_bytes
 
     @activity.defn(name="preprocess")
     async def preprocess(self, stage: StageInput) -> StageOutput:
         async with heartbeating():
             await drill_delay(stage)
-            text = unicodedata.normalize("NFC", await load_text(self.store, stage))
+            text = unicodedata.normalize("NFC", await load_text(self.store, stage, self.max_input_bytes))
             text = " ".join(text.split())
             if not text:
                 raise ApplicationError("input is empty after normalisation", type=INVALID_INPUT, non_retryable=True)
