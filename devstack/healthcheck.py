@@ -27,7 +27,14 @@ class Unhealthy(Exception):
 
 
 def job_service(settings: Settings) -> None:
-    with grpc.insecure_channel(settings.grpc_target) as channel:
+    ca = settings.server_ca_file
+    credentials = grpc.ssl_channel_credentials(ca.read_bytes()) if ca else None
+    channel = (
+        grpc.secure_channel(settings.grpc_target, credentials)
+        if credentials
+        else grpc.insecure_channel(settings.grpc_target)
+    )
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
@@ -39,9 +46,10 @@ def job_service(settings: Settings) -> None:
 
 
 def sse_bridge(settings: Settings) -> None:
-    url = f"http://{settings.host}:{settings.bridge_port}/healthz"
+    url = f"{settings.local_bridge_url}/healthz"
+    verify = str(settings.server_ca_file) if settings.server_ca_file else True
     try:
-        status = httpx.get(url, timeout=TIMEOUT_S).status_code
+        status = httpx.get(url, timeout=TIMEOUT_S, verify=verify).status_code
     except httpx.HTTPError as exc:
         raise Unhealthy(f"{url}: {exc}") from exc
     if status != 200:

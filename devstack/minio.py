@@ -36,8 +36,8 @@ def command(binary: Path, settings: Settings) -> list[str]:
 
 def environment(settings: Settings) -> dict[str, str]:
     return {
-        "MINIO_ROOT_USER": settings.minio_access_key,
-        "MINIO_ROOT_PASSWORD": settings.minio_secret_key,
+        "MINIO_ROOT_USER": settings.minio_root_user,
+        "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "MINIO_BROWSER": "on",
         # No phoning home: this machine has no route out, and waiting on it slows start-up.
         "MINIO_UPDATE": "off",

@@ -1,4 +1,6 @@
-"""One-time resources the services expect: the payload bucket and the events topic (both idempotent)."""
+"""One-time resources the services expect (all idempotent): the events topic, the payload bucket with its
+retention, and the services' MinIO user, which may touch that bucket only. Only this uses MinIO's root
+user: a presigned URL names the user that signed it, and the services' cannot reach any other bucket."""
 
 from __future__ import annotations
 
@@ -8,19 +10,25 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from minio.commonconfig import ENABLED, Filter
+from minio.credentials.providers import StaticProvider
+from minio.error import MinioAdminException, S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from minio.minioadmin import MinioAdmin
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from jobstream.payload_store import PayloadStore
+from jobstream.connections import kafka_options, temporal_connect_options
+from jobstream.payload_store import RETENTION_DAYS, minio_client
 from jobstream.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from jobstream.settings import Settings, get_settings
 from jobstream.stream_tokens import signing_secret
 
 
 async def create_events_topic(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         if settings.events_topic in await admin.list_topics():
@@ -32,9 +40,60 @@ async def create_events_topic(settings: Settings) -> None:
         await admin.close()
 
 
+def bucket_policy(bucket: str) -> dict[str, object]:
+    """What the services' user may do: read and write the bucket's objects, and see the bucket itself."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+        ],
+    }
+
+
+def provision_store(settings: Settings) -> None:
+    root = minio_client(settings, settings.minio_root_user, settings.minio_root_password)
+    bucket = settings.minio_bucket
+    if not root.bucket_exists(bucket):
+        try:
+            root.make_bucket(bucket)
+        except S3Error as exc:
+            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    rule = Rule(
+        ENABLED, rule_filter=Filter(prefix=""), rule_id="job-retention", expiration=Expiration(days=RETENTION_DAYS)
+    )
+    root.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
+    if settings.minio_access_key == settings.minio_root_user:
+        return  # an operator who chose to run the services as root (not advised)
+    admin = MinioAdmin(
+        endpoint=settings.minio_endpoint,
+        credentials=StaticProvider(settings.minio_root_user, settings.minio_root_password),
+        region=settings.minio_region,
+        secure=settings.minio_secure,
+        cert_check=True,
+    )
+    policy = f"{bucket}-objects"
+    admin.policy_add(policy, policy=bucket_policy(bucket))
+    admin.user_add(settings.minio_access_key, settings.minio_secret_key)
+    try:
+        admin.attach_policy([policy], user=settings.minio_access_key)
+    except MinioAdminException as exc:
+        if "already" not in str(exc).lower():  # attached on an earlier run
+            raise
+
+
 async def provision(settings: Settings) -> None:
     await create_events_topic(settings)
-    await PayloadStore(settings).ensure_bucket()
+    await asyncio.to_thread(provision_store, settings)
 
 
 async def register_search_attributes(settings: Settings, timeout_s: float = 120.0) -> None:
@@ -42,12 +101,12 @@ async def register_search_attributes(settings: Settings, timeout_s: float = 120.
 
     Retried: a fresh Temporal answers health checks before its namespace is visible to every service.
     """
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(**temporal_connect_options(settings))
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             listed = await client.operator_service.list_search_attributes(
-                ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+                ListSearchAttributesRequest(namespace=client.namespace)
             )
             missing = {
                 name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
@@ -56,7 +115,7 @@ async def register_search_attributes(settings: Settings, timeout_s: float = 120.
             }
             if missing:
                 await client.operator_service.add_search_attributes(
-                    AddSearchAttributesRequest(namespace=settings.temporal_namespace, search_attributes=missing)
+                    AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
                 )
             return
         except RPCError:

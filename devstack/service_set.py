@@ -91,7 +91,7 @@ async def service_set(
 ) -> AsyncIterator[ServiceSet]:
     """Start the set (JobService, CPU worker, a GPU worker per local model or per one of `models`, bridge);
     stopped, with everything it forked, on the way out. `extra_env` reaches every process."""
-    env = environment(stack_settings, namespace, state_dir, port_base)
+    env = {**environment(stack_settings, namespace, state_dir, port_base), **extra_env}
     with _environ(env):
         settings = Settings()
     await register_namespace(settings)
@@ -102,7 +102,7 @@ async def service_set(
         if models is None or not child.name.startswith("gpu-worker-") or child.name[len("gpu-worker-") :] in models
     ]
     for child in children:
-        child.env = {**child.env, **env, **extra_env}
+        child.env = {**child.env, **env}
     supervisor.check_ports(children)
     try:
         for child in children:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
-import grpc
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,6 +14,7 @@ from temporalio.client import Client
 from devstack import kafka, minio, temporal_server, triton
 from devstack.bootstrap import Tools
 from devstack.supervisor import Child, Probe
+from jobstream.connections import job_service_channel
 from jobstream.pipelines import load_pipelines
 from jobstream.readiness import is_ready
 from jobstream.settings import Settings
@@ -21,9 +22,9 @@ from jobstream.settings import Settings
 PYTHON = sys.executable
 
 
-def http_ok(url: str) -> Probe:
+def http_ok(url: str, ca_file: Path | None = None) -> Probe:
     async def probe(_pid: int) -> bool:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=2.0, verify=str(ca_file) if ca_file else True) as client:
             return (await client.get(url)).status_code == 200
 
     return probe
@@ -52,9 +53,9 @@ def kafka_ok(settings: Settings) -> Probe:
     return probe
 
 
-def grpc_serving(target: str) -> Probe:
+def grpc_serving(settings: Settings) -> Probe:
     async def probe(_pid: int) -> bool:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with job_service_channel(settings) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -156,7 +157,7 @@ def services(settings: Settings) -> list[Child]:
         Child(
             "job-service",
             [PYTHON, "-m", "services.job_service"],
-            grpc_serving(settings.grpc_target),
+            grpc_serving(settings),
             # A pipeline whose model this machine cannot run is refused at submit, not left queued.
             # The fault drills are for rehearsing failures, which the local stack and its tests are for.
             env={"JOBSTREAM_MODELS": ",".join(local_models(settings)), "JOBSTREAM_DRILLS": "true", **LOCAL_LIMITS},
@@ -179,7 +180,7 @@ def services(settings: Settings) -> list[Child]:
         Child(
             "sse-bridge",
             [PYTHON, "-m", "sse_bridge"],
-            http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
+            http_ok(f"{settings.local_bridge_url}/healthz", settings.server_ca_file),
             # A front end's development server on any loopback port may call the local stack.
             env={"JOBSTREAM_CORS_ORIGINS": settings.cors_origins or LOOPBACK_ORIGINS, **LOCAL_LIMITS},
             ports=[(settings.bridge_port, "JOBSTREAM_BRIDGE_PORT")],

@@ -35,7 +35,7 @@ def banner(settings: Settings, api_key: str) -> str:
             f"  Temporal            {settings.temporal_address}   Web UI http://{host}:{settings.temporal_ui_port}",
             f"  Kafka               {settings.kafka_bootstrap}   topic {settings.events_topic}",
             f"  MinIO               http://{settings.minio_endpoint}   console "
-            f"http://{host}:{settings.minio_console_port} ({settings.minio_access_key})",
+            f"http://{host}:{settings.minio_console_port} ({settings.minio_root_user})",
             f"  Triton              http://{host}:{settings.triton_http_port}   gRPC {settings.triton_grpc_url}",
             f"  metrics             {metrics_urls(settings)}",
             f"  logs                {settings.logs_dir}",

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from jobstream.auth import add_key, dev_key, remove_key
+from jobstream.connections import job_service_channel
 from jobstream.event_log import TERMINAL_TYPES, event_data
 from jobstream.job_state import Status
 from jobstream.settings import get_settings
@@ -126,7 +127,7 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
 
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+    async with job_service_channel(settings) as channel:
         stub = JobServiceStub(channel)
         if args.command == "submit":
             params = GenerationParams(max_tokens=args.max_tokens)

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from jobstream import cursors, tracing
+from jobstream.connections import kafka_options
 from jobstream.settings import Settings
 from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
@@ -36,7 +37,7 @@ class EventLog:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.events_topic
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_options(settings),
             enable_idempotence=True,
             acks="all",
             # Tokens are tiny and latency-bound: send at once rather than waiting to fill a batch.

@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from jobstream import cursors
+from jobstream.connections import kafka_options
 from jobstream.event_log import TERMINAL_TYPES, LogLocator, event_json, readable_event
 from jobstream.settings import Settings
 from jobstream.tracing import RecordHeaders
@@ -165,7 +166,7 @@ class EventStream:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_options(self.settings),
             enable_auto_commit=False,
             fetch_max_wait_ms=POLL_MS,
             max_partition_fetch_bytes=1024 * 1024,

@@ -14,11 +14,11 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, CopySource, Filter
+from minio.commonconfig import CopySource
 from minio.datatypes import PostPolicy
 from minio.error import S3Error
-from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClient
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, ExternalStorage
@@ -30,13 +30,17 @@ RETENTION_DAYS = 7
 REF_SCHEME = "minio://"
 
 
-def minio_client(settings: Settings) -> Minio:
+def minio_client(settings: Settings, access_key: str = "", secret_key: str = "") -> Minio:
+    """A client as the services' user (limited to the bucket), or as the user whose keys are given."""
+    ca = settings.minio_ca_file
     return Minio(
         settings.minio_endpoint,
-        access_key=settings.minio_access_key,
-        secret_key=settings.minio_secret_key,
-        secure=False,
+        access_key=access_key or settings.minio_access_key,
+        secret_key=secret_key or settings.minio_secret_key,
+        secure=settings.minio_secure,
         region=settings.minio_region,
+        # A private CA's bundle; without one, the system's (certifi's) CAs verify MinIO's certificate.
+        http_client=urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca)) if ca else None,
     )
 
 
@@ -58,7 +62,7 @@ class PayloadStore:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.minio_bucket
         self.client = minio_client(settings)
-        self.base_url = f"http://{settings.minio_endpoint}"
+        self.base_url = f"{'https' if settings.minio_secure else 'http'}://{settings.minio_endpoint}"
 
     def ref(self, key: str) -> str:
         return f"{REF_SCHEME}{self.bucket}/{key}"
@@ -69,24 +73,6 @@ class PayloadStore:
         if not ref.startswith(prefix) or len(ref) == len(prefix) or ".." in ref:
             raise ValueError(f"not a reference to this store: {ref[:80]!r}")
         return ref[len(prefix) :]
-
-    async def ensure_bucket(self) -> None:
-        def create() -> None:
-            if not self.client.bucket_exists(self.bucket):
-                try:
-                    self.client.make_bucket(self.bucket)
-                except S3Error as exc:
-                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
-            rule = Rule(
-                ENABLED,
-                rule_filter=Filter(prefix=""),
-                rule_id="job-retention",
-                expiration=Expiration(days=RETENTION_DAYS),
-            )
-            self.client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
-
-        await asyncio.to_thread(create)
 
     async def put(self, prefix: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Store under a content-addressed key (same bytes, same key) and return the reference."""

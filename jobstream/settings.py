@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Secrets anyone can read in this repository: fine on loopback, refused anywhere else.
+DEVELOPMENT_SECRETS = frozenset(
+    {"jobstream-dev-secret", "jobstream-dev-app-secret", "jobstream-dev-stream-token-secret"}
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 class Settings(BaseSettings):
@@ -66,8 +80,16 @@ class Settings(BaseSettings):
 
     minio_port: int = Field(9000, description="MinIO S3 API port.")
     minio_console_port: int = Field(9001, description="MinIO console port.")
-    minio_access_key: str = Field("jobstream", description="MinIO root user (local stack).")
-    minio_secret_key: str = Field("jobstream-dev-secret", description="MinIO root password.")
+    minio_access_key: str = Field(
+        "jobstream-app",
+        description="The services' MinIO user: provisioning creates it, limited to the payload bucket, and it signs "
+        "the upload and download URLs clients get.",
+    )
+    minio_secret_key: str = Field("jobstream-dev-app-secret", description="That user's secret key.")
+    minio_root_user: str = Field(
+        "jobstream", description="MinIO's root user: only provisioning (and the local MinIO server) use it."
+    )
+    minio_root_password: str = Field("jobstream-dev-secret", description="MinIO's root password.")
     minio_bucket: str = Field("jobstream", description="Bucket for claim-checked payloads.")
     minio_region: str = Field("us-east-1", description="Region sent to MinIO (avoids a lookup).")
 
@@ -152,6 +174,56 @@ class Settings(BaseSettings):
         None, description='JSON {"keys": {API key: tenant}}; default STATE_DIR/api-keys.json.'
     )
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("JOBSTREAM_TLS_CERT_FILE and JOBSTREAM_TLS_KEY_FILE go together: set both or neither")
+        return self
+
+    def refuse_development_secrets(self) -> None:
+        """Exit with a clear message when this process would serve beyond loopback with a secret everyone knows
+        (this module's defaults, or docker-compose's old fallbacks): with those, anyone could sign stream tokens
+        or read every tenant's objects."""
+        if is_loopback(self.bind_address):
+            return
+        known = [
+            f"JOBSTREAM_{name.upper()}"
+            for name in ("stream_token_secret", "minio_secret_key", "minio_root_password")
+            if getattr(self, name) in DEVELOPMENT_SECRETS
+        ]
+        if known:
+            raise SystemExit(
+                f"refusing to serve on {self.bind_address} with the development value of {', '.join(known)}: "
+                "set a secret of your own (the local stack's defaults are for 127.0.0.1 only)"
+            )
+
+    # -- TLS: the local stack is plaintext on loopback; every connection can be secured for production ------
+    tls_cert_file: Path | None = Field(
+        None, description="Certificate chain (PEM) the JobService and the SSE bridge serve TLS with; unset: plaintext."
+    )
+    tls_key_file: Path | None = Field(None, description="The private key (PEM) of TLS_CERT_FILE.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="The JobService requires client certificates signed by this CA (mutual TLS)."
+    )
+    server_ca_file: Path | None = Field(
+        None,
+        description="CA bundle that clients of jobstream's own servers (the bridge's HTTP API and the CLI calling "
+        "the JobService, the health probes) verify their certificates with; set, they connect with TLS.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects (SASL_SSL with SCRAM for a managed cluster)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, for the SASL_* protocols."
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: str = Field("", description="SASL password.")
+    kafka_ca_file: Path | None = Field(None, description="CA bundle for Kafka's TLS; unset: the system's.")
+    minio_secure: bool = Field(False, description="Reach MinIO (or S3) over HTTPS.")
+    minio_ca_file: Path | None = Field(None, description="CA bundle for MinIO's TLS; unset: the system's.")
+    triton_ssl: bool = Field(False, description="Reach Triton's gRPC endpoint over TLS.")
+    triton_ca_file: Path | None = Field(None, description="CA bundle for Triton's TLS; unset: the system's.")
+
     @property
     def temporal_address(self) -> str:
         return f"{self.temporal_host or self.host}:{self.temporal_port}"
@@ -180,7 +252,13 @@ class Settings(BaseSettings):
 
     @property
     def bridge_url(self) -> str:
-        return self.public_bridge_url or f"http://{self.host}:{self.bridge_port}"
+        """Where clients reach the SSE bridge (what the JobService puts in events URLs)."""
+        return self.public_bridge_url or self.local_bridge_url
+
+    @property
+    def local_bridge_url(self) -> str:
+        """The bridge at its own address (HTTPS when it serves TLS), for probes on the same host or network."""
+        return f"{'https' if self.tls_cert_file else 'http'}://{self.host}:{self.bridge_port}"
 
     @property
     def logs_dir(self) -> Path:

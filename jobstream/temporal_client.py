@@ -7,6 +7,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from jobstream import tracing
+from jobstream.connections import temporal_connect_options
 from jobstream.payload_store import data_converter
 from jobstream.settings import Settings
 
@@ -18,8 +19,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     # headers carry the context from the JobService's StartWorkflow to each activity.
     interceptors: list[Interceptor] = [TracingInterceptor()] if tracing.enabled() else []
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        **temporal_connect_options(settings),
         data_converter=data_converter(settings),
         runtime=runtime,
         interceptors=interceptors,

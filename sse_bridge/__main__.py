@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import grpc
 import uvicorn
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+from jobstream.connections import job_service_channel
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.logs import configure_logging
@@ -33,7 +33,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     try:
         # With traces on, a job submitted over HTTP starts its trace at the call to the JobService.
         interceptors = aio_client_interceptors() if enabled() else None  # type: ignore[no-untyped-call]
-        async with grpc.aio.insecure_channel(settings.grpc_target, interceptors=interceptors) as channel:
+        async with job_service_channel(settings, interceptors=interceptors) as channel:
             yield Bridge(
                 stream,
                 directory,
@@ -52,6 +52,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
 def main() -> None:
     settings = get_settings()
     configure_logging("sse-bridge", settings)
+    settings.refuse_development_secrets()
     start_tracing("sse-bridge")
     uvicorn.run(
         create_app(open_bridge, settings.cors_origins, serve_metrics=settings.metrics),
@@ -67,6 +68,9 @@ def main() -> None:
         # Open streams would hold a SIGTERM forever; after this they are closed and clients resume elsewhere
         # with Last-Event-ID.
         timeout_graceful_shutdown=5,
+        # HTTPS when given a certificate (the same settings as the JobService's).
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
 
 

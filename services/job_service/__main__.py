@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -62,13 +63,19 @@ def interceptors(settings: Settings, traced: bool) -> list[Any]:
     return [*chain, AuthInterceptor(settings), StatusInterceptor()]
 
 
+def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """TLS with the configured certificate; with a client CA, clients must present a certificate it signed."""
+    ca = client_ca.read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())], ca, require_client_auth=ca is not None)
+
+
 async def serve() -> None:
     settings = get_settings()
     configure_logging("job-service", settings)
+    settings.refuse_development_secrets()
     traced = start_tracing("job-service")
     pipelines = load_pipelines()
     store = PayloadStore(settings)
-    await store.ensure_bucket()
     client = await connect(settings)
     directory = JobDirectory(client, store)
     stream = EventStream(settings, directory.locate, directory.final_event)
@@ -89,7 +96,12 @@ async def serve() -> None:
         [SERVICE_NAME, HEALTH_SERVICE, reflection.SERVICE_NAME],
         server,
     )
-    server.add_insecure_port(f"{settings.bind_address}:{settings.grpc_port}")
+    address = f"{settings.bind_address}:{settings.grpc_port}"
+    if settings.tls_cert_file and settings.tls_key_file:
+        tls = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+        server.add_secure_port(address, tls)
+    else:
+        server.add_insecure_port(address)
     if settings.metrics:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
     await server.start()

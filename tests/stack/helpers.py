@@ -538,8 +538,8 @@ def _probe(settings: Settings, name: str) -> Any:
         "kafka": devstack_stack.kafka_ok(settings),
         "minio": devstack_stack.http_ok(f"http://{settings.minio_endpoint}/minio/health/live"),
         "triton": devstack_stack.http_ok(f"http://{settings.host}:{settings.triton_http_port}/v2/health/ready"),
-        "job-service": devstack_stack.grpc_serving(settings.grpc_target),
-        "sse-bridge": devstack_stack.http_ok(f"http://{settings.host}:{settings.bridge_port}/healthz"),
+        "job-service": devstack_stack.grpc_serving(settings),
+        "sse-bridge": devstack_stack.http_ok(f"{settings.local_bridge_url}/healthz", settings.server_ca_file),
     }
     return probes.get(name) or devstack_stack.file_ready(name, settings)
 

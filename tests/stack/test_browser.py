@@ -9,6 +9,7 @@ import asyncio
 import functools
 import http.server
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from devstack import chromium
 from devstack.reliability import Record
+from jobstream.auth import digest, key_id, load_keys, tenant_of
 from jobstream.settings import Settings
+from jobstream.stream_tokens import StreamTokens
 from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import GenerationParams
 from tests.stack.helpers import auth, job_service, kill_process, wait_restarted
 
 
@@ -184,3 +188,26 @@ async def test_an_eventsource_left_open_after_the_terminal_event_stops_by_itself
     )
     assert outcome == {"state": 2, "opens": 1, "terminal": 1}
     assert len(requests) == 2, requests  # the stream, then one reconnect answered 204; no loop
+
+
+async def test_the_page_renews_an_expired_stream_token_and_misses_nothing(
+    page: Page, stack: Settings, api_key: str
+) -> None:
+    """A stream token lives an hour; a page that reconnects after that is refused (403), asks GetJob for a fresh
+    one and resumes after its last event."""
+    await page.goto(f"{stack.bridge_url}/#key={api_key}")
+    async with job_service(stack) as stub:
+        reply = await stub.SubmitJob(
+            api.SubmitJobRequest(pipeline="drill-slow", prompt="It is a truth", params=GenerationParams(max_tokens=30)),
+            metadata=auth(api_key),
+        )
+    tenant = tenant_of(load_keys(stack), api_key)
+    assert tenant is not None
+    expired = StreamTokens(stack).issue(reply.job_id, tenant, key_id(digest(api_key)), now=time.time() - 7200)
+    await page.evaluate(
+        "([jobId, url]) => { window.jobstream.jobId = jobId; watch(url); }",
+        [reply.job_id, f"{stack.bridge_url}/v1/jobs/{reply.job_id}/events?token={expired}"],
+    )
+    await finished(page)
+    assert await page.evaluate("window.jobstream.renewals") == 1
+    assert await page.evaluate("window.jobstream.indices") == list(range(30))

@@ -23,6 +23,7 @@ from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.helpers import (
+    post_upload,
     Stub,
     activity_names,
     activity_starts,
@@ -261,8 +262,8 @@ async def test_invalid_utf8_upload_fails_invalid_input_after_one_attempt(
 ) -> None:
     upload: api.CreateUploadResponse = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(api_key))
     async with httpx.AsyncClient(timeout=30) as http:
-        put = await http.put(upload.upload_url, content=b"caf\xe9 au lait \xff\xfe")
-    assert put.status_code == 200, put.text
+        put = await post_upload(http, upload, b"caf\xe9 au lait \xff\xfe")
+    assert put.is_success, put.text
     request = api.SubmitJobRequest(input_ref=upload.input_ref)
     response: api.SubmitJobResponse = await stub.SubmitJob(request, metadata=auth(api_key))
     job = await wait_terminal(stub, api_key, response.job_id)

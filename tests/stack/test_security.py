@@ -5,7 +5,9 @@ streams and running jobs are bounded per token and per tenant, and provisioning 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,9 +16,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from minio.error import S3Error
 from temporalio.client import Client
 
-from jobstream.payload_store import PayloadStore, TooLarge
+from jobstream.payload_store import PayloadStore, TooLarge, minio_client
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
@@ -199,3 +202,25 @@ def test_provisioning_makes_no_api_key_and_prints_none(stack: Settings, tmp_path
     assert done.returncode == 0, done.stderr
     assert "js_" not in done.stdout + done.stderr
     assert not keys.exists()
+
+
+async def test_the_services_minio_user_reaches_its_bucket_only(stub: Stub, api_key: str, stack: Settings) -> None:
+    upload = await create_upload(stub, api_key)
+    assert stack.minio_access_key != stack.minio_root_user
+    # The URL a client gets is signed by the services' user, not MinIO's root.
+    assert upload.upload_fields["x-amz-credential"].startswith(f"{stack.minio_access_key}/")
+    services, root = minio_client(stack), minio_client(stack, stack.minio_root_user, stack.minio_root_password)
+    other = f"jobstream-other-{secrets.token_hex(4)}"
+    root.make_bucket(other)
+    try:
+        for attempt in (
+            lambda: services.list_buckets(),
+            lambda: services.make_bucket(f"{other}-2"),
+            lambda: services.put_object(other, "x", io.BytesIO(b"x"), 1),
+            lambda: services.list_objects(other).__next__(),
+        ):
+            with pytest.raises(S3Error) as denied:
+                attempt()
+            assert denied.value.code == "AccessDenied"
+    finally:
+        root.remove_bucket(other)

@@ -48,7 +48,9 @@ JOBSTREAM_MODULES = {
     "cpu-worker": "workers.cpu_worker",
     "sse-bridge": "sse_bridge",
 }
-INTERPOLATION = re.compile(r"\$\{(JOBSTREAM_[A-Z0-9_]+)(?::?-([^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{(JOBSTREAM_[A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
+# No fallback for these: compose refuses to start without them (`${VAR:?message}`).
+SECRETS = frozenset({"stream_token_secret", "minio_secret_key", "minio_root_password"})
 
 
 def default(field: str) -> Any:
@@ -159,15 +161,20 @@ def check_variables(compose: Compose) -> list[str]:
             and service["environment"].get("JOBSTREAM_BIND_HOST") != "0.0.0.0"
         ):
             problems.append(f"{name} does not listen on every interface of its container")
-    for variable, fallback in INTERPOLATION.findall(yaml.safe_dump(compose)):
+    for variable, operator, fallback in INTERPOLATION.findall(yaml.safe_dump(compose)):
         field = variable[len("JOBSTREAM_") :].lower()
         if field not in fields:
             problems.append(f"${{{variable}}} is not a Settings field")
             continue
-        if field == "stream_token_secret":
-            # Empty means "generated into STATE_DIR", which the containers do not share: one must be given.
-            want = fallback or "a non-empty secret"
-        elif field == "models":
+        if field in SECRETS:
+            # A known fallback would be a secret everyone can read here; an empty one, for the token secret,
+            # "generated into STATE_DIR", which the containers do not share.
+            if operator != "?":
+                problems.append(f"${{{variable}}} must be required (${{{variable}:?...}}), not fall back")
+            continue
+        if operator == "?":
+            continue
+        if field == "models":
             # Empty means every model the pipelines name; without the gpu profile, the CPU Triton's.
             want = ",".join(flag.removeprefix("--load-model=") for flag in loaded_models(services(compose)["triton"]))
         elif field == "public_bridge_url":
@@ -370,12 +377,17 @@ MUTATIONS: list[tuple[str, str, Callable[[Compose], None]]] = [
     (
         "variables",
         "fallback differs",
-        _set("minio.environment.MINIO_ROOT_USER", "${JOBSTREAM_MINIO_ACCESS_KEY:-admin}"),
+        _set("minio.environment.MINIO_ROOT_USER", "${JOBSTREAM_MINIO_ROOT_USER:-admin}"),
     ),
     (
         "variables",
         "no shared token secret",
         _set("job-service.environment.JOBSTREAM_STREAM_TOKEN_SECRET", "${JOBSTREAM_STREAM_TOKEN_SECRET:-}"),
+    ),
+    (
+        "variables",
+        "a known secret to fall back on",
+        _set("minio.environment.MINIO_ROOT_PASSWORD", "${JOBSTREAM_MINIO_ROOT_PASSWORD:-jobstream-dev-secret}"),
     ),
     ("variables", "bound to loopback", _set("job-service.environment.JOBSTREAM_BIND_HOST", None)),
     ("health_and_order", "no healthcheck", _set("cpu-worker.healthcheck", None)),

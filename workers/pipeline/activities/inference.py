@@ -37,6 +37,7 @@ from temporalio.exceptions import ApplicationError
 from tritonclient.utils import InferenceServerException
 
 from jobstream import cursors, tracing
+from jobstream.connections import kafka_options
 from jobstream.event_log import EventLog, LogLocator, readable_event
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
@@ -149,7 +150,12 @@ class InferenceActivities:
     def client(self) -> triton.InferenceServerClient:
         """One Triton client (one gRPC channel) for every attempt this worker runs; it reconnects by itself."""
         if self._client is None:
-            self._client = triton.InferenceServerClient(self.settings.triton_grpc_url)
+            ca = self.settings.triton_ca_file
+            self._client = triton.InferenceServerClient(
+                self.settings.triton_grpc_url,
+                ssl=self.settings.triton_ssl,
+                root_certificates=str(ca) if ca else None,
+            )
         return self._client
 
     async def close(self) -> None:
@@ -344,7 +350,7 @@ class InferenceActivities:
         activity.logger.warning("%s still unreachable after %.0f s", name, DEPENDENCY_WAIT_S)
 
     async def kafka_reachable(self) -> bool:
-        client = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
+        client = AIOKafkaClient(**kafka_options(self.settings), request_timeout_ms=2000)
         try:
             await client.bootstrap()  # a metadata request: the broker is up and knows its topics
             return bool(client.cluster.partitions_for_topic(self.log.topic))
@@ -364,9 +370,7 @@ class InferenceActivities:
         first_offset, partition = progress.first_offset, progress.partition
         if first_offset < 0 or partition < 0:
             return []
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
+        consumer = AIOKafkaConsumer(**kafka_options(self.settings), enable_auto_commit=False, fetch_max_wait_ms=50)
         await consumer.start()
         try:
             tp = TopicPartition(self.log.topic, partition)

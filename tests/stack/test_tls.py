@@ -1,0 +1,75 @@
+"""TLS where jobstream serves: the JobService and the SSE bridge, given a certificate, speak only TLS, and
+jobstream's own clients (the bridge's HTTP API calling the JobService, the probes) verify it with the CA
+bundle they are given. A set of the processes runs beside the stack with TLS on (devstack/service_set.py);
+one job goes through it end to end, over HTTPS and gRPC with TLS only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+import trustme
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack.service_set import service_set
+from jobstream.connections import job_service_channel
+from jobstream.settings import Settings
+from tests.stack.helpers import read_stream
+
+NAMESPACE = "jobstream-tls"
+PORT_BASE = 18_600
+
+
+@pytest.fixture(scope="module")
+async def tls_set(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    for blob in server.cert_chain_pems[1:]:
+        blob.write_to_path(str(folder / "cert.pem"), append=True)
+    server.private_key_pem.write_to_path(str(folder / "key.pem"))
+    env = {
+        "JOBSTREAM_TLS_CERT_FILE": str(folder / "cert.pem"),
+        "JOBSTREAM_TLS_KEY_FILE": str(folder / "key.pem"),
+        "JOBSTREAM_SERVER_CA_FILE": str(folder / "ca.pem"),
+    }
+    async with service_set(stack, NAMESPACE, folder / "state", PORT_BASE, env, models=["tinylm"]) as services:
+        yield services.settings
+
+
+async def test_the_job_service_speaks_tls_only(tls_set: Settings) -> None:
+    async with job_service_channel(tls_set) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    async with grpc.aio.insecure_channel(tls_set.grpc_target) as plaintext:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_job_goes_through_https_and_tls_end_to_end(tls_set: Settings, api_key: str) -> None:
+    assert tls_set.bridge_url.startswith("https://")
+    ca = str(tls_set.server_ca_file)
+    async with httpx.AsyncClient(verify=ca, timeout=httpx.Timeout(10.0, read=60.0)) as client:
+        # The bridge's HTTP API reaches the JobService over TLS, verified with the CA bundle.
+        submitted = await client.post(
+            f"{tls_set.bridge_url}/v1/jobs",
+            json={"prompt": "It is a truth", "params": {"maxTokens": 6, "seed": 7}},
+            headers={"authorization": f"Bearer {api_key}"},
+        )
+        assert submitted.status_code == 202, submitted.text
+        events_url = submitted.json()["eventsUrl"]
+        assert events_url.startswith("https://")
+        events = await read_stream(client, events_url)
+    assert events[-1].event == "job.completed"
+    assert sum(event.event == "token" for event in events) == 6
+    async with httpx.AsyncClient(timeout=5) as unverified:
+        with pytest.raises(httpx.ConnectError):  # a client without the CA does not trust it
+            await unverified.get(f"{tls_set.bridge_url}/healthz")
+    with pytest.raises(httpx.HTTPError):
+        async with httpx.AsyncClient(timeout=5) as plaintext:
+            await plaintext.get(tls_set.bridge_url.replace("https://", "http://") + "/healthz")
