@@ -23,7 +23,6 @@ from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.helpers import (
-    post_upload,
     Stub,
     activity_names,
     activity_starts,
@@ -34,6 +33,7 @@ from tests.stack.helpers import (
     keywords_tokens,
     local_stage_attempts,
     normalise_prompt,
+    post_upload,
     submit,
     tinylm_tokens,
     wait_terminal,

@@ -97,7 +97,7 @@ def test_missing_or_bad_tenant(tmp_path: Path) -> None:
 def test_unsigned_and_other_algorithms_are_refused(tmp_path: Path) -> None:
     now = int(time.time())
     claims = {"sub": JOB, "ten": "acme", "kid": KID, "aud": AUDIENCE, "iat": now, "exp": now + 60}
-    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    unsigned = jwt.encode(claims, key="", algorithm="none")
     hs512 = jwt.encode(claims, SECRET, algorithm="HS512")
     for token in (unsigned, hs512):
         with pytest.raises(InvalidStreamToken):

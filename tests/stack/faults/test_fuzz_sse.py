@@ -69,7 +69,7 @@ def token_for(case: SseCase, jobs: Jobs, tokens: StreamTokens, job_id: str) -> s
         "garbage": case.garbage,
         "forged": jwt.encode(claims, secrets.token_urlsafe(32), algorithm="HS256"),
         "expired": tokens.issue(job_id, jobs.tenant, jobs.key_id, now=now - 10 * 86400),
-        "none-alg": jwt.encode(claims, None, algorithm="none"),
+        "none-alg": jwt.encode(claims, "", algorithm="none"),
         "other-job": jobs.sibling_token if job_id != jobs.sibling else jobs.own_token,
         "tampered": ".".join(
             [jobs.own_token.split(".")[0], jobs.sibling_token.split(".")[1], jobs.own_token.split(".")[2]]
