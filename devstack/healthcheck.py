@@ -10,6 +10,7 @@ Exit status 0 when healthy, 1 (with the reason on stderr) when not: what Docker 
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -47,7 +48,8 @@ def job_service(settings: Settings) -> None:
 
 def sse_bridge(settings: Settings) -> None:
     url = f"{settings.local_bridge_url}/healthz"
-    verify = str(settings.server_ca_file) if settings.server_ca_file else True
+    ca = settings.server_ca_file
+    verify = ssl.create_default_context(cafile=str(ca)) if ca else True
     try:
         status = httpx.get(url, timeout=TIMEOUT_S, verify=verify).status_code
     except httpx.HTTPError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ PYTHON = sys.executable
 
 def http_ok(url: str, ca_file: Path | None = None) -> Probe:
     async def probe(_pid: int) -> bool:
-        async with httpx.AsyncClient(timeout=2.0, verify=str(ca_file) if ca_file else True) as client:
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        async with httpx.AsyncClient(timeout=2.0, verify=verify) as client:
             return (await client.get(url)).status_code == 200
 
     return probe

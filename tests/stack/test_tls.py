@@ -5,6 +5,7 @@ one job goes through it end to end, over HTTPS and gRPC with TLS only."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import grpc
@@ -53,7 +54,7 @@ async def test_the_job_service_speaks_tls_only(tls_set: Settings) -> None:
 
 async def test_a_job_goes_through_https_and_tls_end_to_end(tls_set: Settings, api_key: str) -> None:
     assert tls_set.bridge_url.startswith("https://")
-    ca = str(tls_set.server_ca_file)
+    ca = ssl.create_default_context(cafile=str(tls_set.server_ca_file))
     async with httpx.AsyncClient(verify=ca, timeout=httpx.Timeout(10.0, read=60.0)) as client:
         # The bridge's HTTP API reaches the JobService over TLS, verified with the CA bundle.
         submitted = await client.post(
