@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from jobstream.connections import kafka_options, temporal_connect_options
-from jobstream.payload_store import RETENTION_DAYS, minio_client
+from jobstream.payload_store import RETENTION_DAYS, minio_client, minio_http_client
 from jobstream.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from jobstream.settings import Settings, get_settings
 from jobstream.stream_tokens import signing_secret
@@ -79,7 +79,7 @@ def provision_store(settings: Settings) -> None:
         credentials=StaticProvider(settings.minio_root_user, settings.minio_root_password),
         region=settings.minio_region,
         secure=settings.minio_secure,
-        cert_check=True,
+        http_client=minio_http_client(settings),
     )
     policy = f"{bucket}-objects"
     admin.policy_add(policy, policy=bucket_policy(bucket))

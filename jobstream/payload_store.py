@@ -32,16 +32,21 @@ REF_SCHEME = "minio://"
 
 def minio_client(settings: Settings, access_key: str = "", secret_key: str = "") -> Minio:
     """A client as the services' user (limited to the bucket), or as the user whose keys are given."""
-    ca = settings.minio_ca_file
     return Minio(
         settings.minio_endpoint,
         access_key=access_key or settings.minio_access_key,
         secret_key=secret_key or settings.minio_secret_key,
         secure=settings.minio_secure,
         region=settings.minio_region,
-        # A private CA's bundle; without one, the system's (certifi's) CAs verify MinIO's certificate.
-        http_client=urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca)) if ca else None,
+        http_client=minio_http_client(settings),
     )
+
+
+def minio_http_client(settings: Settings) -> urllib3.PoolManager | None:
+    """With a private CA's bundle, a pool that verifies MinIO's certificate with it; None: the minio client's
+    own, which verifies with the system's (certifi's) CAs."""
+    ca = settings.minio_ca_file
+    return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca)) if ca else None
 
 
 @dataclasses.dataclass(frozen=True)

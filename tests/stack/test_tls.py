@@ -1,26 +1,38 @@
 """TLS where jobstream serves: the JobService and the SSE bridge, given a certificate, speak only TLS, and
 jobstream's own clients (the bridge's HTTP API calling the JobService, the probes) verify it with the CA
 bundle they are given. A set of the processes runs beside the stack with TLS on (devstack/service_set.py);
-one job goes through it end to end, over HTTPS and gRPC with TLS only."""
+one job goes through it end to end, over HTTPS and gRPC with TLS only. And the payload store reaches a MinIO
+that serves only HTTPS, with a private CA."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
 import ssl
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import httpx
 import pytest
 import trustme
+import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack import minio
+from devstack import stack as stack_probes
+from devstack.provision import provision_store
 from devstack.service_set import service_set
 from jobstream.connections import job_service_channel
+from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from tests.stack.helpers import read_stream
 
 NAMESPACE = "jobstream-tls"
 PORT_BASE = 18_600
+MINIO_TLS_PORT = 18_690
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +86,65 @@ async def test_a_job_goes_through_https_and_tls_end_to_end(tls_set: Settings, ap
     with pytest.raises(httpx.HTTPError):
         async with httpx.AsyncClient(timeout=5) as plaintext:
             await plaintext.get(tls_set.bridge_url.replace("https://", "http://") + "/healthz")
+
+
+@pytest.fixture(scope="module")
+async def minio_over_tls(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
+    """A second MinIO (the stack's binary) serving only HTTPS with a certificate from a CA of this test."""
+    folder = tmp_path_factory.mktemp("minio-tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    certs = folder / "certs"
+    certs.mkdir()
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(certs / "public.crt"))
+    server.private_key_pem.write_to_path(str(certs / "private.key"))
+    settings = stack.model_copy(
+        update={
+            "minio_port": MINIO_TLS_PORT,
+            "minio_secure": True,
+            "minio_ca_file": folder / "ca.pem",
+            "minio_root_password": secrets.token_urlsafe(24),
+            "minio_secret_key": secrets.token_urlsafe(24),
+        }
+    )
+    env = {**os.environ, **minio.environment(settings)}
+    argv = [str(minio.install(stack.cache_dir)), "server", str(folder / "data"), "--address", settings.minio_endpoint]
+    process = await asyncio.create_subprocess_exec(
+        *argv, "--certs-dir", str(certs), "--quiet", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        ready = stack_probes.http_ok(f"https://{settings.minio_endpoint}/minio/health/live", settings.minio_ca_file)
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                if await ready(process.pid):
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the MinIO with TLS did not come up")
+        yield settings
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_the_payload_store_speaks_tls_to_minio(minio_over_tls: Settings) -> None:
+    """Provisioning (as root) and the services' user reach MinIO over HTTPS only, verified with the CA bundle;
+    the upload form it signs is an https URL that takes the upload."""
+    await asyncio.to_thread(provision_store, minio_over_tls)
+    store = PayloadStore(minio_over_tls)
+    ref = await store.put("stages", b"over TLS")
+    assert await store.get(ref) == b"over TLS"
+    url, fields = await store.presigned_post("uploads/t/one", timedelta(minutes=5), 1024)
+    assert url.startswith("https://")
+    ca = ssl.create_default_context(cafile=str(minio_over_tls.minio_ca_file))
+    async with httpx.AsyncClient(verify=ca, timeout=10) as client:
+        posted = await client.post(url, data=fields, files={"file": ("input", b"uploaded over TLS")})
+        assert posted.is_success, posted.text
+        plaintext = await client.get(url.replace("https://", "http://"))
+        assert plaintext.status_code == 400  # Go's TLS listener: "Client sent an HTTP request to an HTTPS server"
+        assert "HTTPS server" in plaintext.text
+    assert await store.get(store.ref("uploads/t/one")) == b"uploaded over TLS"
+    untrusting = PayloadStore(minio_over_tls.model_copy(update={"minio_ca_file": None}))
+    with pytest.raises(urllib3.exceptions.MaxRetryError, match=r"certificate verify failed|CERTIFICATE_VERIFY_FAILED"):
+        await untrusting.get(ref)
