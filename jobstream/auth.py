@@ -27,6 +27,7 @@ READ_ATTEMPTS = 5
 READ_RETRY_S = 0.02
 DIGEST_PREFIX = "sha256:"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_WARNED: set[str] = set()
 
 
 def digest(key: str) -> str:
@@ -79,9 +80,25 @@ def load_keys(settings: Settings) -> dict[str, str]:
         if DIGEST.fullmatch(entry):
             valid[entry] = tenant
         else:
-            log.warning("%s: a key of tenant %r is stored in the clear; store its digest instead", path, tenant)
-            valid[digest(str(entry))] = tenant
+            key_digest = digest(str(entry))
+            if key_digest not in _WARNED:  # read on every call: said once per process, not once per call
+                _WARNED.add(key_digest)
+                log.warning("%s: a key of tenant %r is stored in the clear; store its digest instead", path, tenant)
+            valid[key_digest] = tenant
     return valid
+
+
+def _raw_entries(path: Path) -> dict[str, str]:
+    return dict(json.loads(path.read_text()).get("keys", {}))
+
+
+def _stored(path: Path) -> dict[str, str]:
+    """The file's entries as digests (one written in the clear by hand is hashed on the way)."""
+    try:
+        entries = json.loads(path.read_text()).get("keys", {})
+    except FileNotFoundError:
+        return {}
+    return {(entry if DIGEST.fullmatch(entry) else digest(entry)): tenant for entry, tenant in entries.items()}
 
 
 def tenant_of(keys: dict[str, str], key: str) -> str | None:
@@ -145,23 +162,21 @@ def add_key(settings: Settings, tenant: str) -> str:
         raise ValueError(f"tenant name {tenant!r}: lowercase letters, digits and dashes only (at most 63)")
     key = f"js_{tenant}_" + secrets.token_urlsafe(24)
     path = keys_file(settings)
-    try:
-        stored = json.loads(path.read_text()).get("keys", {})
-    except FileNotFoundError:
-        stored = {}
-    write_keys(path, {**stored, digest(key): tenant})
+    write_keys(path, {**_stored(path), digest(key): tenant})
     return key
 
 
 def remove_key(settings: Settings, key: str) -> None:
     path = keys_file(settings)
-    stored = json.loads(path.read_text()).get("keys", {})
-    write_keys(path, {entry: tenant for entry, tenant in stored.items() if entry not in (key, digest(key))})
+    write_keys(path, {entry: tenant for entry, tenant in _stored(path).items() if entry != digest(key)})
 
 
 def ensure_dev_key(settings: Settings) -> str:
     """The local stack's development key (tenant "dev"), made on its first start. Only `jobstream up` (and
     what runs against the stack it started: tests, the benchmark) calls this; a deployment never has it."""
+    path = keys_file(settings)
+    if path.exists() and _stored(path) != _raw_entries(path):
+        write_keys(path, _stored(path))  # a file from before keys were hashed: hashed now, once
     key = dev_key(settings)
     if key is not None and load_keys(settings).get(digest(key)) == DEV_TENANT:
         return key

@@ -90,3 +90,12 @@ def test_tenant_names_that_would_reach_into_another_tenants_objects_are_refused(
     keys = {"k1": "acme", "k2": "acme/x", "k3": "../acme", "k4": "Acme", "k5": "", "k6": 7, "k7": "tenant-b2"}
     keys_file(settings(tmp_path)).write_text(json.dumps({"keys": keys}))
     assert load_keys(settings(tmp_path)) == {digest("k1"): "acme", digest("k7"): "tenant-b2"}
+
+
+def test_the_local_stack_hashes_a_file_from_before_keys_were_hashed(tmp_path: Path) -> None:
+    keys_file(settings(tmp_path)).write_text(json.dumps({"keys": {"js_dev_old": "dev", "js_acme_old": "acme"}}))
+    ensure_dev_key(settings(tmp_path))
+    text = keys_file(settings(tmp_path)).read_text()
+    assert "js_dev_old" not in text
+    assert "js_acme_old" not in text
+    assert tenant_of(load_keys(settings(tmp_path)), "js_acme_old") == "acme"
