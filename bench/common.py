@@ -163,7 +163,9 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 @contextlib.asynccontextmanager
-async def open_context(settings: Settings) -> AsyncIterator[Context]:
+async def open_context(settings: Settings, api_key: str = "") -> AsyncIterator[Context]:
+    """The stack's clients, calling with `api_key` (default: the local stack's development key)."""
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     async with grpc.aio.insecure_channel(settings.grpc_target, options=options) as channel:
-        yield Context(settings, JobServiceStub(channel), await connect(settings), ensure_dev_key(settings))
+        key = api_key or ensure_dev_key(settings)
+        yield Context(settings, JobServiceStub(channel), await connect(settings), key)

@@ -81,7 +81,8 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
                         models=["tinylm"],
                     )
                 )
-                contexts[name] = (await stack.enter_async_context(open_context(services.settings)), services)
+                set_context = await stack.enter_async_context(open_context(services.settings, ctx.api_key))
+                contexts[name] = (set_context, services)
             start_s = time.monotonic() - started
             for set_ctx, _ in contexts.values():
                 # Unmeasured: a fresh set's first calls pay for connections and caches the stack has warm.
