@@ -11,8 +11,11 @@ import contextlib
 import os
 import secrets
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import cast
 
 import grpc
 import httpx
@@ -20,19 +23,23 @@ import pytest
 import trustme
 import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
-from devstack import minio
+from devstack import minio, triton
 from devstack import stack as stack_probes
 from devstack.provision import provision_store
 from devstack.service_set import service_set
 from jobstream.connections import job_service_channel
+from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from tests.stack.helpers import read_stream
+from workers.pipeline.activities.inference import InferenceActivities
 
 NAMESPACE = "jobstream-tls"
 PORT_BASE = 18_600
 MINIO_TLS_PORT = 18_690
+TRITON_TLS_PORTS = (18_680, 18_681, 18_682)  # HTTP, gRPC (TLS), metrics
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +155,44 @@ async def test_the_payload_store_speaks_tls_to_minio(minio_over_tls: Settings) -
     untrusting = PayloadStore(minio_over_tls.model_copy(update={"minio_ca_file": None}))
     with pytest.raises(urllib3.exceptions.MaxRetryError, match=r"certificate verify failed|CERTIFICATE_VERIFY_FAILED"):
         await untrusting.get(ref)
+
+
+async def test_the_model_stage_reaches_triton_over_tls(stack: Settings, tmp_path: Path) -> None:
+    """A second tritonserver (the stack's build, no model loaded) serving gRPC only over TLS: the model stage's
+    Triton client, built from TRITON_SSL and TRITON_CA_FILE, gets its answers; one without the CA does not."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    (tmp_path / "models").mkdir()
+    venv = Path(sys.prefix)
+    backends = triton.install(stack.cache_dir, venv)
+    argv = triton.command(venv, backends, tmp_path / "models", "127.0.0.1", *TRITON_TLS_PORTS, [])
+    argv += ["--grpc-use-ssl", "true", "--grpc-server-cert", str(tmp_path / "cert.pem")]
+    argv += ["--grpc-server-key", str(tmp_path / "key.pem"), "--grpc-root-cert", str(tmp_path / "ca.pem")]
+    process = await asyncio.create_subprocess_exec(
+        *argv, env={**os.environ, **triton.environment(venv)}, stdout=asyncio.subprocess.DEVNULL
+    )
+    settings = stack.model_copy(
+        update={"triton_grpc_port": TRITON_TLS_PORTS[1], "triton_ssl": True, "triton_ca_file": tmp_path / "ca.pem"}
+    )
+    try:
+        activities = InferenceActivities(settings, cast(EventLog, None), cast(PayloadStore, None))
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                if await activities.client.is_server_live():
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("Triton over TLS never answered the model stage's client")
+        await activities.close()
+        untrusting = InferenceActivities(
+            settings.model_copy(update={"triton_ca_file": None}), cast(EventLog, None), cast(PayloadStore, None)
+        )
+        with pytest.raises(InferenceServerException):
+            await asyncio.wait_for(untrusting.client.is_server_live(client_timeout=5), 10)
+        await untrusting.close()
+    finally:
+        process.terminate()
+        await process.wait()
