@@ -54,15 +54,23 @@ class KeysFileError(ValueError):
     """The keys file cannot be read as keys (being rewritten in place by an editor, or broken)."""
 
 
-def load_keys(settings: Settings) -> dict[str, str]:
-    """Each key's digest -> its tenant."""
+@dataclass(frozen=True)
+class KeysFile:
+    """One read of the keys file: each key's digest -> its tenant, and the tenants' own limits as written
+    (jobstream.tenants reads them)."""
+
+    keys: dict[str, str]
+    tenants: Any  # as written; jobstream.tenants says when it is not a mapping of tenants to limits
+
+
+def read_keys_file(settings: Settings) -> KeysFile:
     path = keys_file(settings)
     for attempt in range(READ_ATTEMPTS):
         try:
             data = json.loads(path.read_text())
             break
         except FileNotFoundError:
-            return {}
+            return KeysFile({}, {})
         except json.JSONDecodeError as exc:
             # Caught in the middle of a rewrite that was not atomic: the next read sees all of it.
             if attempt == READ_ATTEMPTS - 1:
@@ -85,19 +93,24 @@ def load_keys(settings: Settings) -> dict[str, str]:
                 _WARNED.add(key_digest)
                 log.warning("%s: a key of tenant %r is stored in the clear; store its digest instead", path, tenant)
             valid[key_digest] = tenant
-    return valid
+    return KeysFile(valid, data.get("tenants", {}))
 
 
-def _raw_entries(path: Path) -> dict[str, str]:
-    return dict(json.loads(path.read_text()).get("keys", {}))
+def load_keys(settings: Settings) -> dict[str, str]:
+    """Each key's digest -> its tenant."""
+    return read_keys_file(settings).keys
 
 
-def _stored(path: Path) -> dict[str, str]:
-    """The file's entries as digests (one written in the clear by hand is hashed on the way)."""
+def _entries(path: Path) -> dict[str, str]:
+    """The file's entries as written ({} when there is no file)."""
     try:
-        entries = json.loads(path.read_text()).get("keys", {})
+        return dict(json.loads(path.read_text()).get("keys", {}))
     except FileNotFoundError:
         return {}
+
+
+def _hashed(entries: dict[str, str]) -> dict[str, str]:
+    """The entries as digests (one written in the clear by hand is hashed on the way)."""
     return {(entry if DIGEST.fullmatch(entry) else digest(entry)): tenant for entry, tenant in entries.items()}
 
 
@@ -108,16 +121,18 @@ def tenant_of(keys: dict[str, str], key: str) -> str | None:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a call comes from: the tenant and the public id of the API key it presented."""
+    """Who a call comes from: the tenant, the public id of the API key it presented, and the keys file as it
+    was read to authenticate the call (the tenant's limits are read from it, not from a second read)."""
 
     tenant: str
     key_id: str
+    keys_file: KeysFile
 
 
-def caller_of(keys: dict[str, str], key: str) -> Caller | None:
+def caller_of(document: KeysFile, key: str) -> Caller | None:
     key_digest = digest(key)
-    tenant = keys.get(key_digest) if key else None
-    return Caller(tenant, key_id(key_digest)) if tenant is not None else None
+    tenant = document.keys.get(key_digest) if key else None
+    return Caller(tenant, key_id(key_digest), document) if tenant is not None else None
 
 
 def live_key_ids(keys: dict[str, str]) -> dict[str, str]:
@@ -162,21 +177,22 @@ def add_key(settings: Settings, tenant: str) -> str:
         raise ValueError(f"tenant name {tenant!r}: lowercase letters, digits and dashes only (at most 63)")
     key = f"js_{tenant}_" + secrets.token_urlsafe(24)
     path = keys_file(settings)
-    write_keys(path, {**_stored(path), digest(key): tenant})
+    write_keys(path, {**_hashed(_entries(path)), digest(key): tenant})
     return key
 
 
 def remove_key(settings: Settings, key: str) -> None:
     path = keys_file(settings)
-    write_keys(path, {entry: tenant for entry, tenant in _stored(path).items() if entry != digest(key)})
+    write_keys(path, {entry: tenant for entry, tenant in _hashed(_entries(path)).items() if entry != digest(key)})
 
 
 def ensure_dev_key(settings: Settings) -> str:
     """The local stack's development key (tenant "dev"), made on its first start. Only `jobstream up` (and
     what runs against the stack it started: tests, the benchmark) calls this; a deployment never has it."""
     path = keys_file(settings)
-    if path.exists() and _stored(path) != _raw_entries(path):
-        write_keys(path, _stored(path))  # a file from before keys were hashed: hashed now, once
+    entries = _entries(path)
+    if _hashed(entries) != entries:
+        write_keys(path, _hashed(entries))  # a file from before keys were hashed: hashed now, once
     key = dev_key(settings)
     if key is not None and load_keys(settings).get(digest(key)) == DEV_TENANT:
         return key

@@ -3,11 +3,9 @@ own: {"keys": {...}, "tenants": {"acme": {"max_running_jobs": 20, "max_streams":
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobstream.auth import KeysFileError, keys_file
+from jobstream.auth import KeysFile, KeysFileError, read_keys_file
 from jobstream.settings import Settings
 
 
@@ -22,19 +20,20 @@ class TenantLimits(BaseModel):
 
 
 def tenant_limits(settings: Settings, tenant: str) -> TenantLimits:
+    return limits_in(read_keys_file(settings), settings, tenant)
+
+
+def limits_in(document: KeysFile, settings: Settings, tenant: str) -> TenantLimits:
+    """`tenant`'s limits in one read of the keys file (KeysFileError for ones that are not valid)."""
     defaults = {
         "max_running_jobs": settings.tenant_max_running_jobs,
         "max_streams": settings.tenant_max_streams,
         "max_streams_per_token": settings.stream_token_max_streams,
     }
-    path = keys_file(settings)
-    try:
-        own = json.loads(path.read_text()).get("tenants", {}).get(tenant, {})
-    except FileNotFoundError:
-        own = {}
-    except (ValueError, AttributeError) as exc:
-        raise KeysFileError(f"{path}: 'tenants' must map tenant names to their limits") from exc
+    if not isinstance(document.tenants, dict):
+        raise KeysFileError("the keys file's 'tenants' must map tenant names to their limits")
+    own = document.tenants.get(tenant, {})
     try:
         return TenantLimits.model_validate({**defaults, **own})
     except (ValidationError, TypeError) as exc:
-        raise KeysFileError(f"{path}: the limits of tenant {tenant!r} are not valid: {exc}") from exc
+        raise KeysFileError(f"the limits of tenant {tenant!r} in the keys file are not valid: {exc}") from exc

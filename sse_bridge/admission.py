@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobstream.auth import live_key_ids, load_keys
+from jobstream.auth import KeysFile, live_key_ids, read_keys_file
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamGrant
-from jobstream.tenants import TenantLimits, tenant_limits
+from jobstream.tenants import limits_in
 
 
 @dataclass(frozen=True)
@@ -37,23 +37,26 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, key_ids: Callable[[], Mapping[str, str]], limits: Callable[[str], TenantLimits]) -> None:
-        self.key_ids = key_ids
-        self.limits = limits
+    """`read` gives the keys file; it is read once per stream opened (keys and limits are configuration,
+    changed without a restart), and that one read answers both questions."""
+
+    def __init__(self, read: Callable[[], KeysFile], settings: Settings) -> None:
+        self.read = read
+        self.settings = settings
         self._per_token: Counter[str] = Counter()
         self._per_tenant: Counter[str] = Counter()
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
-        """Re-read on every stream opened: keys and limits are configuration, changed without a restart."""
-        return cls(lambda: live_key_ids(load_keys(settings)), lambda tenant: tenant_limits(settings, tenant))
+        return cls(lambda: read_keys_file(settings), settings)
 
-    def key_is_live(self, grant: StreamGrant) -> bool:
-        return grant.key_id in self.key_ids()
+    @staticmethod
+    def key_is_live(grant: StreamGrant, document: KeysFile) -> bool:
+        return grant.key_id in live_key_ids(document.keys)
 
-    def admit(self, grant: StreamGrant, token: str) -> Ticket:
+    def admit(self, grant: StreamGrant, token: str, document: KeysFile) -> Ticket:
         """A ticket for one more stream; Refusal when the token or the tenant is at its limit."""
-        limits = self.limits(grant.tenant)
+        limits = limits_in(document, self.settings, grant.tenant)
         held = hashlib.sha256(token.encode()).hexdigest()  # tokens themselves are not kept
         if limits.max_streams_per_token and self._per_token[held] >= limits.max_streams_per_token:
             raise Refusal(

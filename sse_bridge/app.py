@@ -79,7 +79,8 @@ class Bridge:
             return error(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
         try:
             grant = self.tokens.verify(token, job_id)
-            if not self.admission.key_is_live(grant):
+            document = self.admission.read()
+            if not self.admission.key_is_live(grant, document):
                 raise InvalidStreamToken("the API key it was issued to has been revoked")
         except InvalidStreamToken as exc:
             return error(403, "permission_denied", f"stream token rejected: {exc}")
@@ -103,7 +104,7 @@ class Bridge:
             if owner != grant.tenant:
                 return error(404, "not_found", f"job {job_id} not found")
         try:
-            ticket = self.admission.admit(grant, token)
+            ticket = self.admission.admit(grant, token, document)
         except Refusal as refused:
             return error(refused.status, refused.code, refused.message)
         except KeysFileError as exc:

@@ -10,9 +10,9 @@ from typing import Any
 
 import grpc
 
-from jobstream.auth import Caller, KeysFileError, bearer_key, caller_of, load_keys
+from jobstream.auth import Caller, KeysFileError, bearer_key, caller_of, read_keys_file
 from jobstream.settings import Settings
-from services.job_service.interceptors import ServerInterceptor
+from services.job_service.interceptors import ServerInterceptor, rewrapped
 
 log = logging.getLogger(__name__)
 SERVICE_PREFIX = "/jobstream.v1.JobService/"
@@ -72,21 +72,16 @@ class AuthInterceptor(ServerInterceptor):
         try:
             # Re-read each call: keys are configuration, and rotating one must not need a restart.
             header = str(dict(handler_call_details.invocation_metadata or ()).get("authorization", ""))
-            caller = caller_of(load_keys(self.settings), bearer_key(header))
+            caller = caller_of(read_keys_file(self.settings), bearer_key(header))
         except KeysFileError as exc:
             # An operator's broken edit of the keys file: retryable, said plainly; its details are for the log.
             log.error("%s", exc)
             return _refusal(grpc.StatusCode.UNAVAILABLE, "the API keys cannot be read; retry shortly", streaming)
         if caller is None:
             return _refusal(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED, streaming)
-        if handler.unary_stream is not None:
-            behavior = _as(caller, handler.unary_stream, streaming=True)
-            return grpc.unary_stream_rpc_method_handler(
-                behavior, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_unary is not None:
-            behavior = _as(caller, handler.unary_unary, streaming=False)
-            return grpc.unary_unary_rpc_method_handler(
-                behavior, handler.request_deserializer, handler.response_serializer
-            )
-        return handler  # the JobService has no client-streaming RPCs
+        # The JobService has no client-streaming RPCs.
+        return rewrapped(
+            handler,
+            lambda behavior: _as(caller, behavior, streaming=False),
+            lambda behavior: _as(caller, behavior, streaming=True),
+        )

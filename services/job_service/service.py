@@ -29,7 +29,7 @@ from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT, te
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import WORKFLOW_QUEUE
-from jobstream.tenants import tenant_limits
+from jobstream.tenants import limits_in
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
@@ -224,7 +224,8 @@ class JobService(JobServiceServicer):
     async def check_running_jobs(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
         """RESOURCE_EXHAUSTED (HTTP 429) for a tenant at its limit of running jobs; nothing is started."""
         try:
-            limit = tenant_limits(self.settings, tenant).max_running_jobs
+            # The keys file as the interceptor read it for this call: not read again.
+            limit = limits_in(CALLER.get().keys_file, self.settings, tenant).max_running_jobs
         except KeysFileError as exc:
             log.error("%s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")

@@ -16,11 +16,11 @@ from starlette.types import Message
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
+from jobstream.auth import KeysFile, digest, key_id
 from jobstream.event_stream import Delivery, EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
-from jobstream.tenants import TenantLimits
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge.admission import Admission
 from sse_bridge.app import RETRY_MS, Bridge, create_app
@@ -29,10 +29,11 @@ from sse_bridge.streams import PING
 JOB = "job_" + "a" * 26
 OTHER_JOB = "job_" + "b" * 26
 TENANT = "acme"
-KID = "0123456789abcdef"  # the id of the test tenant's API key
+KEY = digest("the test tenant's API key")
+KID = key_id(KEY)
 
 
-LIMITS = TenantLimits(max_running_jobs=0, max_streams=0, max_streams_per_token=0)
+UNLIMITED = Settings(tenant_max_streams=0, stream_token_max_streams=0)
 
 
 class SilentStream:
@@ -80,7 +81,7 @@ def make_app(stream: object, directory: Directory, keepalive_s: int, send_timeou
             tokens(),
             keepalive_s,
             send_timeout_s=send_timeout_s,
-            admission=Admission(lambda: {KID: TENANT}, lambda _: LIMITS),
+            admission=Admission(lambda: KeysFile({KEY: TENANT}, {}), UNLIMITED),
         )
 
     return create_app(open_bridge)
