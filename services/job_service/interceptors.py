@@ -104,6 +104,27 @@ else:
     ServerInterceptor = grpc.aio.ServerInterceptor
 
 
+Behavior = Callable[..., Any]
+
+
+def rewrapped(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary: Callable[[Behavior], Behavior],
+    unary_stream: Callable[[Behavior], Behavior],
+    deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with its unary or server-streaming behaviour wrapped (and, if given, another request
+    deserializer); a handler of another kind (streaming requests: reflection) is returned as it is."""
+    request = deserializer or handler.request_deserializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), request, handler.response_serializer)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream(handler.unary_stream), request, handler.response_serializer
+        )
+    return handler
+
+
 class StatusInterceptor(ServerInterceptor):
     async def intercept_service(
         self,
@@ -115,15 +136,8 @@ class StatusInterceptor(ServerInterceptor):
             return handler
         method = str(handler_call_details.method)
         deserialize = _tolerant(handler.request_deserializer, _message_name(handler.request_deserializer, method))
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary), deserialize, handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _unary_stream(handler.unary_stream), deserialize, handler.response_serializer
-            )
-        return handler  # streaming requests (reflection) parse message by message; left to grpc
+        # Streaming requests (reflection) parse message by message: left to grpc.
+        return rewrapped(handler, _unary, _unary_stream, deserialize)
 
 
 def _message_name(deserialize: Callable[[bytes], Any], method: str) -> str:

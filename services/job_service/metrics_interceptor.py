@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from services.job_service.interceptors import Context, ServerInterceptor
+from services.job_service.interceptors import Context, ServerInterceptor, rewrapped
 
 HANDLED = Counter(
     "jobstream_grpc_server_handled",
@@ -47,17 +47,12 @@ class MetricsInterceptor(ServerInterceptor):
         if handler is None:
             return handler
         service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, service, method), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _unary_stream(handler.unary_stream, service, method),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        return handler  # streaming requests (reflection): not the API's
+        # Streaming requests (reflection) are not the API's: not counted.
+        return rewrapped(
+            handler,
+            lambda behavior: _unary(behavior, service, method),
+            lambda behavior: _unary_stream(behavior, service, method),
+        )
 
 
 @contextlib.contextmanager
