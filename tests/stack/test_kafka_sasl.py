@@ -11,11 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trustme
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from cryptography.hazmat.primitives import serialization
 
 from devstack import kafka
 from jobstream import cursors
@@ -23,6 +21,7 @@ from jobstream.connections import kafka_options
 from jobstream.event_log import EventLog, parse_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
+from tests.stack import certificates
 
 CLIENT_PORT, CONTROLLER_PORT, INTERNAL_PORT = 18_792, 18_793, 18_794
 USER = "jobstream"
@@ -68,20 +67,11 @@ def broker_properties(folder: Path, keystore: Path, truststore: Path) -> Path:
 @pytest.fixture(scope="module")
 async def sasl_broker(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
     folder = tmp_path_factory.mktemp("kafka-sasl")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    server = ca.issue_cert("127.0.0.1")
-    keystore = folder / "keystore.pem"
-    # Kafka's PEM keystore takes a PKCS#8 key; trustme writes the traditional EC form.
-    key = serialization.load_pem_private_key(server.private_key_pem.bytes(), password=None)
-    pkcs8 = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    keystore.write_bytes(pkcs8)
-    for blob in server.cert_chain_pems:
-        blob.write_to_path(str(keystore), append=True)
+    certificate = certificates.issue(folder)
+    keystore = folder / "keystore.pem"  # Kafka's PEM keystore: the key, then the certificate chain
+    keystore.write_bytes(certificate.key.read_bytes() + certificate.chain.read_bytes())
     password = secrets.token_urlsafe(16)
-    properties = broker_properties(folder, keystore, folder / "ca.pem")
+    properties = broker_properties(folder, keystore, certificate.ca)
     libs = kafka.install(stack.cache_dir)
     java = [kafka._java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*"]
     formatting = await asyncio.create_subprocess_exec(
@@ -109,7 +99,7 @@ async def sasl_broker(stack: Settings, tmp_path_factory: pytest.TempPathFactory)
             "kafka_sasl_mechanism": MECHANISM,
             "kafka_sasl_username": USER,
             "kafka_sasl_password": password,
-            "kafka_ca_file": folder / "ca.pem",
+            "kafka_ca_file": certificate.ca,
             "events_topic": "jobstream.sasl-test",
         }
     )

@@ -20,7 +20,6 @@ from typing import cast
 import grpc
 import httpx
 import pytest
-import trustme
 import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -33,6 +32,7 @@ from jobstream.connections import job_service_channel
 from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
+from tests.stack import certificates
 from tests.stack.helpers import read_stream
 from workers.pipeline.activities.inference import InferenceActivities
 
@@ -45,17 +45,11 @@ TRITON_TLS_PORTS = (18_680, 18_681, 18_682)  # HTTP, gRPC (TLS), metrics
 @pytest.fixture(scope="module")
 async def tls_set(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
     folder = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    server.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    for blob in server.cert_chain_pems[1:]:
-        blob.write_to_path(str(folder / "cert.pem"), append=True)
-    server.private_key_pem.write_to_path(str(folder / "key.pem"))
+    certificate = certificates.issue(folder)
     env = {
-        "JOBSTREAM_TLS_CERT_FILE": str(folder / "cert.pem"),
-        "JOBSTREAM_TLS_KEY_FILE": str(folder / "key.pem"),
-        "JOBSTREAM_SERVER_CA_FILE": str(folder / "ca.pem"),
+        "JOBSTREAM_TLS_CERT_FILE": str(certificate.chain),
+        "JOBSTREAM_TLS_KEY_FILE": str(certificate.key),
+        "JOBSTREAM_SERVER_CA_FILE": str(certificate.ca),
     }
     async with service_set(stack, NAMESPACE, folder / "state", PORT_BASE, env, models=["tinylm"]) as services:
         yield services.settings
@@ -99,18 +93,13 @@ async def test_a_job_goes_through_https_and_tls_end_to_end(tls_set: Settings, ap
 async def minio_over_tls(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
     """A second MinIO (the stack's binary) serving only HTTPS with a certificate from a CA of this test."""
     folder = tmp_path_factory.mktemp("minio-tls")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    certs = folder / "certs"
-    certs.mkdir()
-    server = ca.issue_cert("127.0.0.1")
-    server.cert_chain_pems[0].write_to_path(str(certs / "public.crt"))
-    server.private_key_pem.write_to_path(str(certs / "private.key"))
+    certs = folder / "certs"  # MinIO's --certs-dir takes these two names
+    certificate = certificates.issue(certs, chain_name="public.crt", key_name="private.key")
     settings = stack.model_copy(
         update={
             "minio_port": MINIO_TLS_PORT,
             "minio_secure": True,
-            "minio_ca_file": folder / "ca.pem",
+            "minio_ca_file": certificate.ca,
             "minio_root_password": secrets.token_urlsafe(24),
             "minio_secret_key": secrets.token_urlsafe(24),
         }
@@ -160,22 +149,18 @@ async def test_the_payload_store_speaks_tls_to_minio(minio_over_tls: Settings) -
 async def test_the_model_stage_reaches_triton_over_tls(stack: Settings, tmp_path: Path) -> None:
     """A second tritonserver (the stack's build, no model loaded) serving gRPC only over TLS: the model stage's
     Triton client, built from TRITON_SSL and TRITON_CA_FILE, gets its answers; one without the CA does not."""
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server = ca.issue_cert("127.0.0.1")
-    server.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    server.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    certificate = certificates.issue(tmp_path)
     (tmp_path / "models").mkdir()
     venv = Path(sys.prefix)
     backends = triton.install(stack.cache_dir, venv)
     argv = triton.command(venv, backends, tmp_path / "models", "127.0.0.1", *TRITON_TLS_PORTS, [])
-    argv += ["--grpc-use-ssl", "true", "--grpc-server-cert", str(tmp_path / "cert.pem")]
-    argv += ["--grpc-server-key", str(tmp_path / "key.pem"), "--grpc-root-cert", str(tmp_path / "ca.pem")]
+    argv += ["--grpc-use-ssl", "true", "--grpc-server-cert", str(certificate.chain)]
+    argv += ["--grpc-server-key", str(certificate.key), "--grpc-root-cert", str(certificate.ca)]
     process = await asyncio.create_subprocess_exec(
         *argv, env={**os.environ, **triton.environment(venv)}, stdout=asyncio.subprocess.DEVNULL
     )
     settings = stack.model_copy(
-        update={"triton_grpc_port": TRITON_TLS_PORTS[1], "triton_ssl": True, "triton_ca_file": tmp_path / "ca.pem"}
+        update={"triton_grpc_port": TRITON_TLS_PORTS[1], "triton_ssl": True, "triton_ca_file": certificate.ca}
     )
     try:
         activities = InferenceActivities(settings, cast(EventLog, None), cast(PayloadStore, None))
