@@ -133,12 +133,26 @@ class Settings(BaseSettings):
         30, description="An SSE client that takes longer than this to accept a write is disconnected (seconds)."
     )
     grpc_max_concurrent_rpcs: int = Field(
-        1000, description="RPCs the JobService handles at once; more are refused with RESOURCE_EXHAUSTED."
+        1000,
+        ge=1,
+        description="JobService calls this process serves at once (health checks and refused calls aside); more "
+        "are refused with RESOURCE_EXHAUSTED. Streams (WatchJob) may take three quarters of them, so unary calls "
+        "always find room.",
     )
     grpc_max_streams_per_connection: int = Field(
-        1000,
+        100,
+        ge=1,
         description="Concurrent calls one client connection may hold (a burst beyond it at a connection's start "
         "is refused with REFUSED_STREAM).",
+    )
+    grpc_max_connections: int = Field(
+        2000, ge=1, description="Client connections the JobService accepts at once; more wait or are refused."
+    )
+    grpc_request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A call's request message must arrive this long after its headers, or the call is ended "
+        "(DEADLINE_EXCEEDED): a call that never sends one holds nothing for long.",
     )
     grpc_keepalive_s: int = Field(
         60, description="The JobService pings an idle connection this often and drops it when no answer comes."
@@ -153,6 +167,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Jobs one tenant may have running at once; more are refused (RESOURCE_EXHAUSTED, HTTP 429). "
         "0: no limit. A tenant's own in the API keys file's `tenants` section wins.",
+    )
+    tenant_max_calls: int = Field(
+        100,
+        ge=0,
+        description="JobService calls one tenant may have in flight on one JobService (WatchJob streams "
+        "included; 0: no limit); more are refused with RESOURCE_EXHAUSTED. Per tenant as above.",
     )
     tenant_max_streams: int = Field(
         1000, ge=0, description="SSE streams one tenant may hold open on a bridge (0: no limit); per tenant as above."

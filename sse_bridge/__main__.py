@@ -34,15 +34,16 @@ async def open_bridge() -> AsyncIterator[Bridge]:
         # With traces on, a job submitted over HTTP starts its trace at the call to the JobService.
         interceptors = aio_client_interceptors() if enabled() else None  # type: ignore[no-untyped-call]
         async with job_service_channel(settings, interceptors=interceptors) as channel:
+            admission = Admission.of(settings)
             yield Bridge(
                 stream,
                 directory,
                 StreamTokens(settings),
                 settings.sse_keepalive_s,
-                api=HttpApi(channel, max_body_bytes=2 * settings.max_input_bytes),
+                api=HttpApi(channel, max_body_bytes=2 * settings.max_input_bytes, read_keys=admission.read),
                 send_timeout_s=settings.sse_send_timeout_s,
                 metrics=settings.metrics,
-                admission=Admission.of(settings),
+                admission=admission,
             )
     finally:
         await stream.stop()

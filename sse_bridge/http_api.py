@@ -6,13 +6,17 @@ JSON follows proto3 JSON mapping (lowerCamelCase out; either spelling in). Error
 `{"error": {"code", "message", "field"?}}` with the HTTP status Google's API design guide gives each gRPC
 code. `POST /v1/jobs` answers 202 Accepted with `Location: /v1/jobs/{job_id}`; the `Idempotency-Key`
 header is the request's `idempotency_key`.
+
+Nobody makes the bridge work before showing a key: the key is checked before a byte of the body is read, the
+body is read no further than its limit, and its shape is bounded before protobuf's (slow, per element) parser
+sees it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from jobstream.auth import KeysFile, KeysFileError, bearer_key, caller_of
 from jobstream.v1 import job_service_pb2
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 
@@ -52,15 +57,45 @@ CALL_TIMEOUT_S = 30.0
 RETRY_AFTER_S = 5
 # The routes that stream (WatchJob) are served as Server-Sent Events at /v1/jobs/{job_id}/events instead.
 SKIPPED = frozenset({"WatchJob"})
+# A request body's shape: the largest request (SubmitJob) has about twenty values; its parameters' lists
+# are short (validation.py). Protobuf's JSON parser costs microseconds per value, so the count is what matters.
+MAX_BODY_VALUES = 1000
+MAX_BODY_DEPTH = 8
+INTEGER = re.compile(r"^-?[0-9]{1,20}$")
 
 
-def error(status: int, code: str, message: str, field: str = "") -> JSONResponse:
+def error(status: int, code: str, message: str, field: str = "", close: bool = False) -> JSONResponse:
+    """The error as JSON; `close` ends the connection after it (the rest of an unread body is not read)."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    # A quota refused the call (429): when to try again; quotas free up as jobs end and streams close.
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
+    headers = {}
+    if status == 429:  # a quota refused the call: when to try again; quotas free up as jobs end and streams close
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    if close:
+        headers["Connection"] = "close"
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class BadBody(ValueError):
+    pass
+
+
+def _values(data: Any, depth: int = 0) -> Iterator[None]:
+    """One item per value in `data`, depth first; BadBody past the depth limit."""
+    if depth > MAX_BODY_DEPTH:
+        raise BadBody(f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
+    yield None
+    children = data.values() if isinstance(data, dict) else data if isinstance(data, list) else ()
+    for child in children:
+        yield from _values(child, depth + 1)
+
+
+def check_shape(data: Any) -> None:
+    """BadBody if `data` has more values or levels than any valid request: said before protobuf parses it."""
+    for count, _ in enumerate(_values(data), 1):
+        if count > MAX_BODY_VALUES:
+            raise BadBody(f"the body has more than {MAX_BODY_VALUES} values; no request has that many")
 
 
 @dataclass(frozen=True)
@@ -100,20 +135,24 @@ def routes() -> list[Route]:
 
 
 class HttpApi:
-    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int, read_keys: Callable[[], KeysFile]) -> None:
         self.stub = JobServiceStub(channel)
         self.max_body_bytes = max_body_bytes
+        self.read_keys = read_keys
 
     async def call(self, binding: Binding, request: Request) -> Response:
+        # strip: httptools hands header values over with their optional surrounding whitespace.
+        authorization = request.headers.get("authorization", "").strip(" \t")
+        refused = self.refusal(authorization)
+        if refused is not None:
+            return refused
         message = GetMessageClass(binding.rpc.input_type)()
         problem = await self.fill(message, request, binding)
         if problem is not None:
             return problem
-        # strip: httptools hands header values over with their optional surrounding whitespace.
-        metadata = [("authorization", request.headers.get("authorization", "").strip(" \t"))]
         try:
             reply: Message = await getattr(self.stub, binding.rpc.name)(
-                message, metadata=metadata, timeout=CALL_TIMEOUT_S
+                message, metadata=[("authorization", authorization)], timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
             return rpc_error(exc)
@@ -122,22 +161,59 @@ class HttpApi:
             return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['jobId']}"})
         return JSONResponse(body)
 
+    def refusal(self, authorization: str) -> Response | None:
+        """401 for a missing or unknown key, before the body is read (the JobService checks the key again)."""
+        try:
+            caller = caller_of(self.read_keys(), bearer_key(authorization))
+        except KeysFileError:
+            return error(503, "unavailable", "the API keys cannot be read; retry shortly", close=True)
+        if caller is None:
+            return error(401, "unauthenticated", "send 'Authorization: Bearer <api key>' with a valid key", close=True)
+        return None
+
+    async def body(self, request: Request) -> bytes:
+        """The body, read no further than the limit (BadBody past it, whatever Content-Length said)."""
+        declared = request.headers.get("content-length", "")
+        if declared and (not INTEGER.fullmatch(declared) or int(declared) > self.max_body_bytes):
+            raise BadBody(f"the body is over {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BadBody(f"the body is over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def fill(self, message: Message, request: Request, binding: Binding) -> Response | None:
         """Body, query and path into the request message; a 4xx response if they do not fit it."""
         try:
             if binding.body == "*":
-                raw = await request.body()
-                if len(raw) > self.max_body_bytes:
-                    return error(413, "resource_exhausted", f"the body is over {self.max_body_bytes} bytes")
-                data = json.loads(raw) if raw.strip() else {}
+                try:
+                    raw = await self.body(request)
+                except BadBody as exc:
+                    return error(413, "resource_exhausted", str(exc), close=True)
+                data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
                 if not isinstance(data, dict):
                     return error(400, "invalid_argument", "the body must be a JSON object")
             else:
                 data = {key: _query_value(message, key, value) for key, value in request.query_params.items()}
-            data.update(request.path_params)
+            check_shape(data)
+            for name, value in request.path_params.items():
+                field = message.DESCRIPTOR.fields_by_name[name]
+                if any(data.get(spelling, value) != value for spelling in {name, field.json_name}):
+                    return error(400, "invalid_argument", f"{name} is given by the path; it cannot differ", name)
+                data.pop(field.json_name, None)
+                data[name] = value
             json_format.ParseDict(data, message)
+        except UnicodeDecodeError as exc:
+            return error(400, "invalid_argument", f"the body is not UTF-8 (byte {exc.start})")
         except json.JSONDecodeError as exc:
             return error(400, "invalid_argument", f"the body is not JSON: {exc.msg} (at {exc.pos})")
+        except RecursionError:
+            return error(400, "invalid_argument", f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
+        except BadBody as exc:
+            return error(400, "invalid_argument", str(exc))
         except json_format.ParseError as exc:
             unknown = UNKNOWN_FIELD.search(str(exc))
             return error(400, "invalid_argument", str(exc), unknown.group(1) if unknown else "")
@@ -156,12 +232,13 @@ def _query_value(message: Message, key: str, value: str) -> Any:
     field = next((f for f in message.DESCRIPTOR.fields if key in (f.name, f.json_name)), None)
     if field is None:
         return value
-    if field.enum_type is not None and value and not value.isdigit():
+    if field.enum_type is not None and value and not INTEGER.fullmatch(value):
         prefix = "JOB_STATUS_" if field.enum_type.name == "JobStatus" else ""
         name = value.upper()
         return name if name in field.enum_type.values_by_name else prefix + name
     if field.cpp_type in (field.CPPTYPE_INT32, field.CPPTYPE_INT64, field.CPPTYPE_UINT32, field.CPPTYPE_UINT64):
-        return int(value) if value.lstrip("-").isdigit() else value
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        return int(value) if INTEGER.fullmatch(value) else value
     return value
 
 

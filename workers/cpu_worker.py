@@ -7,6 +7,7 @@ import asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from jobstream import untrusted_text
 from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import CPU_QUEUE
@@ -26,6 +27,7 @@ async def main() -> None:
     log = EventLog(settings)
     await log.start()
     text = TextActivities(store, settings.payload_threshold_bytes, settings.max_input_bytes)
+    untrusted_text.prepare()
     events = EventActivities(log, store, text)
 
     def make(client: Client) -> list[Worker]:

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.instrumentation.grpc.filters import negate, service_name
 
+from jobstream import untrusted_text
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.logs import configure_logging
@@ -41,6 +42,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
         ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+        ("grpc.max_allowed_incoming_connections", settings.grpc_max_connections),
         # Ping idle connections, drop those that do not answer, and refuse clients that ping too often.
         ("grpc.keepalive_time_ms", settings.grpc_keepalive_s * 1000),
         ("grpc.keepalive_timeout_ms", 20_000),
@@ -75,6 +77,7 @@ async def serve() -> None:
     settings.refuse_development_secrets()
     traced = start_tracing("job-service")
     pipelines = load_pipelines()
+    untrusted_text.prepare()
     store = PayloadStore(settings)
     client = await connect(settings)
     directory = JobDirectory(client, store)
@@ -84,8 +87,9 @@ async def serve() -> None:
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     server = grpc.aio.server(
         options=server_options(settings),
+        # No maximum_concurrent_rpcs: the calls in flight are bounded per tenant and in all by AuthInterceptor
+        # (services/job_service/call_slots.py says why gRPC's own limit is not used).
         interceptors=interceptors(settings, traced),
-        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobService(settings, client, store, pipelines, stream), server

@@ -112,16 +112,23 @@ def rewrapped(
     unary: Callable[[Behavior], Behavior],
     unary_stream: Callable[[Behavior], Behavior],
     deserializer: Callable[[bytes], Any] | None = None,
+    *,
+    streaming_requests: bool = False,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` with its unary or server-streaming behaviour wrapped (and, if given, another request
-    deserializer); a handler of another kind (streaming requests: reflection) is returned as it is."""
+    deserializer). A handler that takes a request stream is returned as it is (reflection), unless
+    `streaming_requests`: then its single or streamed response is wrapped as a unary or a server-streaming
+    one is (the JobService's handlers take their one request as a stream: auth_interceptor.py says why)."""
     request = deserializer or handler.request_deserializer
+    serialize = handler.response_serializer
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), request, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), request, serialize)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream(handler.unary_stream), request, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(unary_stream(handler.unary_stream), request, serialize)
+    if streaming_requests and handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), request, serialize)
+    if streaming_requests and handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(unary_stream(handler.stream_stream), request, serialize)
     return handler
 
 

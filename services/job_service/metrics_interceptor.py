@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
+from services.job_service.auth_interceptor import SERVICE_PREFIX
 from services.job_service.interceptors import Context, ServerInterceptor, rewrapped
 
 HANDLED = Counter(
@@ -47,11 +48,13 @@ class MetricsInterceptor(ServerInterceptor):
         if handler is None:
             return handler
         service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
-        # Streaming requests (reflection) are not the API's: not counted.
+        # Streaming requests (reflection) are not the API's: not counted. The JobService's handlers take their
+        # one request as a stream by the time they reach this interceptor (auth_interceptor.py).
         return rewrapped(
             handler,
             lambda behavior: _unary(behavior, service, method),
             lambda behavior: _unary_stream(behavior, service, method),
+            streaming_requests=str(handler_call_details.method).startswith(SERVICE_PREFIX),
         )
 
 

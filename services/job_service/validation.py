@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from jobstream import untrusted_text
 from jobstream.pipelines import Pipelines
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import GenerationParams
@@ -104,6 +105,8 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
             )
         if not request.prompt.strip():
             raise invalid("prompt", "must not be empty")
+        if problem := untrusted_text.refusal(request.prompt):
+            raise invalid("prompt", problem)
         prompt = request.prompt
     elif which == "input_ref":
         if not request.input_ref:

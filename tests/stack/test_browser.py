@@ -1,7 +1,8 @@
 """The web edge in a real browser: Debian's chromium, driven by Playwright, against the real stack. The live
-page submits and renders a job; a page on an allowed origin reads the stream and one on another origin
-cannot; the browser's own EventSource survives a SIGKILL of the bridge with every token exactly once; and an
-EventSource nobody closes stops by itself after the terminal event."""
+page submits and renders a job; it sends the key to its own origin only, whatever its URL says; a page on
+an allowed origin reads the stream and one on another origin cannot; the browser's own EventSource survives
+a SIGKILL of the bridge with every token exactly once; and an EventSource nobody closes stops by itself
+after the terminal event."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -39,6 +41,16 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
+    # Playwright's waits evaluate their conditions as strings, which the page's policy (no eval) forbids; the
+    # policy itself is tested on a page of its own (strict_page).
+    context = await browser.new_context(bypass_csp=True)
+    opened = await context.new_page()
+    yield opened
+    await context.close()
+
+
+@pytest.fixture
+async def strict_page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context()
     opened = await context.new_page()
     yield opened
@@ -90,11 +102,66 @@ async def test_the_page_submits_a_job_and_renders_every_token(page: Page, stack:
     )
 
 
+class Capture(http.server.BaseHTTPRequestHandler):
+    """Records every request that reaches it: another origin a crafted link might name as the page's API."""
+
+    seen: ClassVar[list[str]] = []
+
+    def _record(self) -> None:
+        Capture.seen.append(f"{self.command} {self.path} {self.headers.get('Authorization', '')}")
+        self.send_response(200)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Headers", "*")
+        self.end_headers()
+
+    do_GET = do_POST = do_OPTIONS = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_the_page_sends_the_key_only_to_its_own_origin_whatever_its_url_says(
+    page: Page, strict_page: Page, stack: Settings, api_key: str
+) -> None:
+    capture = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=capture.serve_forever, daemon=True).start()
+    elsewhere = f"http://127.0.0.1:{capture.server_port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"{stack.bridge_url}/")
+        policy = reply.headers["content-security-policy"].split("; ")
+        assert {"default-src 'none'", "connect-src 'self'"} <= set(policy)
+        assert any(part.startswith("script-src 'sha256-") for part in policy)
+        assert reply.headers["referrer-policy"] == "no-referrer"
+        # The link of the finding: the genuine page, told by its URL to use another API.
+        await page.goto(f"{stack.bridge_url}/?api={elsewhere}&api_origin={elsewhere}#key={api_key}")
+        job_id = await submit_from(page, "generate", 4)
+        await finished(page)
+        assert await page.evaluate("window.jobstream.indices") == list(range(4))
+        assert (await page.evaluate("window.jobstream.source.url")).startswith(f"{stack.bridge_url}/v1/jobs/{job_id}/")
+        # Under its policy the page's own script runs (the policy names it by its digest), and even a script
+        # the page did not ship cannot reach another origin.
+        await strict_page.goto(f"{stack.bridge_url}/")
+        assert await strict_page.evaluate("() => typeof window.jobstream") == "object"
+        blocked = await strict_page.evaluate(
+            "(url) => fetch(url, {method: 'POST'}).then(() => 'sent', () => 'blocked')", f"{elsewhere}/v1/jobs"
+        )
+        assert blocked == "blocked"
+        assert Capture.seen == []
+    finally:
+        capture.shutdown()
+        capture.server_close()
+
+
 @pytest.fixture
 def other_origins(tmp_path: Path, stack: Settings) -> Iterator[dict[str, str]]:
     """The live page served by plain HTTP servers of their own: one on an allowed origin (a loopback port,
     like a front end's development server) and one on an origin the setting does not allow."""
-    (tmp_path / "index.html").write_text(httpx.get(f"{stack.bridge_url}/").text)
+    # A front end's own copy of the page names the bridge as its API (the bridge's names its own origin).
+    served = httpx.get(f"{stack.bridge_url}/").text
+    marker = '<meta name="jobstream-api" content="">'
+    assert marker in served
+    (tmp_path / "index.html").write_text(served.replace(marker, marker.replace('""', f'"{stack.bridge_url}"')))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     hosts = {"allowed": "127.0.0.1", "refused": "127.0.0.2"}
     servers = {name: http.server.ThreadingHTTPServer((host, 0), handler) for name, host in hosts.items()}
@@ -112,14 +179,14 @@ async def test_a_page_on_an_allowed_origin_reads_the_stream_and_another_cannot(
     page: Page, stack: Settings, api_key: str, other_origins: dict[str, str]
 ) -> None:
     bridge = stack.bridge_url
-    await page.goto(f"{other_origins['allowed']}/?api={bridge}#key={api_key}")
+    await page.goto(f"{other_origins['allowed']}/#key={api_key}")
     job_id = await submit_from(page, "generate", 12)
     await finished(page)
     assert await page.evaluate("window.jobstream.indices") == list(range(12))
     stream = await page.evaluate("window.jobstream.source.url")
     assert stream.startswith(f"{bridge}/v1/jobs/{job_id}/events")
 
-    await page.goto(f"{other_origins['refused']}/?api={bridge}#key={api_key}")
+    await page.goto(f"{other_origins['refused']}/#key={api_key}")
     await page.click("#submit")
     await page.wait_for_function("document.getElementById('error').textContent !== ''")
     assert "could not reach the API" in await page.inner_text("#error")

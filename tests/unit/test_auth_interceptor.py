@@ -1,10 +1,14 @@
 """AuthInterceptor on a real in-process gRPC server: a call without a valid key is refused before its request
-is parsed, the handler learns the caller's tenant from it, and health checks need no key."""
+is parsed (and before it has even arrived), the handler learns the caller's tenant from it, health checks need
+no key, and calls in flight are bounded per tenant, with a call that never sends its message ended soon."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +38,15 @@ class Recorder:
         return api.SubmitJobResponse(job_id="job_x")
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, Recorder]]:
-    (tmp_path / "api-keys.json").write_text(json.dumps({"keys": {"good-key": "acme"}}))
+Served = tuple[grpc.aio.Channel, Recorder]
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Served]:
+    settings.state_dir.mkdir(exist_ok=True)
+    (settings.state_dir / "api-keys.json").write_text(
+        json.dumps({"keys": {"good-key": "acme", "other-key": "globex"}, "tenants": {"acme": {"max_calls": 3}}})
+    )
     recorder = Recorder()
     handlers = {
         "SubmitJob": grpc.unary_unary_rpc_method_handler(
@@ -44,7 +54,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, Record
         )
     }
     health = {"Check": grpc.unary_unary_rpc_method_handler(recorder.submit, recorder.parse, lambda r: b"")}
-    server = grpc.aio.server(interceptors=[AuthInterceptor(Settings(state_dir=tmp_path))])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(settings)])
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler("jobstream.v1.JobService", handlers),
@@ -56,6 +66,12 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[grpc.aio.Channel, Record
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel, recorder
     await server.stop(None)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Served]:
+    async with serving(Settings(state_dir=tmp_path)) as served:
+        yield served
 
 
 async def call(channel: grpc.aio.Channel, method: str, payload: bytes, key: str | None) -> grpc.StatusCode:
@@ -98,3 +114,60 @@ def test_the_server_bounds_what_a_client_can_hold() -> None:
     assert options["grpc.http2.max_ping_strikes"] > 0  # a client that pings too often is cut off
     assert options["grpc.max_connection_age_ms"] > 0
     assert options["grpc.max_receive_message_length"] > Settings().max_input_bytes
+
+
+async def _never() -> AsyncIterator[bytes]:
+    await asyncio.Event().wait()
+    yield b""  # pragma: no cover
+
+
+def held_call(channel: grpc.aio.Channel, method: str, key: str | None) -> asyncio.Task[grpc.StatusCode]:
+    """A call whose headers are sent and whose request message never is (as a slow or hostile client does)."""
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
+
+    async def run() -> grpc.StatusCode:
+        try:
+            await channel.stream_unary(method, request_serializer=None, response_deserializer=None)(
+                _never(), metadata=metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    return asyncio.create_task(run())
+
+
+async def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = await call()
+    return result, time.monotonic() - started
+
+
+async def test_a_call_without_a_key_is_refused_before_its_message_arrives(server: Served) -> None:
+    channel, _ = server
+    code, took = await timed(lambda: asyncio.wait_for(held_call(channel, METHOD, None), 5))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert took < 2
+
+
+async def test_calls_in_flight_are_bounded_per_tenant_and_a_silent_call_ends(tmp_path: Path) -> None:
+    request = api.SubmitJobRequest(prompt="Hi").SerializeToString()
+    async with serving(Settings(state_dir=tmp_path, grpc_request_timeout_s=1.5)) as (channel, recorder):
+        held = [held_call(channel, METHOD, "good-key") for _ in range(3)]
+        await asyncio.sleep(0.3)
+        # acme's three slots are taken: its next call is refused at once; another tenant and health are served.
+        assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await call(channel, METHOD, request, "other-key") == grpc.StatusCode.OK
+        assert await call(channel, OPEN_METHOD, request, None) == grpc.StatusCode.OK
+        # The silent calls end once the request timeout has passed, and give their slots back.
+        codes, took = await timed(lambda: asyncio.gather(*held))
+        assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 3
+        assert took < 3
+        assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.OK
+        assert recorder.tenants == ["globex", None, "acme"]
+
+
+async def test_a_silent_health_check_ends_too(tmp_path: Path) -> None:
+    async with serving(Settings(state_dir=tmp_path, grpc_request_timeout_s=0.5)) as (channel, _):
+        code, _ = await timed(lambda: asyncio.wait_for(held_call(channel, OPEN_METHOD, None), 5))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED

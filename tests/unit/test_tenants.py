@@ -13,12 +13,18 @@ from jobstream.tenants import TenantLimits, tenant_limits
 
 
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path, tenant_max_running_jobs=5, tenant_max_streams=50, stream_token_max_streams=4)
+    return Settings(
+        state_dir=tmp_path,
+        tenant_max_running_jobs=5,
+        tenant_max_streams=50,
+        stream_token_max_streams=4,
+        tenant_max_calls=9,
+    )
 
 
 def test_the_defaults_come_from_the_settings(tmp_path: Path) -> None:
     assert tenant_limits(settings(tmp_path), "acme") == TenantLimits(
-        max_running_jobs=5, max_streams=50, max_streams_per_token=4
+        max_running_jobs=5, max_streams=50, max_streams_per_token=4, max_calls=9
     )
 
 

@@ -215,3 +215,11 @@ def test_page_size() -> None:
         with pytest.raises(RequestError) as caught:
             check_page_size(bad)
         assert (caught.value.code, caught.value.field) == (INVALID, "page_size")
+
+
+def test_a_prompt_that_is_not_stream_safe_is_refused(pipelines: Pipelines, tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    error = refused(SubmitJobRequest(prompt="Caf" + "e" + "\u0301" * 200), pipelines, settings)
+    assert (error.code, error.field) == (INVALID, "prompt")
+    assert "combining marks at character 4" in str(error)
+    assert check_submit(SubmitJobRequest(prompt="Café e\u0301"), pipelines, settings).prompt == "Café e\u0301"

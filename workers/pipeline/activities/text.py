@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import unicodedata
 from collections.abc import AsyncIterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from jobstream import untrusted_text
 from jobstream.payload_store import PayloadStore
 from jobstream.workflow_io import StageInput, StageOutput
 
@@ -45,8 +45,11 @@ class TextActivities:
     async def preprocess(self, stage: StageInput) -> StageOutput:
         async with heartbeating():
             await drill_delay(stage)
-            text = unicodedata.normalize("NFC", await load_text(self.store, stage, self.max_input_bytes))
-            text = " ".join(text.split())
+            text = await load_text(self.store, stage, self.max_input_bytes)
+            # An uploaded input reaches no check before this one (an inline prompt was checked at submit).
+            if problem := untrusted_text.refusal(text):
+                raise ApplicationError(f"input {problem}", type=INVALID_INPUT, non_retryable=True)
+            text = " ".join((await untrusted_text.nfc(text)).split())
             if not text:
                 raise ApplicationError("input is empty after normalisation", type=INVALID_INPUT, non_retryable=True)
             return await self.output(text, "stages")
