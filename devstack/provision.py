@@ -21,7 +21,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from jobstream.connections import kafka_options, temporal_connect_options
-from jobstream.payload_store import RETENTION_DAYS, minio_client, minio_http_client
+from jobstream.payload_store import (
+    RETENTION_DAYS,
+    UPLOADS,
+    UPLOADS_RETENTION_DAYS,
+    minio_client,
+    minio_http_client,
+)
 from jobstream.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from jobstream.settings import Settings, get_settings
 from jobstream.stream_tokens import signing_secret
@@ -68,10 +74,19 @@ def provision_store(settings: Settings) -> None:
         except S3Error as exc:
             if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
-    rule = Rule(
-        ENABLED, rule_filter=Filter(prefix=""), rule_id="job-retention", expiration=Expiration(days=RETENTION_DAYS)
-    )
-    root.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
+    rules = [
+        Rule(
+            ENABLED, rule_filter=Filter(prefix=""), rule_id="job-retention", expiration=Expiration(days=RETENTION_DAYS)
+        ),
+        # Where two rules match, the earlier expiry wins.
+        Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=f"{UPLOADS}/"),
+            rule_id="upload-retention",
+            expiration=Expiration(days=UPLOADS_RETENTION_DAYS),
+        ),
+    ]
+    root.set_bucket_lifecycle(bucket, LifecycleConfig(rules))
     if settings.minio_access_key == settings.minio_root_user:
         return  # an operator who chose to run the services as root (not advised)
     admin = MinioAdmin(

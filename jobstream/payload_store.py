@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import io
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,9 @@ from jobstream.settings import Settings
 
 # Objects written for jobs expire with the jobs' retention; Temporal keeps closed workflows as long.
 RETENTION_DAYS = 7
+# Uploads are read (and copied where the job reads them) at submit: a day is ample, and bounds what they hold.
+UPLOADS_RETENTION_DAYS = 1
+UPLOADS = "uploads"
 REF_SCHEME = "minio://"
 
 
@@ -112,6 +116,15 @@ class PayloadStore:
                 raise Changed(ref) from exc
             raise
         return self.ref(target)
+
+    async def count(self, prefix: str, up_to: int) -> int:
+        """How many objects are under `prefix`, counted no further than `up_to`."""
+
+        def counted() -> int:
+            listed = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            return sum(1 for _ in itertools.islice(listed, up_to))
+
+        return await asyncio.to_thread(counted)
 
     async def presigned_get(self, ref: str, expires: timedelta = timedelta(hours=1)) -> str:
         return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, self.key_of(ref), expires)

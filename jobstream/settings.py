@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         description="JobService calls one tenant may have in flight on one JobService (WatchJob streams "
         "included; 0: no limit); more are refused with RESOURCE_EXHAUSTED. Per tenant as above.",
     )
+    tenant_max_uploads: int = Field(
+        100,
+        ge=0,
+        description="Uploads one tenant may hold in the store at once (each up to the input limit, kept a day); "
+        "CreateUpload is refused past it (RESOURCE_EXHAUSTED). 0: no limit. Per tenant as above.",
+    )
     tenant_max_streams: int = Field(
         1000, ge=0, description="SSE streams one tenant may hold open on a bridge (0: no limit); per tenant as above."
     )

@@ -18,6 +18,7 @@ class TenantLimits(BaseModel):
     max_streams: int = Field(ge=0)
     max_streams_per_token: int = Field(ge=0)
     max_calls: int = Field(ge=0)
+    max_uploads: int = Field(ge=0)
 
 
 def tenant_limits(settings: Settings, tenant: str) -> TenantLimits:
@@ -31,6 +32,7 @@ def limits_in(document: KeysFile, settings: Settings, tenant: str) -> TenantLimi
         "max_streams": settings.tenant_max_streams,
         "max_streams_per_token": settings.stream_token_max_streams,
         "max_calls": settings.tenant_max_calls,
+        "max_uploads": settings.tenant_max_uploads,
     }
     if not isinstance(document.tenants, dict):
         raise KeysFileError("the keys file's 'tenants' must map tenant names to their limits")

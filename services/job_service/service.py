@@ -23,7 +23,7 @@ from jobstream.event_stream import EventStream, ReplayBusyError, SlowConsumerErr
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.logs import bind_job
-from jobstream.payload_store import Changed, PayloadStore
+from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore
 from jobstream.pipelines import Pipelines
 from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
 from jobstream.settings import Settings
@@ -44,7 +44,7 @@ from jobstream.workflow_io import (
 )
 from services.job_service import job_view, listing, validation
 from services.job_service.auth_interceptor import CALLER, UNAUTHENTICATED
-from services.job_service.quotas import RunningJobs
+from services.job_service.quotas import OverQuota, RunningJobs
 from services.job_service.validation import RequestError, invalid
 
 MAX_SEED = 2**32 - 1
@@ -127,14 +127,14 @@ class JobService(JobServiceServicer):
         tenant = await self.authenticate(context)
         try:
             valid = validation.check_submit(request, self.pipelines, self.settings)
-            input_ref = await self.check_input_ref(tenant, valid.input_ref) if valid.input_ref else None
         except RequestError as error:
             await abort(context, error)
         fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
         if valid.idempotency_key:
             job_id = job_view.idempotent_job_id(tenant, valid.idempotency_key)
             bind_job(job_id)
-            # Same key and same request → same job, whether it is still running or long finished.
+            # Same key and same request → same job, whether it is still running or long finished: answered
+            # before the quota is asked or the input copied, so a retry costs neither.
             try:
                 description = await self.client.get_workflow_handle(job_id).describe()
             except RPCError as exc:
@@ -145,7 +145,30 @@ class JobService(JobServiceServicer):
         else:
             job_id = job_view.new_job_id()
         bind_job(job_id)
-        await self.check_running_jobs(context, tenant)
+        try:
+            async with self.running.reserve(tenant, await self.running_jobs_limit(context, tenant)):
+                return await self.start(context, tenant, job_id, valid, fingerprint)
+        except OverQuota as over:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"tenant {tenant} has {over.running} jobs running, its limit (max_running_jobs {over.limit}); "
+                "submit again when one has ended",
+            )
+            raise AssertionError("unreachable") from over  # abort raises
+
+    async def start(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        tenant: str,
+        job_id: str,
+        valid: validation.ValidSubmit,
+        fingerprint: str,
+    ) -> api.SubmitJobResponse:
+        """The job's input stored where the job reads it, and its workflow started (inside the quota's place)."""
+        try:
+            input_ref = await self.check_input_ref(tenant, valid.input_ref) if valid.input_ref else None
+        except RequestError as error:
+            await abort(context, error)
         prompt = valid.prompt
         if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
             # Claim check at the front door: a large prompt never enters Temporal.
@@ -187,7 +210,6 @@ class JobService(JobServiceServicer):
                     pipeline=valid.pipeline, status=Status.QUEUED, stage_count=len(stages), fingerprint=fingerprint
                 ).changes(),
             )
-            self.running.started(tenant)
         except WorkflowAlreadyStartedError:
             # Two identical submissions raced; the loser answers with the winner's job.
             description = await self.client.get_workflow_handle(job_id).describe()
@@ -221,19 +243,27 @@ class JobService(JobServiceServicer):
         token = self.tokens.issue(job_id, tenant, CALLER.get().key_id)
         return f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}", token
 
-    async def check_running_jobs(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
-        """RESOURCE_EXHAUSTED (HTTP 429) for a tenant at its limit of running jobs; nothing is started."""
+    async def running_jobs_limit(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> int:
+        """The tenant's limit of running jobs (0: none), from the keys file as the interceptor read it."""
         try:
-            # The keys file as the interceptor read it for this call: not read again.
-            limit = limits_in(CALLER.get().keys_file, self.settings, tenant).max_running_jobs
+            return limits_in(CALLER.get().keys_file, self.settings, tenant).max_running_jobs
         except KeysFileError as exc:
             log.error("%s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")
-        if limit and (running := await self.running.count(tenant)) >= limit:
+            raise AssertionError("unreachable") from exc  # abort raises
+
+    async def check_uploads(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
+        """RESOURCE_EXHAUSTED for a tenant that holds its limit of uploads already (they expire after a day)."""
+        try:
+            limit = limits_in(CALLER.get().keys_file, self.settings, tenant).max_uploads
+        except KeysFileError as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")
+        if limit and (held := await self.store.count(f"{UPLOADS}/{tenant}/", limit)) >= limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"tenant {tenant} has {running} jobs running, its limit (max_running_jobs {limit}); "
-                "submit again when one has ended",
+                f"tenant {tenant} holds {held} uploads, its limit (max_uploads {limit}); submit them or wait "
+                f"for them to expire ({UPLOADS_RETENTION_DAYS} day after upload)",
             )
 
     async def check_input_ref(self, tenant: str, ref: str) -> str:
@@ -241,7 +271,7 @@ class JobService(JobServiceServicer):
             key = self.store.key_of(ref)
         except ValueError as exc:
             raise invalid("input_ref", "is not a reference returned by CreateUpload") from exc
-        if not key.startswith(f"uploads/{tenant}/"):
+        if not key.startswith(f"{UPLOADS}/{tenant}/"):
             raise invalid("input_ref", "is not a reference returned by CreateUpload")
         stored = await self.store.stat(ref)
         if stored is None:
@@ -331,7 +361,8 @@ class JobService(JobServiceServicer):
         ttl = ttl or timedelta(minutes=15)
         if not timedelta(seconds=1) <= ttl <= timedelta(days=7):
             await abort(context, out_of_range)
-        key = f"uploads/{tenant}/{uuid.uuid4().hex}"
+        await self.check_uploads(context, tenant)
+        key = f"{UPLOADS}/{tenant}/{uuid.uuid4().hex}"
         expire = Timestamp()
         expire.FromDatetime(datetime.now(UTC) + ttl)
         url, fields = await self.store.presigned_post(key, ttl, self.settings.max_input_bytes)
