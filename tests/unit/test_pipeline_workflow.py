@@ -361,7 +361,8 @@ async def test_generate_succeeds(client: Client) -> None:
 async def test_generate_reaches_the_model_in_one_workflow_task(client: Client) -> None:
     """The trips before the first token: one workflow task and one local activity (job.started, stage.started,
     the local preprocess, stage.completed and the model's stage.started) before run_model is scheduled, and
-    one memo upsert per workflow task."""
+    one memo upsert per workflow task. The job's end costs one trip of its own: its event goes out once the
+    verdict is recorded."""
     async with job(client, Stages()) as j:
         handle = await j.start()
         await handle.result()
@@ -369,16 +370,20 @@ async def test_generate_reaches_the_model_in_one_workflow_task(client: Client) -
     scheduled = events.index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     before_model = events[:scheduled]
     assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
-    # One marker: the one local activity's (a new workflow type, no patch marker).
-    assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 1
+    # Two markers: the patch's and the one local activity's.
+    assert before_model.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
     assert before_model.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 1
-    assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 2
-    # One per local stage: job.completed went out with postprocess, not on a trip of its own.
-    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
+    assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 3
+    # One per local stage and the patch's: job.completed goes out on an activity after the verdict.
+    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 3
     assert events.count(EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED) == 2
-    # RUNNING and SUCCEEDED (no TemporalChangeVersion: no patch).
-    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 2
-    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
+    # RUNNING (with the patch's TemporalChangeVersion) and SUCCEEDED.
+    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 3
+    # The model stage, and the terminal event's publish.
+    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 2
+    # The verdict is recorded (memo and status) by the task that schedules the publish of the job's end.
+    publish = len(events) - 1 - events[::-1].index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    assert EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED in events[publish - 3 : publish]
 
 
 class OutOfMemoryOnce(Stages):
@@ -638,13 +643,24 @@ class CancelMissed(Stages):
         return await super().do_preprocess(stage)
 
 
+async def cancel_requested_of_activity(handle: WorkflowHandle[Any, Any]) -> None:
+    while True:
+        events = [event.event_type for event in (await handle.fetch_history()).events]
+        if EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in events:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def test_cancel_that_a_stage_misses_still_cancels_the_job(client: Client) -> None:
     stages = CancelMissed()
     async with job(client, stages, adjust=remote) as j:
         handle = await j.start()
         await asyncio.wait_for(stages.running.wait(), WAIT_S)
         await handle.cancel()
-        # The workflow is waiting for preprocess to confirm the cancellation; it completes instead.
+        # The workflow is waiting for preprocess to confirm the cancellation; it completes instead. (Released
+        # only once the workflow has asked: released sooner, its completion can reach the workflow with the
+        # cancel, in one task, and the job never learns that the stage finished.)
+        await asyncio.wait_for(cancel_requested_of_activity(handle), WAIT_S)
         stages.release.set()
         await assert_cancelled(handle)
 

@@ -4,6 +4,8 @@ the supervisor restarts, the job completes, and the stages that had finished do 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,15 +17,19 @@ from temporalio.client import Client
 from devstack.reliability import Record
 from jobstream import cursors
 from jobstream.settings import Settings
+from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
 from tests.stack.helpers import (
+    TERMINAL_EVENTS,
     Stub,
     activity_names,
     activity_starts,
     add_audit,
     audit_stream,
+    auth,
     check_story,
+    current_pid,
     expected_ids,
     follow_reconnecting,
     history_of,
@@ -137,3 +143,41 @@ async def test_cpu_worker_killed_inside_a_local_stage_runs_it_again(
     assert len(local_stage_attempts(history)) == 2
     kinds = [event.event_type for event in history.events]
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
+
+
+async def test_a_stalled_worker_cannot_end_the_story_against_the_recorded_verdict(
+    stub: Stub, api_key: str, stack: Settings, reliability: Record
+) -> None:
+    """The CPU worker stops (a GC pause, a frozen VM: SIGSTOP here) inside the job's last local stage, a cancel
+    lands, and the worker resumes after its workflow task has timed out. The stream's terminal event must be
+    the verdict the job records, whichever it is: the stale task's stage may still say it completed, but the
+    job's end is published only by the task whose verdict stands."""
+    reliability.fault = "2. CPU worker stalled (SIGSTOP) in the last local stage while the job is cancelled"
+    postprocess = cursors.stage_started(STAGES.index("postprocess"))
+    inside = asyncio.Event()
+
+    def watch(event: Any) -> None:
+        if event.id == postprocess:
+            inside.set()
+
+    reply = await submit(stub, api_key, "The clerk froze mid-sentence", pipeline="drill-slow-local", max_tokens=8)
+    async with sse_client() as client:
+        follower = asyncio.create_task(follow_reconnecting(client, reply.events_url, on_event=watch, timeout_s=120))
+        await asyncio.wait_for(inside.wait(), 120)
+        await asyncio.sleep(0.5)  # inside the 3 s stage
+        stalled = current_pid(stack, "cpu-worker")
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            await stub.CancelJob(api.CancelJobRequest(job_id=reply.job_id, reason="stalled"), metadata=auth(api_key))
+            await asyncio.sleep(12)  # past the workflow task's timeout (10 s)
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        reliability.inputs += 1
+        followed = await follower
+    job = await wait_terminal(stub, api_key, reply.job_id)
+    reliability.jobs += 1
+    terminal = [event.event for event in followed.events if event.event in TERMINAL_EVENTS]
+    said = {"job.completed": JobStatus.JOB_STATUS_SUCCEEDED, "job.cancelled": JobStatus.JOB_STATUS_CANCELLED}
+    reliability.note(f"stream ended with {terminal}; the job is {JobStatus.Name(job.status)}")
+    assert len(terminal) == 1, terminal
+    assert said.get(terminal[0]) == job.status, (terminal, JobStatus.Name(job.status))

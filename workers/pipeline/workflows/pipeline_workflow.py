@@ -7,8 +7,9 @@ GetJob), both readable without a worker.
 Few durable trips: the job's events wait in an outbox and go out with the next trip the workflow makes
 anyway. A local CPU stage carries the events before and after it (its activity publishes them), a remote
 stage is preceded by one publish of all that is pending, and the memo is upserted once per workflow task.
-For `generate`: one workflow task and one local activity from the start to the model's schedule, two
-workflow tasks in all. (Jobs started before this, as the type `PipelineWorkflow`, finish on
+The job's end is the exception: its event goes out on an activity of its own, scheduled by the task that
+records the verdict (`_publish_verdict` says why). For `generate`: one workflow task and one local activity
+from the start to the model's schedule, three workflow tasks in all. (Jobs started before this, as the type `PipelineWorkflow`, finish on
 `legacy_pipeline_workflow.py`.)
 """
 
@@ -44,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
 PUBLISH_TIMEOUT = timedelta(seconds=10)
 PUBLISH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
+# Jobs started with this patch publish their terminal event only once the workflow has recorded its verdict.
+VERDICT_FIRST_PATCH = "terminal-event-after-verdict"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -65,6 +68,7 @@ class PipelineWorkflow:
         self._ended = False
         self._start_recorded = False
         self._unconfirmed: list[EventSpec] = []
+        self._verdict_first = False
 
     @workflow.signal(name=CANCEL_REASON_SIGNAL)
     def set_cancel_reason(self, reason: str) -> None:
@@ -76,6 +80,7 @@ class PipelineWorkflow:
         self._meter = workflow.metric_meter().with_additional_attributes({"pipeline": job.pipeline})
         self._meter.create_counter("jobstream_jobs_started", "Jobs whose workflow began.").add(1)
         self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
+        self._verdict_first = workflow.patched(VERDICT_FIRST_PATCH)
         self._set_status(Status.RUNNING)
         outbox = [
             EventSpec(
@@ -114,13 +119,13 @@ class PipelineWorkflow:
                 error_message=message,
                 usage=self._usage,
             )
-            await self._publish_and_record([*self._unconfirmed, *outbox, failed])
+            await self._publish_verdict([*self._unconfirmed, *outbox, failed])
             self._flush_memo()
             raise ApplicationError(message, type=code, non_retryable=True) from error
         self._set_status(Status.SUCCEEDED)
         if not self._ended:
             completed = self._job_completed(job).model_copy(update={"result_text": data.text, "result_ref": data.ref})
-            await self._publish_all([*outbox, completed])
+            await self._publish_verdict([*outbox, completed])
         self._flush_memo()
         return JobResult(
             text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
@@ -157,9 +162,11 @@ class PipelineWorkflow:
                 self._unconfirmed = before
             after = [completed]
             if index + 1 == count:
-                # The job's end goes out with its last stage (the activity fills in the result): no trip of its own.
-                after.append(self._job_completed(job))
-                self._ended = True
+                if not self._verdict_first:
+                    # Before VERDICT_FIRST_PATCH the job's end went out with its last stage (the activity filled
+                    # in the result): no trip of its own, but sent before the verdict was recorded.
+                    after.append(self._job_completed(job))
+                    self._ended = True
             elif not job.stages[index + 1].local:
                 # The remote stage after this one is scheduled in this same workflow task: announce it now,
                 # or its stage.started would cost a trip of its own.
@@ -244,8 +251,32 @@ class PipelineWorkflow:
             usage=self._usage,
             finish_reason=self._finish_reason or "cancelled",
         )
-        await self._publish_and_record([*self._unconfirmed, *outbox, cancelled])
+        await self._publish_verdict([*self._unconfirmed, *outbox, cancelled])
         self._flush_memo()
+
+    async def _publish_verdict(self, events: list[EventSpec]) -> None:
+        """Publish the events that end with the job's terminal one, once the verdict is recorded.
+
+        Everything a workflow task does in its worker (local activities included) is undone if the task times
+        out and runs again, but its side effects are not: a worker stalled in its last local stage while a
+        cancel landed published job.completed after the re-run task had published job.cancelled under the
+        same event id. An activity is scheduled only when the task that decided it completes, with the
+        verdict (status and memo) in the same completion: a stale task's completion is refused, so a terminal
+        event can come from no task but the one whose verdict stands."""
+        if not self._verdict_first:
+            await self._publish_and_record(events)
+            return
+        self._flush_memo()
+        locators: list[LogLocator] = await asyncio.shield(
+            workflow.execute_activity(
+                "publish_events",
+                events,
+                result_type=list[LogLocator],
+                start_to_close_timeout=PUBLISH_TIMEOUT,
+                retry_policy=PUBLISH_RETRY,
+            )
+        )
+        self._record_start(events, locators)
 
     def _update_record(self, index: int, **changes: object) -> None:
         self._records[index] = self._records[index].model_copy(update=changes)
