@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         description="Origins a browser may call the HTTP API and read streams from, comma-separated; `*` matches "
         "a port or a host part (http://127.0.0.1:*). Empty: same origin only.",
     )
+    bridge_header_timeout_s: float = Field(
+        10.0, gt=0, description="A client must send a request's headers within this many seconds, or is cut off."
+    )
+    bridge_max_connections: int = Field(
+        10_000,
+        ge=1,
+        description="Connections (streams included) the bridge holds at once; past it a new request gets 503. "
+        "Keep it under the process's open-file limit.",
+    )
     sse_send_timeout_s: int = Field(
         30, description="An SSE client that takes longer than this to accept a write is disconnected (seconds)."
     )

@@ -20,6 +20,7 @@ from jobstream.tracing import enabled, start_tracing, stop_tracing
 from sse_bridge.admission import Admission
 from sse_bridge.app import Bridge, create_app
 from sse_bridge.http_api import HttpApi
+from sse_bridge.http_protocol import HeadDeadlineProtocol
 from sse_bridge.metrics import TAIL_LAG
 
 
@@ -55,13 +56,16 @@ def main() -> None:
     configure_logging("sse-bridge", settings)
     settings.refuse_development_secrets()
     start_tracing("sse-bridge")
+    HeadDeadlineProtocol.header_timeout_s = settings.bridge_header_timeout_s
     uvicorn.run(
         create_app(open_bridge, settings.cors_origins, serve_metrics=settings.metrics),
         host=settings.bind_address,
         port=settings.bridge_port,
         # Per event the bridge's own work is small now; the loop and the HTTP writer are most of what is left.
         loop="uvloop",
-        http="httptools",
+        http=HeadDeadlineProtocol,
+        # Past this many connections (streams included) or requests in flight, new requests get 503 at once.
+        limit_concurrency=settings.bridge_max_connections,
         log_level="warning",
         access_log=False,
         # uvicorn's loggers write through the process's one handler, in its format.

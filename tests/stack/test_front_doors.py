@@ -289,3 +289,46 @@ async def test_a_prompt_of_combining_marks_is_refused_and_freezes_no_worker(
         assert failed.status == JobStatus.JOB_STATUS_FAILED
         assert "combining marks" in failed.error.message
         assert took < 10
+
+
+async def trickle(stack: Settings, stop: asyncio.Event) -> float | None:
+    """A client that sends one header line a second and never ends its head: how long until the bridge closed
+    the connection (None if it had not when `stop` was set)."""
+    reader, writer = await asyncio.open_connection(stack.host, stack.bridge_port)
+    started = time.monotonic()
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    try:
+        line = 0
+        while not stop.is_set():
+            line += 1
+            writer.write(f"X-Slow-{line}: 1\r\n".encode())
+            await writer.drain()
+            try:
+                if await asyncio.wait_for(reader.read(1), 1.0) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                continue
+    except ConnectionError:
+        return time.monotonic() - started
+    finally:
+        writer.close()
+    return None
+
+
+async def test_clients_that_trickle_their_headers_are_cut_off(stack: Settings) -> None:
+    stop = asyncio.Event()
+    slow = [asyncio.create_task(trickle(stack, stop)) for _ in range(300)]
+    await asyncio.sleep(2)
+    worst = 0.0
+    async with httpx.AsyncClient(base_url=stack.bridge_url, timeout=30) as http:
+        for _ in range(10):
+            reply, took = await timed(lambda: http.get("/healthz"))
+            assert reply.status_code == 200
+            worst = max(worst, took)
+            await asyncio.sleep(0.2)
+    print(f"\nwith 300 clients trickling header lines: /healthz at worst {worst * 1000:.0f} ms")
+    done, _ = await asyncio.wait(slow, timeout=stack.bridge_header_timeout_s + 5)
+    stop.set()
+    held = [task.result() for task in done]
+    assert len(held) == 300
+    assert all(seconds is not None and seconds < stack.bridge_header_timeout_s + 3 for seconds in held), held

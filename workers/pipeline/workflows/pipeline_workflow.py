@@ -9,8 +9,8 @@ anyway. A local CPU stage carries the events before and after it (its activity p
 stage is preceded by one publish of all that is pending, and the memo is upserted once per workflow task.
 The job's end is the exception: its event goes out on an activity of its own, scheduled by the task that
 records the verdict (`_publish_verdict` says why). For `generate`: one workflow task and one local activity
-from the start to the model's schedule, three workflow tasks in all. (Jobs started before this, as the type `PipelineWorkflow`, finish on
-`legacy_pipeline_workflow.py`.)
+from the start to the model's schedule, three workflow tasks in all. (Jobs started before this, as the type
+`PipelineWorkflow`, finish on `legacy_pipeline_workflow.py`.)
 """
 
 from __future__ import annotations
