@@ -4,6 +4,7 @@ fresh one) or the API key it was issued to is revoked (the `kid` claim names tha
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,18 +29,42 @@ class StreamGrant:
 
 
 REQUIRED = ["exp", "iat", "sub", "ten", "aud", "kid"]
+# The JobService that issues a token and the bridge that checks it read different clocks.
+CLOCK_SKEW_S = 30
+# HS256 wants a key at least as long as its hash (RFC 7518, 3.2): 32 bytes.
+MIN_SECRET_BYTES = 32
+
+
+class WeakSecret(ValueError):
+    pass
 
 
 def signing_secret(settings: Settings) -> str:
-    """The configured secret, or one generated once into the state directory and shared by all processes."""
-    if settings.stream_token_secret:
-        return settings.stream_token_secret
-    path = settings.state_dir / "stream-token-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    """The configured secret, or one generated once into the state directory and shared by all processes;
+    WeakSecret for one shorter than MIN_SECRET_BYTES."""
+    secret = settings.stream_token_secret
+    if not secret:
+        path = settings.state_dir / "stream-token-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole under another name and renamed: a process starting beside this one never reads a
+            # half-written secret (it would sign with it, and every other process would refuse its tokens).
+            draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+            draft.write_text(secrets.token_urlsafe(32))
+            draft.chmod(0o600)
+            try:
+                os.link(draft, path)  # the first writer wins; a later one keeps the first's secret
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        secret = path.read_text().strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise WeakSecret(
+            f"the stream-token secret is {len(secret.encode())} bytes; it must be at least {MIN_SECRET_BYTES} "
+            "(JOBSTREAM_STREAM_TOKEN_SECRET, or unset for one generated into the state directory)"
+        )
+    return secret
 
 
 class StreamTokens:
@@ -66,7 +91,12 @@ class StreamTokens:
         try:
             # A token without `exp` would never expire: every claim we issue is required.
             claims = jwt.decode(
-                token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE, options={"require": REQUIRED}
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": REQUIRED},
+                leeway=CLOCK_SKEW_S,
             )
         except jwt.PyJWTError as exc:
             raise InvalidStreamToken(str(exc)) from exc

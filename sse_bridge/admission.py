@@ -52,7 +52,8 @@ class Admission:
 
     @staticmethod
     def key_is_live(grant: StreamGrant, document: KeysFile) -> bool:
-        return grant.key_id in live_key_ids(document.keys)
+        """Whether the key the token names still exists, and is a key of the token's own tenant."""
+        return live_key_ids(document.keys).get(grant.key_id) == grant.tenant
 
     def admit(self, grant: StreamGrant, token: str, document: KeysFile) -> Ticket:
         """A ticket for one more stream; Refusal when the token or the tenant is at its limit."""

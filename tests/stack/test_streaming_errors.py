@@ -109,9 +109,10 @@ async def test_unknown_malformed_and_foreign_jobs_are_refused_with_json(
         # A valid-looking job id with a correctly signed token for it: the job does not exist.
         unknown = random_job_id()
         await refused(client, events_url(bridge, unknown, tokens.issue(unknown, tenant, kid)), 404, "not_found")
-        # A real job, with a signed token for another tenant: reported exactly like an unknown job.
+        # A real job, with a signed token for another tenant that names this tenant's key: the key is not one of
+        # the token's tenant, so the token is refused (the job's owner is not even asked).
         foreign = tokens.issue(first.job_id, f"{tenant}-someone-else", kid)
-        await refused(client, events_url(bridge, first.job_id, foreign), 404, "not_found")
+        await refused(client, events_url(bridge, first.job_id, foreign), 403, "permission_denied")
         # Malformed job ids (checked before anything else, token or not).
         for bad in ("job_SHOUTING0000000000000000000", "job_short", "12345", "job_" + "a" * 27):
             body = await refused(client, events_url(bridge, bad, first.stream_token), 400, "invalid_argument")

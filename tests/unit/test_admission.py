@@ -29,6 +29,12 @@ def test_a_token_of_a_revoked_key_is_not_live() -> None:
     assert not Admission.key_is_live(grant(), KeysFile({}, {}))
 
 
+def test_a_token_naming_another_tenants_key_is_not_live() -> None:
+    other = digest("the globex key")
+    document = KeysFile({KEY: "acme", other: "globex"}, {})
+    assert not Admission.key_is_live(grant(key_id(other)), document)
+
+
 def test_a_token_holds_at_most_its_limit_and_gets_it_back_as_streams_end() -> None:
     gate = admission()
     first, _ = gate.admit(grant(), "token-a", DOCUMENT), gate.admit(grant(), "token-a", DOCUMENT)

@@ -69,7 +69,7 @@ class Directory:
 
 
 def tokens() -> StreamTokens:
-    return StreamTokens(Settings(stream_token_secret="unit-test-secret"))
+    return StreamTokens(Settings(stream_token_secret="unit-test-secret-" + "x" * 32))
 
 
 def make_app(stream: object, directory: Directory, keepalive_s: int, send_timeout_s: float | None = None) -> Starlette:
@@ -191,14 +191,15 @@ async def test_refusals_are_json_4xx() -> None:
         await error(client, url, 401, "unauthenticated")
         await error(client, f"{url}?token=garbage", 403, "permission_denied")
         await error(client, url, 403, "permission_denied", authorization="Bearer garbage")
-        forged = StreamTokens(Settings(stream_token_secret="someone-else")).issue(JOB, TENANT, KID)
+        forged = StreamTokens(Settings(stream_token_secret="someone-else-" + "y" * 32)).issue(JOB, TENANT, KID)
         await error(client, f"{url}?token={forged}", 403, "permission_denied")
         await error(client, f"/v1/jobs/{OTHER_JOB}/events?token={good}", 403, "permission_denied")
         expired = issuer.issue(JOB, TENANT, KID, now=time.time() - 10 * 86400)
         await error(client, f"{url}?token={expired}", 403, "permission_denied")
         missing = "job_" + "c" * 26
         await error(client, f"/v1/jobs/{missing}/events?token={issuer.issue(missing, TENANT, KID)}", 404, "not_found")
-        await error(client, f"{url}?token={issuer.issue(JOB, 'intruder', KID)}", 404, "not_found")
+        # A token whose key is not a key of its tenant is refused before the job's owner is even asked.
+        await error(client, f"{url}?token={issuer.issue(JOB, 'intruder', KID)}", 403, "permission_denied")
         body = await error(client, f"/v1/jobs/job_nope/events?token={good}", 400, "invalid_argument")
         assert body["field"] == "job_id"
         body = await error(client, f"{url}?token={good}", 400, "invalid_argument", **{"last-event-id": "x"})

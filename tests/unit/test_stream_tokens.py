@@ -11,7 +11,15 @@ import jwt
 import pytest
 
 from jobstream.settings import Settings
-from jobstream.stream_tokens import ALGORITHM, AUDIENCE, InvalidStreamToken, StreamGrant, StreamTokens
+from jobstream.stream_tokens import (
+    ALGORITHM,
+    AUDIENCE,
+    CLOCK_SKEW_S,
+    InvalidStreamToken,
+    StreamGrant,
+    StreamTokens,
+    WeakSecret,
+)
 
 SECRET = "unit-test-secret-" + "x" * 32
 JOB = "job_" + "a" * 26
@@ -57,9 +65,26 @@ def test_token_of_another_job(tmp_path: Path) -> None:
 def test_expired(tmp_path: Path) -> None:
     issuer = tokens(tmp_path, ttl_s=60)
     with pytest.raises(InvalidStreamToken, match="expired"):
-        issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 61), JOB)
+        issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 61 - CLOCK_SKEW_S), JOB)
     # Just inside its lifetime it still works.
     assert issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 50), JOB).tenant == "acme"
+
+
+def test_clocks_that_differ_by_seconds_agree_on_a_token(tmp_path: Path) -> None:
+    """A JobService whose clock runs ahead of the bridge's issues tokens the bridge takes."""
+    issuer = tokens(tmp_path)
+    assert issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() + 10), JOB).tenant == "acme"
+    with pytest.raises(InvalidStreamToken, match="not yet valid"):
+        issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() + 10 * CLOCK_SKEW_S), JOB)
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 31])
+def test_a_short_secret_is_refused(tmp_path: Path, secret: str) -> None:
+    with pytest.raises(WeakSecret, match="at least 32"):
+        tokens(tmp_path, secret=secret)
+    (tmp_path / "stream-token-secret").write_text(secret)
+    with pytest.raises(WeakSecret):
+        StreamTokens(Settings(state_dir=tmp_path))
 
 
 def test_a_token_without_an_expiry_subject_or_key_id_is_refused(tmp_path: Path) -> None:

@@ -91,6 +91,8 @@ def expected_status(case: SseCase, jobs: Jobs, job_id: str, token: str, tokens: 
         grant = tokens.verify(token, job_id)
     except Exception:
         return {403}
+    if case.token == "wrong-tenant":
+        return {403}  # its key is not a key of the tenant it names
     after = resume_point(case)
     if after and not cursors.is_valid(after):
         return {400}
