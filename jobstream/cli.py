@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -125,6 +126,24 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
     return 0 if final is not None and final.type == "job.completed" else 1
 
 
+SUBMIT_ATTEMPTS = 4
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+async def submit_retrying(stub: Any, request: api.SubmitJobRequest, call_metadata: Any) -> api.SubmitJobResponse:
+    """SubmitJob, again after a JobService that went away mid-call: the request always carries an idempotency
+    key (one of its own when the user gave none), so a retry of a submit that did start a job gets that job."""
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        try:
+            reply: api.SubmitJobResponse = await stub.SubmitJob(request, metadata=call_metadata)
+            return reply
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in RETRYABLE or attempt == SUBMIT_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     async with job_service_channel(settings) as channel:
@@ -142,9 +161,9 @@ async def run(args: argparse.Namespace) -> int:
                 pipeline=args.pipeline,
                 prompt=args.prompt,
                 params=params,
-                idempotency_key=args.idempotency_key,
+                idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4().hex}",
             )
-            reply = await stub.SubmitJob(request, metadata=metadata())
+            reply = await submit_retrying(stub, request, metadata())
             if args.json:
                 print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)), flush=True)
             else:

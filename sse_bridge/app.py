@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import html
 import logging
+import random
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -43,7 +44,15 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 15
 # EventSource waits this long before it reconnects (browsers default to about 3 s).
 RETRY_MS = 1000
-RETRY = f"retry: {RETRY_MS}\r\n\r\n".encode()
+# Each stream its own wait, up to three times that: after a bridge restart its thousands of streams come back
+# spread over two seconds, not all in the same millisecond.
+RETRY_SPREAD = 3
+
+
+def retry_hint() -> bytes:
+    return f"retry: {random.randint(RETRY_MS, RETRY_MS * RETRY_SPREAD)}\r\n\r\n".encode()
+
+
 TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
 TRANSIENT_RETRY_S = 1.0
 # `generate` first: the page's default.
@@ -117,7 +126,7 @@ class Bridge:
 
     async def _frames(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncGenerator[bytes, None]:
         """The stream's body: each chunk everything the watcher had pending, in one write."""
-        yield RETRY
+        yield retry_hint()
         if not checked and not await self._owned_once_reachable(job_id, tenant):
             return
         progress = _StreamProgress(job_id)

@@ -23,7 +23,7 @@ from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge.admission import Admission
-from sse_bridge.app import RETRY_MS, Bridge, create_app
+from sse_bridge.app import RETRY_MS, RETRY_SPREAD, Bridge, create_app, retry_hint
 from sse_bridge.streams import PING
 
 JOB = "job_" + "a" * 26
@@ -146,7 +146,7 @@ async def test_an_idle_stream_gets_keep_alive_comments_and_the_watcher_is_releas
         assert headers["content-type"].startswith("text/event-stream")
         # First the reconnection delay for EventSource, then only keep-alives.
         hint = await asyncio.wait_for(sent.get(), 5)
-        assert hint["body"].decode().splitlines() == [f"retry: {RETRY_MS}", ""]
+        assert retry_ms(hint["body"]) in range(RETRY_MS, RETRY_MS * RETRY_SPREAD + 1)
         comments: list[float] = []
         async with asyncio.timeout(10):
             while len(comments) < 2:
@@ -179,6 +179,20 @@ async def error(client: httpx.AsyncClient, url: str, status: int, code: str, **h
     assert body["code"] == code
     assert body["message"]
     return body
+
+
+def retry_ms(body: bytes) -> int:
+    """The reconnect wait a `retry:` block asks for."""
+    field, _, value = body.decode().removesuffix("\r\n\r\n").partition(": ")
+    assert field == "retry"
+    return int(value)
+
+
+def test_reconnect_waits_are_spread() -> None:
+    waits = {retry_ms(retry_hint()) for _ in range(200)}
+    assert min(waits) >= RETRY_MS
+    assert max(waits) <= RETRY_MS * RETRY_SPREAD
+    assert len(waits) > 50  # not one value for everyone
 
 
 async def test_refusals_are_json_4xx() -> None:
@@ -297,7 +311,7 @@ async def test_a_batch_of_events_goes_out_in_one_write_with_the_old_headers() ->
     assert headers["cache-control"] == "no-store"
     assert headers["x-accel-buffering"] == "no"
     assert "content-length" not in headers
-    assert hint["body"] == f"retry: {RETRY_MS}\r\n\r\n".encode()
+    assert retry_ms(hint["body"]) in range(RETRY_MS, RETRY_MS * RETRY_SPREAD + 1)
     frames = [Delivery(event).frame for event in events]
     assert [body["body"] for body in bodies] == [frames[0], frames[1] + frames[2]]
     assert all(body["more_body"] for body in [hint, *bodies])
