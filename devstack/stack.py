@@ -79,6 +79,8 @@ LOCAL_LIMITS = {
     "JOBSTREAM_TENANT_MAX_RUNNING_JOBS": "1000",
     "JOBSTREAM_TENANT_MAX_STREAMS": "20000",
     "JOBSTREAM_STREAM_TOKEN_MAX_STREAMS": "1000",
+    # The reliability suite's and the benchmark's bursts come from the one development tenant.
+    "JOBSTREAM_TENANT_MAX_CALLS": "5000",
 }
 
 

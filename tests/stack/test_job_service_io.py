@@ -73,7 +73,7 @@ async def assert_history_within_threshold(client: Client, job_id: str, threshold
     hops: list[StageInput | StageOutput | JobResult] = []
     for event in events_of(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED):
         attributes = event.activity_task_scheduled_event_attributes
-        if attributes.activity_type.name != "publish_event":
+        if attributes.activity_type.name not in ("publish_event", "publish_events"):
             hops += await converter.decode(attributes.input.payloads, [StageInput])
     for event in events_of(history, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED):
         result = event.activity_task_completed_event_attributes.result.payloads

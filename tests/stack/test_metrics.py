@@ -98,11 +98,13 @@ async def test_every_endpoint_counts_one_job(
     assert moved(before, after, "cpu-worker", "jobstream_jobs_started_total", pipeline="generate") == 1
     finished = "jobstream_jobs_finished_total"
     assert moved(before, after, "cpu-worker", finished, pipeline="generate", status="succeeded") == 1
-    # The SDK's own: its two workflow tasks and two local stages.
+    # The SDK's own: its three workflow tasks, two local stages, and the activity that publishes its end.
     workflow_tasks = "temporal_workflow_task_execution_latency_seconds_count"
-    assert moved(before, after, "cpu-worker", workflow_tasks, workflow_type="PipelineWorkflowV2") == 2
+    assert moved(before, after, "cpu-worker", workflow_tasks, workflow_type="PipelineWorkflowV2") == 3
     local = "temporal_local_activity_execution_latency_seconds_count"
     assert moved(before, after, "cpu-worker", local, activity_type="run_local_stage") == 2
+    ended = "temporal_activity_execution_latency_seconds_count"
+    assert moved(before, after, "cpu-worker", ended, activity_type="publish_events") == 1
 
     gpu = "gpu-worker-tinylm"
     assert moved(before, after, gpu, "jobstream_tokens_generated_total", model="tinylm") == TOKENS

@@ -115,12 +115,13 @@ async def test_one_job_is_one_trace_across_every_process(traced: tuple[Settings,
     run_workflow = one(spans, "RunWorkflow:PipelineWorkflowV2", "jobstream-cpu-worker")
     assert parent(run_workflow) == start_workflow
 
-    # job.completed rides with the last local stage: the bridge's job-end span hangs from that activity.
+    # job.completed goes out on the activity the verdict's workflow task scheduled: the bridge's job-end span
+    # hangs from that activity.
     job_end = one(spans, "sse.deliver job end", "jobstream-sse-bridge")
     assert job_end.attributes["jobstream.event_id"] == events[-1].id
-    last_stage = parent(job_end)
-    assert (last_stage.service, last_stage.name) == ("jobstream-cpu-worker", "RunActivity:run_local_stage")
-    assert parent(parent(last_stage)) == start_workflow
+    publish = parent(job_end)
+    assert (publish.service, publish.name) == ("jobstream-cpu-worker", "RunActivity:publish_events")
+    assert parent(parent(publish)) == start_workflow
     # Not a span per event: the stream's tokens add none beyond the first's produce and delivery.
     assert len(spans) < 20, [(s.service, s.name) for s in spans]
 
