@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         "always find room.",
     )
     grpc_max_streams_per_connection: int = Field(
-        100,
+        1000,
         ge=1,
         description="Concurrent calls one client connection may hold (a burst beyond it at a connection's start "
         "is refused with REFUSED_STREAM).",
