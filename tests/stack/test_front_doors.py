@@ -105,9 +105,11 @@ async def test_calls_that_never_send_their_message_take_no_slot_from_anyone(
     await asyncio.sleep(1.0)
     took = await other_tenant_is_served(stack, stub, api_key, job_id)
     print(f"\nwith 1,200 anonymous calls held: GetJob + health took {took * 1000:.0f} ms")
-    # Without a key, refused on the headers alone: none of them is still open.
+    # Without a key, refused on the headers alone: none of them is still open. (The refusal ends a call whose
+    # client has not finished sending; under load the client may see the stream's reset before the status.)
     codes = await asyncio.wait_for(asyncio.gather(*held[:-1]), 10)
-    assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
+    assert grpc.StatusCode.UNAUTHENTICATED in codes
+    assert set(codes) <= {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.CANCELLED}
     await held[-1]
     assert took < 2.0
 
@@ -121,11 +123,17 @@ async def test_one_tenants_calls_are_bounded_and_a_silent_call_ends(stack: Setti
         print(f"\nwith one tenant's 300 silent calls: another tenant's GetJob + health took {took * 1000:.0f} ms")
         assert took < 2.0
         # Past its 20, refused at once; its 20 end when their message has not come within the request timeout.
+        # (As above, a refused call's client may see the reset before the status: CANCELLED.)
         done, _ = await asyncio.wait(held[:-1], timeout=2.0)
         assert len(done) == 280
-        assert {task.result() for task in done} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        refused = [task.result() for task in done]
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in refused
+        assert set(refused) <= {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
         codes = await asyncio.wait_for(asyncio.gather(*held[:-1]), stack.grpc_request_timeout_s + 5)
-        assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) == 20
+        ended = [code for task, code in zip(held[:-1], codes, strict=True) if task not in done]
+        assert len(ended) == 20
+        assert grpc.StatusCode.DEADLINE_EXCEEDED in ended
+        assert set(ended) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
         await held[-1]
         # The slots came back: the tenant is served again.
         reply = await stub.ListJobs(api.ListJobsRequest(page_size=1), metadata=auth(key))
