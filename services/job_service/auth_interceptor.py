@@ -4,8 +4,8 @@ even parsed (an inline prompt may be 16 MiB), and the handlers get the caller's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +16,7 @@ from jobstream.auth import Caller, KeysFileError, bearer_key, caller_of, read_ke
 from jobstream.settings import Settings
 from jobstream.tenants import limits_in
 from services.job_service.call_slots import CallRefused, CallSlots
-from services.job_service.interceptors import Behavior, Context, ServerInterceptor
+from services.job_service.interceptors import Behavior, Context, ServerInterceptor, streamed
 
 log = logging.getLogger(__name__)
 SERVICE_PREFIX = "/jobstream.v1.JobService/"
@@ -70,12 +70,23 @@ def _nothing() -> None:
 TakeSlot = Callable[[], Callable[[], None]]
 
 
-async def _slot(take: TakeSlot, context: Context) -> Callable[[], None]:
+@contextlib.asynccontextmanager
+async def _admitted_call(
+    requests: AsyncIterator[Any], context: Context, timeout_s: float, take: TakeSlot, caller: Caller | None
+) -> AsyncIterator[Any]:
+    """The call's request, with the caller set and a slot held until the block ends (RESOURCE_EXHAUSTED when
+    there is no slot)."""
+    if caller is not None:
+        CALLER.set(caller)
     try:
-        return take()
+        release = take()
     except CallRefused as refused:
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.message)
         raise AssertionError("unreachable") from refused  # abort raises
+    try:
+        yield await first_request(requests, context, timeout_s)
+    finally:
+        release()
 
 
 def _admitted(
@@ -86,18 +97,9 @@ def _admitted(
         behavior_stream: Behavior = handler.unary_stream
 
         async def stream(requests: Any, context: Context) -> Any:
-            if caller is not None:
-                CALLER.set(caller)
-            release = await _slot(take, context)
-            try:
-                responses = behavior_stream(await first_request(requests, context, timeout_s), context)
-                if inspect.isasyncgen(responses):
-                    async for response in responses:
-                        yield response
-                else:
-                    await responses  # a handler that writes through context.write() (health's Watch)
-            finally:
-                release()
+            async with _admitted_call(requests, context, timeout_s, take, caller) as request:
+                async for response in streamed(behavior_stream(request, context)):
+                    yield response
 
         return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
     if handler.unary_unary is None:
@@ -105,13 +107,8 @@ def _admitted(
     behavior: Behavior = handler.unary_unary
 
     async def unary(requests: Any, context: Context) -> Any:
-        if caller is not None:
-            CALLER.set(caller)
-        release = await _slot(take, context)
-        try:
-            return await behavior(await first_request(requests, context, timeout_s), context)
-        finally:
-            release()
+        async with _admitted_call(requests, context, timeout_s, take, caller) as request:
+            return await behavior(request, context)
 
     return grpc.stream_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
 

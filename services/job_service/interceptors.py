@@ -82,16 +82,22 @@ def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Context], Awaitable[A
     return handle
 
 
+async def streamed(responses: Any) -> AsyncIterator[Any]:
+    """What a server-streaming behaviour returned, as responses: an async generator's, or none from a handler
+    that writes through context.write() (health's Watch), once it has run."""
+    if inspect.isasyncgen(responses):
+        async for response in responses:
+            yield response
+    else:
+        await responses
+
+
 def _unary_stream(behavior: Callable[..., Any]) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         await _refuse_undecodable(request, context)
         try:
-            responses = behavior(request, context)
-            if inspect.isasyncgen(responses):
-                async for response in responses:
-                    yield response
-            else:
-                await responses  # a handler that writes through context.write()
+            async for response in streamed(behavior(request, context)):
+                yield response
         except Exception as error:
             await _unavailable(error, context)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from services.job_service.auth_interceptor import SERVICE_PREFIX
-from services.job_service.interceptors import Context, ServerInterceptor, rewrapped
+from services.job_service.interceptors import Context, ServerInterceptor, rewrapped, streamed
 
 HANDLED = Counter(
     "jobstream_grpc_server_handled",
@@ -86,11 +85,7 @@ def _unary_stream(
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         with _observed(service, method, context):
-            responses = behavior(request, context)
-            if inspect.isasyncgen(responses):
-                async for response in responses:
-                    yield response
-            else:
-                await responses  # a handler that writes through context.write()
+            async for response in streamed(behavior(request, context)):
+                yield response
 
     return handle

@@ -29,7 +29,7 @@ from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT, te
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import WORKFLOW_QUEUE
-from jobstream.tenants import limits_in
+from jobstream.tenants import TenantLimits, limits_in
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
@@ -146,7 +146,8 @@ class JobService(JobServiceServicer):
             job_id = job_view.new_job_id()
         bind_job(job_id)
         try:
-            async with self.running.reserve(tenant, await self.running_jobs_limit(context, tenant)):
+            limit = (await self.limits(context, tenant)).max_running_jobs
+            async with self.running.reserve(tenant, limit):
                 return await self.start(context, tenant, job_id, valid, fingerprint)
         except OverQuota as over:
             await context.abort(
@@ -243,10 +244,10 @@ class JobService(JobServiceServicer):
         token = self.tokens.issue(job_id, tenant, CALLER.get().key_id)
         return f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}", token
 
-    async def running_jobs_limit(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> int:
-        """The tenant's limit of running jobs (0: none), from the keys file as the interceptor read it."""
+    async def limits(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> TenantLimits:
+        """The tenant's limits, from the keys file as the interceptor read it for this call (not read again)."""
         try:
-            return limits_in(CALLER.get().keys_file, self.settings, tenant).max_running_jobs
+            return limits_in(CALLER.get().keys_file, self.settings, tenant)
         except KeysFileError as exc:
             log.error("%s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")
@@ -254,11 +255,7 @@ class JobService(JobServiceServicer):
 
     async def check_uploads(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
         """RESOURCE_EXHAUSTED for a tenant that holds its limit of uploads already (they expire after a day)."""
-        try:
-            limit = limits_in(CALLER.get().keys_file, self.settings, tenant).max_uploads
-        except KeysFileError as exc:
-            log.error("%s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the tenants' limits cannot be read; retry shortly")
+        limit = (await self.limits(context, tenant)).max_uploads
         if limit and (held := await self.store.count(f"{UPLOADS}/{tenant}/", limit)) >= limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

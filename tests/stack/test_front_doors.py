@@ -7,6 +7,7 @@ and how long that other tenant waited is printed (pytest -s) for the record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -183,8 +184,10 @@ async def raw_exchange(stack: Settings, head: bytes, body_bytes: int, chunk: int
             if drained not in done:
                 break  # the bridge stopped reading
             sent += chunk
-        if not reply:
-            reply = await asyncio.wait_for(reader.read(65536), 5)
+        # The head and the body may arrive in separate segments: read to the bridge's close or its silence.
+        with contextlib.suppress(TimeoutError):
+            while more := await asyncio.wait_for(reader.read(65536), 2 if reply else 5):
+                reply += more
     except ConnectionError:
         pass
     finally:

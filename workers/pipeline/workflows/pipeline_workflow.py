@@ -263,20 +263,9 @@ class PipelineWorkflow:
         same event id. An activity is scheduled only when the task that decided it completes, with the
         verdict (status and memo) in the same completion: a stale task's completion is refused, so a terminal
         event can come from no task but the one whose verdict stands."""
-        if not self._verdict_first:
-            await self._publish_and_record(events)
-            return
-        self._flush_memo()
-        locators: list[LogLocator] = await asyncio.shield(
-            workflow.execute_activity(
-                "publish_events",
-                events,
-                result_type=list[LogLocator],
-                start_to_close_timeout=PUBLISH_TIMEOUT,
-                retry_policy=PUBLISH_RETRY,
-            )
-        )
-        self._record_start(events, locators)
+        if self._verdict_first:
+            self._flush_memo()  # the verdict goes with the completion that schedules the publish
+        self._record_start(events, await self._publish_all(events, scheduled=self._verdict_first))
 
     def _update_record(self, index: int, **changes: object) -> None:
         self._records[index] = self._records[index].model_copy(update=changes)
@@ -317,11 +306,13 @@ class PipelineWorkflow:
             memo |= JobMemo(cancel_reason=self._cancel_reason, tokens_generated=self._tokens).changes()
         self._upsert_memo(memo)
 
-    async def _publish_all(self, events: list[EventSpec]) -> list[LogLocator]:
-        # A local activity: it runs in this workflow's worker without a trip through a task queue.
+    async def _publish_all(self, events: list[EventSpec], scheduled: bool = False) -> list[LogLocator]:
+        # A local activity: it runs in this workflow's worker without a trip through a task queue; `scheduled`:
+        # an activity, which exists only once this workflow task's completion is accepted (_publish_verdict).
         # Shielded: a cancelled job must still tell its watchers that it was cancelled.
+        execute = workflow.execute_activity if scheduled else workflow.execute_local_activity
         locators: list[LogLocator] = await asyncio.shield(
-            workflow.execute_local_activity(
+            execute(
                 "publish_events",
                 events,
                 result_type=list[LogLocator],
