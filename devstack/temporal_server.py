@@ -25,6 +25,9 @@ DEV_SERVER_CONFIG: dict[str, object] = {
     # a task could land on a partition with no waiting poller and wait for the forwarder.
     "matching.numTaskqueueReadPartitions": 1,
     "matching.numTaskqueueWritePartitions": 1,
+    # Every job carries its tenant as its fairness key: a queue's backlog is dispatched round-robin between
+    # tenants (by weight), so one tenant's backlog cannot push another's jobs past schedule-to-start.
+    "matching.enableFairness": True,
 }
 
 

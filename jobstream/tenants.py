@@ -19,6 +19,9 @@ class TenantLimits(BaseModel):
     max_streams_per_token: int = Field(ge=0)
     max_calls: int = Field(ge=0)
     max_uploads: int = Field(ge=0)
+    # The tenant's share of a busy task queue against other tenants' (Temporal's fairness weight): with a
+    # backlog, a tenant of weight 2 is dispatched twice as often as one of weight 1.
+    fairness_weight: float = Field(1.0, gt=0, le=1000)
 
 
 def tenant_limits(settings: Settings, tenant: str) -> TenantLimits:

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -146,9 +146,9 @@ class JobService(JobServiceServicer):
             job_id = job_view.new_job_id()
         bind_job(job_id)
         try:
-            limit = (await self.limits(context, tenant)).max_running_jobs
-            async with self.running.reserve(tenant, limit):
-                return await self.start(context, tenant, job_id, valid, fingerprint)
+            limits = await self.limits(context, tenant)
+            async with self.running.reserve(tenant, limits.max_running_jobs):
+                return await self.start(context, tenant, job_id, valid, fingerprint, limits)
         except OverQuota as over:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -164,6 +164,7 @@ class JobService(JobServiceServicer):
         job_id: str,
         valid: validation.ValidSubmit,
         fingerprint: str,
+        limits: TenantLimits,
     ) -> api.SubmitJobResponse:
         """The job's input stored where the job reads it, and its workflow started (inside the quota's place)."""
         try:
@@ -200,6 +201,8 @@ class JobService(JobServiceServicer):
                 id=job_id,
                 task_queue=WORKFLOW_QUEUE,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # Its activities inherit it: every queue the job waits on serves the tenants in turn.
+                priority=Priority(fairness_key=tenant, fairness_weight=limits.fairness_weight),
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(JOB_TENANT, tenant),

@@ -37,7 +37,14 @@ def test_a_tenants_own_limits_win(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "tenants", [{"acme": {"max_running_jobs": -1}}, {"acme": {"max_jobs": 1}}, {"acme": 3}, ["acme"]]
+    "tenants",
+    [
+        {"acme": {"max_running_jobs": -1}},
+        {"acme": {"max_jobs": 1}},
+        {"acme": {"fairness_weight": 0}},
+        {"acme": 3},
+        ["acme"],
+    ],
 )
 def test_broken_limits_are_a_keys_file_error(tmp_path: Path, tenants: object) -> None:
     keys_file(settings(tmp_path)).write_text(json.dumps({"keys": {}, "tenants": tenants}))
