@@ -109,10 +109,13 @@ def provision_store(settings: Settings) -> None:
 async def provision(settings: Settings) -> None:
     await create_events_topic(settings)
     await asyncio.to_thread(provision_store, settings)
+    # The dev server registers them from its flags only when it creates its database: a kept one gets those a
+    # newer jobstream added here.
+    await register_search_attributes(settings)
 
 
 async def register_search_attributes(settings: Settings, timeout_s: float = 120.0) -> None:
-    """Register jobstream's search attributes in the namespace (the local dev server gets them as flags).
+    """Register those of jobstream's search attributes that the namespace lacks.
 
     Retried: a fresh Temporal answers health checks before its namespace is visible to every service.
     """
@@ -143,7 +146,6 @@ async def provision_all(settings: Settings) -> None:
     """Everything a fresh stack of separate servers needs (docker-compose). No API key: a deployment's keys
     are made by its operator (`jobstream keys add TENANT`), never a development key anyone could know."""
     await provision(settings)
-    await register_search_attributes(settings)
     # The SSE bridge and the JobService must sign and verify with one secret; with none configured, make the
     # shared file now rather than let two processes race to create it.
     signing_secret(settings)

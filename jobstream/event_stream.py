@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from jobstream import cursors
 from jobstream.connections import kafka_options
 from jobstream.event_log import TERMINAL_TYPES, LogLocator, event_json, readable_event
+from jobstream.replay_pool import ReplayPool
 from jobstream.settings import Settings
 from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
@@ -38,9 +39,8 @@ Fallback = Callable[[str], Awaitable[JobEvent | None]]
 POLL_MS = 100
 REPLAY_CONSUMERS = 4
 # One owner (tenant) replays on at most this many of them at once, so that it cannot make everyone else's
-# reconnects wait; and nobody waits longer than REPLAY_WAIT_S for one (the watcher ends, and resumes later).
+# reconnects wait; a watcher waits for one as long as it takes (jobstream/replay_pool.py says why).
 REPLAYS_PER_OWNER = REPLAY_CONSUMERS // 2
-REPLAY_WAIT_S = 10.0
 # How often a watcher that waits for a job's first record on the tail asks Temporal anyway: the safety net
 # for a workflow that ends (terminated) before it publishes anything.
 START_CHECK_S = 1.0
@@ -49,10 +49,6 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 class SlowConsumerError(Exception):
     """The watcher fell too far behind; it should reconnect with its last event id."""
-
-
-class ReplayBusyError(Exception):
-    """No replay consumer came free for the watcher in time; it should reconnect with its last event id."""
 
 
 class Delivery:
@@ -156,9 +152,7 @@ class EventStream:
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._tail: AIOKafkaConsumer | None = None
         self._tail_task: asyncio.Task[None] | None = None
-        self._replays: list[AIOKafkaConsumer] = []
-        self._replay_freed = asyncio.Condition()
-        self._replaying: dict[str, int] = {}  # owner -> replay consumers it holds
+        self.replays: ReplayPool[AIOKafkaConsumer] = ReplayPool(REPLAYS_PER_OWNER)
         # Per partition, the offset the tail will read next: everything before it was routed already.
         self._positions: dict[int, int] = {}
         self._locating: dict[str, asyncio.Future[LogLocator | None]] = {}
@@ -183,7 +177,7 @@ class EventStream:
         for _ in range(REPLAY_CONSUMERS):
             consumer = self._consumer()
             await consumer.start()
-            self._replays.append(consumer)
+            self.replays.add(consumer)
         self._tail_task = asyncio.create_task(self._run_tail(partitions))
         self._ready.set()
 
@@ -194,8 +188,8 @@ class EventStream:
                 await self._tail_task
         if self._tail:
             await self._tail.stop()
-        while self._replays:
-            await self._replays.pop().stop()
+        for consumer in self.replays.drain():
+            await consumer.stop()
 
     def tail_lag(self) -> dict[int, int]:
         """Per partition, how many records the tail has yet to read (as of its last fetch's end offsets)."""
@@ -258,8 +252,7 @@ class EventStream:
     ) -> AsyncGenerator[list[Delivery], None]:
         """What `watch` yields, as lists: all that the watcher has pending when it asks (never empty).
 
-        `owner` (the job's tenant) bounds how many replay consumers that owner's watchers hold at once;
-        ReplayBusyError when none comes free within REPLAY_WAIT_S."""
+        `owner` (the job's tenant) bounds how many replay consumers that owner's watchers hold at once."""
         if after >= cursors.terminal():
             # Resuming after the terminal event: the story is over. Without this the watcher would replay
             # nothing new and then wait on the live tail forever for an event that can never come.
@@ -366,7 +359,7 @@ class EventStream:
     ) -> AsyncGenerator[Delivery, None]:
         if offset >= boundary:
             return
-        consumer = await self._take_replay_consumer(owner)
+        consumer = await self.replays.take(owner)
         key = job_id.encode()
         try:
             tp = TopicPartition(self.topic, partition)
@@ -387,28 +380,7 @@ class EventStream:
                         if event is not None:
                             yield Delivery(event, headers=record.headers)
         finally:
-            await self._give_back_replay_consumer(consumer, owner)
-
-    async def _take_replay_consumer(self, owner: str) -> AIOKafkaConsumer:
-        def free() -> bool:
-            return bool(self._replays) and self._replaying.get(owner, 0) < REPLAYS_PER_OWNER
-
-        try:
-            async with asyncio.timeout(REPLAY_WAIT_S), self._replay_freed:
-                await self._replay_freed.wait_for(free)
-                self._replaying[owner] = self._replaying.get(owner, 0) + 1
-                return self._replays.pop()
-        except TimeoutError:
-            busy = f"no replay consumer free for {owner or 'this watcher'} within {REPLAY_WAIT_S}s"
-            raise ReplayBusyError(busy) from None
-
-    async def _give_back_replay_consumer(self, consumer: AIOKafkaConsumer, owner: str) -> None:
-        async with self._replay_freed:
-            self._replays.append(consumer)
-            self._replaying[owner] -= 1
-            if not self._replaying[owner]:
-                del self._replaying[owner]
-            self._replay_freed.notify_all()
+            self.replays.give_back(consumer, owner)
 
 
 def _through_terminal(ready: list[Delivery]) -> tuple[list[Delivery], bool]:

@@ -129,8 +129,15 @@ class Pipeline(_Strict):
         return self
 
 
+class ModelSpec(_Strict):
+    # The longest input the model takes (as vLLM's max_model_len, in bytes): a longer one is refused at
+    # SubmitJob rather than left to fail, or to take a worker's memory, at the model stage.
+    max_input_bytes: int = Field(ge=1)
+
+
 class PipelineFile(_Strict):
     defaults: Defaults
+    models: dict[str, ModelSpec] = {}
     pipelines: dict[str, Pipeline] = Field(min_length=1)
 
 
@@ -166,6 +173,13 @@ class Pipelines:
         """The models `pipeline` needs, or that any pipeline does."""
         chosen = [self.spec.pipelines[pipeline]] if pipeline is not None else self.spec.pipelines.values()
         return {s.model for p in chosen for s in p.stages if s.model}
+
+    def input_limit(self, pipeline: str) -> tuple[int, str] | None:
+        """(bytes, model): the longest input every model of `pipeline` takes, and the model that sets it."""
+        limits = [
+            (spec.max_input_bytes, model) for model in self.models(pipeline) if (spec := self.spec.models.get(model))
+        ]
+        return min(limits) if limits else None
 
     def resolve(self, name: str) -> list[ResolvedStage]:
         """KeyError for an unknown pipeline."""
@@ -227,6 +241,10 @@ def parse(text: str, source: str = "<pipelines>") -> Pipelines:
     for name in spec.pipelines:
         if not _NAME.fullmatch(name):
             raise PipelineFileError(f"{source}:{_line_of(root, ('pipelines', name))}: bad pipeline name {name!r}")
+    declared = {stage.model for pipeline in spec.pipelines.values() for stage in pipeline.stages if stage.model}
+    for name in spec.models:
+        if name not in declared:
+            raise PipelineFileError(f"{source}:{_line_of(root, ('models', name))}: no pipeline uses the model {name!r}")
     return Pipelines(spec)
 
 

@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         description="Uploads one tenant may hold in the store at once (each up to the input limit, kept a day); "
         "CreateUpload is refused past it (RESOURCE_EXHAUSTED). 0: no limit. Per tenant as above.",
     )
+    tenant_max_input_bytes_in_flight: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="Bytes of input (prompts and uploads) one tenant's running jobs may hold together; a submit "
+        "past it is refused (RESOURCE_EXHAUSTED). 0: no limit. Per tenant as above.",
+    )
     tenant_max_streams: int = Field(
         1000, ge=0, description="SSE streams one tenant may hold open on a bridge (0: no limit); per tenant as above."
     )

@@ -19,6 +19,7 @@ class TenantLimits(BaseModel):
     max_streams_per_token: int = Field(ge=0)
     max_calls: int = Field(ge=0)
     max_uploads: int = Field(ge=0)
+    max_input_bytes_in_flight: int = Field(ge=0)
     # The tenant's share of a busy task queue against other tenants' (Temporal's fairness weight): with a
     # backlog, a tenant of weight 2 is dispatched twice as often as one of weight 1.
     fairness_weight: float = Field(1.0, gt=0, le=1000)
@@ -36,6 +37,7 @@ def limits_in(document: KeysFile, settings: Settings, tenant: str) -> TenantLimi
         "max_streams_per_token": settings.stream_token_max_streams,
         "max_calls": settings.tenant_max_calls,
         "max_uploads": settings.tenant_max_uploads,
+        "max_input_bytes_in_flight": settings.tenant_max_input_bytes_in_flight,
     }
     if not isinstance(document.tenants, dict):
         raise KeysFileError("the keys file's 'tenants' must map tenant names to their limits")

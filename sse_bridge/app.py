@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobstream import cursors, tracing
 from jobstream.auth import KeysFileError, bearer_key
 from jobstream.event_log import TERMINAL_TYPES
-from jobstream.event_stream import Delivery, EventStream, ReplayBusyError, SlowConsumerError
+from jobstream.event_stream import Delivery, EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
 from jobstream.pipelines import load_pipelines
@@ -145,8 +145,6 @@ class Bridge:
                             span.end()  # once the write is done: the span covers the send to the client
         except SlowConsumerError:  # the client reconnects with Last-Event-ID
             metrics.SLOW_CLIENTS_CUT.labels("queue_full").inc()
-        except ReplayBusyError as busy:  # the client reconnects with Last-Event-ID, after `retry:`
-            log.warning("%s", busy)
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""

@@ -1,7 +1,8 @@
-"""The running-jobs quota at SubmitJob. The count comes from Temporal's visibility, at most `max_age_s` old,
-plus the jobs this process started since it was read, plus the submits it is starting now: a place is
-reserved before anything is awaited, so a burst of concurrent submits cannot all read the same count and all
-pass. The query runs at most once a second per tenant, not once per submit."""
+"""The running-jobs quotas at SubmitJob: how many jobs a tenant has running, and how many bytes of input they
+hold. Both come from Temporal's visibility, at most `max_age_s` old, plus the jobs this process started since
+it was read, plus the submits it is starting now: a place is reserved before anything is awaited, so a burst
+of concurrent submits cannot all read the same figures and all pass. The queries run at most once a second
+per tenant, not once per submit; the bytes are read only for a tenant with a bytes limit."""
 
 from __future__ import annotations
 
@@ -14,51 +15,83 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from jobstream.search_attributes import tenant_term
+from jobstream.search_attributes import JOB_INPUT_BYTES, tenant_term
+from jobstream.tenants import TenantLimits
 from jobstream.workflow_io import JOB_WORKFLOWS
 
 
 @dataclass(frozen=True)
 class OverQuota(Exception):
-    running: int
+    limit_name: str
+    held: int
     limit: int
+
+
+@dataclass
+class _Read:
+    when: float
+    value: int
 
 
 class RunningJobs:
     def __init__(self, client: Client, max_age_s: float = 1.0) -> None:
         self.client = client
         self.max_age_s = max_age_s
-        self._counted: dict[str, tuple[float, int]] = {}  # tenant -> (when read, count)
+        self._jobs: dict[str, _Read] = {}
+        self._bytes: dict[str, _Read] = {}
         self._starting: Counter[str] = Counter()
-        # One visibility query per tenant at a time: the others wait for its count rather than run their own.
+        self._starting_bytes: Counter[str] = Counter()
+        # One visibility query per tenant at a time: the others wait for its figure rather than run their own.
         self._reading: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def _running(self, tenant: str) -> str:
+        return f"{JOB_WORKFLOWS} AND {tenant_term(tenant)} AND ExecutionStatus = 'Running'"
 
     async def count(self, tenant: str) -> int:
         async with self._reading[tenant]:
-            now = time.monotonic()
-            read = self._counted.get(tenant)
-            if read is None or now - read[0] > self.max_age_s:
-                query = f"{JOB_WORKFLOWS} AND {tenant_term(tenant)} AND ExecutionStatus = 'Running'"
-                read = (now, (await self.client.count_workflows(query)).count)
-                self._counted[tenant] = read
-            return read[1]
+            read = self._jobs.get(tenant)
+            if read is None or time.monotonic() - read.when > self.max_age_s:
+                read = _Read(time.monotonic(), (await self.client.count_workflows(self._running(tenant))).count)
+                self._jobs[tenant] = read
+            return read.value
+
+    async def input_bytes(self, tenant: str) -> int:
+        """Bytes of input of the tenant's running jobs (each job's JobInputBytes; none for older jobs)."""
+        async with self._reading[tenant]:
+            read = self._bytes.get(tenant)
+            if read is None or time.monotonic() - read.when > self.max_age_s:
+                held = 0
+                async for job in self.client.list_workflows(self._running(tenant)):
+                    held += job.typed_search_attributes.get(JOB_INPUT_BYTES) or 0
+                read = _Read(time.monotonic(), held)
+                self._bytes[tenant] = read
+            return read.value
 
     @contextlib.asynccontextmanager
-    async def reserve(self, tenant: str, limit: int) -> AsyncIterator[None]:
-        """A place for one more running job (OverQuota when there is none; 0: no limit) for the block, which
-        starts the job: if it returns, the job counts as started; if it raises, the place is freed."""
-        if limit:
+    async def reserve(self, tenant: str, limits: TenantLimits, input_bytes: int) -> AsyncIterator[None]:
+        """A place for one more running job of `input_bytes` (OverQuota when there is none; a limit of 0: none)
+        for the block, which starts the job: if it returns, the job counts as started; if it raises, the place
+        is freed."""
+        if limits.max_running_jobs:
             running = await self.count(tenant) + self._starting[tenant]
-            if running >= limit:
-                raise OverQuota(running, limit)
-        self._starting[tenant] += 1  # from here to the end of the block nothing else reads a stale count
+            if running >= limits.max_running_jobs:
+                raise OverQuota("max_running_jobs", running, limits.max_running_jobs)
+        if limits.max_input_bytes_in_flight:
+            held = await self.input_bytes(tenant) + self._starting_bytes[tenant]
+            if held + input_bytes > limits.max_input_bytes_in_flight:
+                raise OverQuota("max_input_bytes_in_flight", held, limits.max_input_bytes_in_flight)
+        # From here to the end of the block nothing else reads a stale figure.
+        self._starting[tenant] += 1
+        self._starting_bytes[tenant] += input_bytes
         try:
             yield
         finally:
             self._starting[tenant] -= 1
-        self._started(tenant)
+            self._starting_bytes[tenant] -= input_bytes
+        self._started(tenant, input_bytes)
 
-    def _started(self, tenant: str) -> None:
-        read = self._counted.get(tenant)
-        if read is not None:
-            self._counted[tenant] = (read[0], read[1] + 1)
+    def _started(self, tenant: str, input_bytes: int) -> None:
+        if (jobs := self._jobs.get(tenant)) is not None:
+            jobs.value += 1
+        if (held := self._bytes.get(tenant)) is not None:
+            held.value += input_bytes

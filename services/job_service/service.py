@@ -19,13 +19,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.auth import KeysFileError
-from jobstream.event_stream import EventStream, ReplayBusyError, SlowConsumerError
+from jobstream.event_stream import EventStream, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.logs import bind_job
-from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore
+from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore, StoredObject
 from jobstream.pipelines import Pipelines
-from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
+from jobstream.search_attributes import JOB_INPUT_BYTES, JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.temporal_client import WORKFLOW_QUEUE
@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
     await context.abort(error.code, str(error))
     raise AssertionError("unreachable")  # abort raises
+
+
+def input_size(valid: validation.ValidSubmit, upload: StoredObject | None) -> int:
+    """Bytes of the job's input, as the quotas and the JobInputBytes search attribute count them."""
+    return upload.size if upload else len((valid.prompt or "").encode("utf-8"))
 
 
 class JobService(JobServiceServicer):
@@ -146,13 +151,18 @@ class JobService(JobServiceServicer):
             job_id = job_view.new_job_id()
         bind_job(job_id)
         try:
+            upload = await self.check_upload(tenant, valid) if valid.input_ref else None
+        except RequestError as error:
+            await abort(context, error)
+        try:
             limits = await self.limits(context, tenant)
-            async with self.running.reserve(tenant, limits.max_running_jobs):
-                return await self.start(context, tenant, job_id, valid, fingerprint, limits)
+            async with self.running.reserve(tenant, limits, input_size(valid, upload)):
+                return await self.start(context, tenant, job_id, valid, fingerprint, limits, upload)
         except OverQuota as over:
+            held = "jobs running" if over.limit_name == "max_running_jobs" else "bytes of input in running jobs"
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"tenant {tenant} has {over.running} jobs running, its limit (max_running_jobs {over.limit}); "
+                f"tenant {tenant} has {over.held} {held}, its limit ({over.limit_name} {over.limit}); "
                 "submit again when one has ended",
             )
             raise AssertionError("unreachable") from over  # abort raises
@@ -165,12 +175,15 @@ class JobService(JobServiceServicer):
         valid: validation.ValidSubmit,
         fingerprint: str,
         limits: TenantLimits,
+        upload: StoredObject | None,
     ) -> api.SubmitJobResponse:
         """The job's input stored where the job reads it, and its workflow started (inside the quota's place)."""
-        try:
-            input_ref = await self.check_input_ref(tenant, valid.input_ref) if valid.input_ref else None
-        except RequestError as error:
-            await abort(context, error)
+        input_ref = None
+        if valid.input_ref and upload:
+            try:
+                input_ref = await self.pin_upload(tenant, valid.input_ref, upload)
+            except RequestError as error:
+                await abort(context, error)
         prompt = valid.prompt
         if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
             # Claim check at the front door: a large prompt never enters Temporal.
@@ -208,6 +221,7 @@ class JobService(JobServiceServicer):
                         SearchAttributePair(JOB_TENANT, tenant),
                         SearchAttributePair(JOB_STATUS, Status.QUEUED.value),
                         SearchAttributePair(JOB_PIPELINE, valid.pipeline),
+                        SearchAttributePair(JOB_INPUT_BYTES, input_size(valid, upload)),
                     ]
                 ),
                 memo=JobMemo(
@@ -266,7 +280,9 @@ class JobService(JobServiceServicer):
                 f"for them to expire ({UPLOADS_RETENTION_DAYS} day after upload)",
             )
 
-    async def check_input_ref(self, tenant: str, ref: str) -> str:
+    async def check_upload(self, tenant: str, valid: validation.ValidSubmit) -> StoredObject:
+        """The tenant's upload that `input_ref` names, as it is now: uploaded, not empty, within the limits."""
+        ref = valid.input_ref or ""
         try:
             key = self.store.key_of(ref)
         except ValueError as exc:
@@ -284,7 +300,11 @@ class JobService(JobServiceServicer):
             )
         if stored.size == 0:
             raise invalid("input_ref", "the uploaded object is empty")
-        # The job reads a copy of exactly what was checked: an upload to the same URL after this changes nothing.
+        validation.check_model_input("input_ref", stored.size, valid.pipeline, self.pipelines)
+        return stored
+
+    async def pin_upload(self, tenant: str, ref: str, stored: StoredObject) -> str:
+        """The job reads a copy of exactly what was checked: an upload to the same URL after this changes nothing."""
         try:
             return await self.store.pin(ref, stored.etag, f"inputs/{tenant}/uploads")
         except Changed as exc:
@@ -382,5 +402,3 @@ class JobService(JobServiceServicer):
                 yield api.WatchJobResponse(event=event)
         except SlowConsumerError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except ReplayBusyError as exc:  # retryable: resume with `after` shortly
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -103,6 +103,7 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
                 "prompt",
                 f"is {size} bytes; the maximum is {settings.max_input_bytes}",
             )
+        check_model_input("prompt", size, pipeline, pipelines)
         if not request.prompt.strip():
             raise invalid("prompt", "must not be empty")
         if problem := untrusted_text.refusal(request.prompt):
@@ -119,6 +120,13 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     if key and not IDEMPOTENCY_KEY.fullmatch(key):
         raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
     return ValidSubmit(pipeline, prompt, input_ref, params, key)
+
+
+def check_model_input(field: str, size: int, pipeline: str, pipelines: Pipelines) -> None:
+    """An input no longer than every model of the pipeline takes."""
+    limit = pipelines.input_limit(pipeline)
+    if limit is not None and size > limit[0]:
+        raise invalid(field, f"is {size} bytes; the model {limit[1]} (pipeline {pipeline}) takes at most {limit[0]}")
 
 
 def check_page_size(page_size: int) -> int:

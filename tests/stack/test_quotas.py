@@ -13,11 +13,22 @@ import pytest
 from temporalio.client import Client
 
 from jobstream.payload_store import UPLOADS_RETENTION_DAYS, minio_client
+from jobstream.pipelines import load_pipelines
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.workflow_io import JOB_WORKFLOWS
-from tests.stack.helpers import Stub, auth, job_service, post_upload, rpc_error, submit, tenant_with_limits
+from tests.stack.helpers import (
+    Stub,
+    auth,
+    job_service,
+    post_upload,
+    rpc_error,
+    submit,
+    tenant_key,
+    tenant_with_limits,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +104,54 @@ async def test_a_tenant_holds_a_bounded_number_of_uploads_and_they_expire_in_a_d
     rules = lifecycle.rules
     uploads = [rule for rule in rules if rule.rule_filter and rule.rule_filter.prefix == "uploads/"]
     assert [rule.expiration.days for rule in uploads if rule.expiration] == [UPLOADS_RETENTION_DAYS]
+
+
+def prose(size: int) -> str:
+    sentence = "It is a truth universally acknowledged, that a single man must be in want of a wife. "
+    return (sentence * (size // len(sentence) + 1))[:size]
+
+
+async def test_an_input_longer_than_its_model_takes_is_refused_naming_the_model(
+    stub: Stub, stack: Settings, temporal_client: Client
+) -> None:
+    limit, model = load_pipelines().input_limit("generate-keywords") or (0, "")
+    with tenant_key(stack, "long") as (tenant, key):
+        too_long = prose(limit + 1)
+        refused = await rpc_error(stub.SubmitJob(_keywords(prompt=too_long), metadata=auth(key)))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"prompt: is {limit + 1} bytes; the model {model}" in (refused.details() or ""), refused.details()
+        ref = await upload(stub, key, too_long.encode())
+        refused = await rpc_error(stub.SubmitJob(_keywords(input_ref=ref), metadata=auth(key)))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"input_ref: is {limit + 1} bytes; the model {model}" in (refused.details() or ""), refused.details()
+        # The same input is fine for a pipeline whose models take it, and nothing was started or copied before.
+        assert stored(stack, f"inputs/{tenant}/") == 0
+        assert (await temporal_client.count_workflows(f"{JOB_WORKFLOWS} AND {tenant_term(tenant)}")).count == 0
+        accepted = await stub.SubmitJob(api.SubmitJobRequest(input_ref=ref), metadata=auth(key))
+        await stub.CancelJob(api.CancelJobRequest(job_id=accepted.job_id), metadata=auth(key))
+
+
+def _keywords(**input: str) -> api.SubmitJobRequest:
+    return api.SubmitJobRequest(pipeline="generate-keywords", params=GenerationParams(max_tokens=4), **input)
+
+
+async def test_a_tenants_running_jobs_hold_a_bounded_number_of_input_bytes(stub: Stub, stack: Settings) -> None:
+    budget = 300_000
+    with tenant_with_limits(stack, "bytes", max_input_bytes_in_flight=budget) as (_, key):
+        slow = GenerationParams(max_tokens=400)  # 20 s at drill-slow's pace: running throughout the test
+
+        async def submit_bytes(size: int) -> api.SubmitJobResponse:
+            request = api.SubmitJobRequest(pipeline="drill-slow", prompt=prose(size), params=slow)
+            reply: api.SubmitJobResponse = await stub.SubmitJob(request, metadata=auth(key))
+            return reply
+
+        first = await submit_bytes(200_000)
+        refused = await rpc_error(submit_bytes(200_000))
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"max_input_bytes_in_flight {budget}" in (refused.details() or ""), refused.details()
+        small = await submit_bytes(50_000)  # what is left of the budget is still there for smaller inputs
+        # A burst cannot pass together either: the bytes are reserved before anything is awaited.
+        burst = await asyncio.gather(*(code_of(submit_bytes(30_000)) for _ in range(10)))
+        assert burst.count(grpc.StatusCode.OK) == 1, burst
+        for reply in (first, small):
+            await stub.CancelJob(api.CancelJobRequest(job_id=reply.job_id), metadata=auth(key))

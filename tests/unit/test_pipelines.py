@@ -196,3 +196,17 @@ def test_resolved_stages_round_trip_through_json_unchanged() -> None:
     assert '"initial_interval":"PT0.5S"' in encoded_stage
     assert '"start_to_close":"PT30S"' in encoded_stage
     assert ResolvedStage.model_validate_json(encoded_stage) == stage
+
+
+def test_a_pipelines_input_limit_is_the_smallest_its_models_take() -> None:
+    two_models = BASE.replace(
+        "      - name: postprocess\n",
+        "      - name: summarise\n        kind: model\n        model: keywords\n      - name: postprocess\n",
+    )
+    limited = "models:\n  tinylm: {max_input_bytes: 100}\n  keywords: {max_input_bytes: 40}\n" + two_models
+    assert parse(limited).input_limit("demo") == (40, "keywords")
+    assert parse(two_models).input_limit("demo") is None  # no model declares one: only the global limit holds
+    with pytest.raises(PipelineFileError, match=r"^demo\.yaml:2: no pipeline uses the model 'gpt'"):
+        parse("models:\n  gpt: {max_input_bytes: 100}\n" + BASE, "demo.yaml")
+    with pytest.raises(PipelineFileError, match=r"^demo\.yaml:2: models\.tinylm\.max_input_bytes: "):
+        parse("models:\n  tinylm: {max_input_bytes: 0}\n" + BASE, "demo.yaml")

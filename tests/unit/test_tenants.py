@@ -20,12 +20,18 @@ def settings(tmp_path: Path) -> Settings:
         stream_token_max_streams=4,
         tenant_max_calls=9,
         tenant_max_uploads=3,
+        tenant_max_input_bytes_in_flight=1000,
     )
 
 
 def test_the_defaults_come_from_the_settings(tmp_path: Path) -> None:
     assert tenant_limits(settings(tmp_path), "acme") == TenantLimits(
-        max_running_jobs=5, max_streams=50, max_streams_per_token=4, max_calls=9, max_uploads=3
+        max_running_jobs=5,
+        max_streams=50,
+        max_streams_per_token=4,
+        max_calls=9,
+        max_uploads=3,
+        max_input_bytes_in_flight=1000,
     )
 
 

@@ -223,3 +223,17 @@ def test_a_prompt_that_is_not_stream_safe_is_refused(pipelines: Pipelines, tmp_p
     assert (error.code, error.field) == (INVALID, "prompt")
     assert "combining marks at character 4" in str(error)
     assert check_submit(SubmitJobRequest(prompt="Café e\u0301"), pipelines, settings).prompt == "Café e\u0301"
+
+
+def test_a_prompt_longer_than_a_model_of_its_pipeline_takes_is_refused_naming_the_model(
+    pipelines: Pipelines, tmp_path: Path
+) -> None:
+    roomy = Settings(state_dir=tmp_path)
+    limit, model = pipelines.input_limit("generate-keywords") or (0, "")
+    assert model == "keywords"
+    assert check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="x" * limit), pipelines, roomy)
+    with pytest.raises(RequestError) as caught:
+        check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="x" * (limit + 1)), pipelines, roomy)
+    assert caught.value.code == INVALID
+    assert caught.value.field == "prompt"
+    assert f"the model keywords (pipeline generate-keywords) takes at most {limit}" in str(caught.value)

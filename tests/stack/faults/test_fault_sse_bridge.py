@@ -3,10 +3,24 @@ Last-Event-ID lose and repeat nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 from devstack.reliability import Record
+from jobstream.event_stream import REPLAYS_PER_OWNER
 from jobstream.settings import Settings
 from tests.stack.faults.scenario import stream_through_fault
-from tests.stack.helpers import Stub, kill_process, wait_restarted
+from tests.stack.helpers import (
+    Stub,
+    current_pid,
+    kill_process,
+    read_stream,
+    sse_client,
+    submit,
+    wait_restarted,
+    wait_terminal,
+)
 
 
 async def test_sse_bridge_killed_mid_stream_resumes_each_client_exactly_after_its_last_event(
@@ -24,3 +38,33 @@ async def test_sse_bridge_killed_mid_stream_resumes_each_client_exactly_after_it
     reliability.note(f"SSE connections per client {connections}")
     # The first client was mid-stream when the bridge died: it had to reconnect (with Last-Event-ID).
     assert connections[0] >= 2, connections
+
+
+async def test_streams_waiting_for_a_replay_consumer_wait_instead_of_being_ended(
+    stub: Stub, api_key: str, stack: Settings, reliability: Record
+) -> None:
+    """Issue 22, finding 11: every replay consumer held up (Kafka stopped under them) for longer than a stream
+    used to be allowed to wait; the streams waiting behind them stay open and get their events afterwards."""
+    reliability.fault = "3. replays held up 12 s (Kafka stopped) while resumed streams wait for a consumer"
+    reply = await submit(stub, api_key, "Wait your turn", max_tokens=8)
+    await wait_terminal(stub, api_key, reply.job_id)
+    async with sse_client() as client:
+        whole = await read_stream(client, reply.events_url)
+        resume_after = whole[0].id or ""  # each resumed stream replays the rest: it needs a replay consumer
+        streams = REPLAYS_PER_OWNER + 2  # more than the tenant may replay on at once: some wait their turn
+        kafka = current_pid(stack, "kafka")
+        os.kill(kafka, signal.SIGSTOP)
+        try:
+            reading = [
+                asyncio.create_task(read_stream(client, reply.events_url, {"last-event-id": resume_after}))
+                for _ in range(streams)
+            ]
+            await asyncio.sleep(12.0)  # past the 10 s after which a waiting stream used to be ended
+        finally:
+            os.kill(kafka, signal.SIGCONT)
+        resumed = await asyncio.gather(*reading)
+    reliability.inputs += streams
+    reliability.jobs += 1
+    for events in resumed:
+        reliability.events += len(events)
+        assert [event.id for event in events] == [event.id for event in whole[1:]]
