@@ -25,7 +25,14 @@ from jobstream.settings import Settings
 from jobstream.stream_tokens import signing_secret
 
 # Each set's ports: its JobService, its metrics, its bridge, counted from a base well above the stack's.
-PORT_FIELDS = ("grpc_port", "metrics_port", "cpu_worker_metrics_port", "bridge_port", "gpu_worker_metrics_port")
+PORT_FIELDS = (
+    "grpc_port",
+    "metrics_port",
+    "cpu_worker_metrics_port",
+    "bridge_port",
+    "bridge_metrics_port",
+    "gpu_worker_metrics_port",
+)
 
 
 def environment(stack_settings: Settings, namespace: str, state_dir: Path, port_base: int) -> dict[str, str]:

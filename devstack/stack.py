@@ -189,7 +189,10 @@ def services(settings: Settings) -> list[Child]:
             http_ok(f"{settings.local_bridge_url}/healthz", settings.server_ca_file),
             # A front end's development server on any loopback port may call the local stack.
             env={"JOBSTREAM_CORS_ORIGINS": settings.cors_origins or LOOPBACK_ORIGINS, **LOCAL_LIMITS},
-            ports=[(settings.bridge_port, "JOBSTREAM_BRIDGE_PORT")],
+            ports=[
+                (settings.bridge_port, "JOBSTREAM_BRIDGE_PORT"),
+                (settings.bridge_metrics_port, "JOBSTREAM_BRIDGE_METRICS_PORT"),
+            ],
         )
     )
     return children

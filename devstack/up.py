@@ -18,9 +18,10 @@ from jobstream.settings import Settings, get_settings
 def metrics_urls(settings: Settings) -> str:
     """Every process's Prometheus endpoint: JobService, CPU worker, one per GPU worker, the bridge, Triton."""
     host = settings.host
-    ports = [settings.metrics_port, settings.cpu_worker_metrics_port, *gpu_worker_metrics_ports(settings).values()]
+    ports = [settings.metrics_port, settings.cpu_worker_metrics_port, settings.bridge_metrics_port]
+    ports += gpu_worker_metrics_ports(settings).values()
     urls = [f"http://{host}:{port}/metrics" for port in ports]
-    urls += [f"{settings.bridge_url}/metrics", f"http://{host}:{settings.triton_metrics_port}/metrics"]
+    urls += [f"http://{host}:{settings.triton_metrics_port}/metrics"]
     return "   ".join(urls)
 
 

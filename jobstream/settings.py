@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, description="JobService gRPC port.")
     metrics_port: int = Field(9464, description="JobService Prometheus metrics port (/metrics).")
     cpu_worker_metrics_port: int = Field(9465, description="CPU worker Prometheus metrics port (/metrics).")
+    bridge_metrics_port: int = Field(
+        9463, description="SSE bridge Prometheus metrics port (/metrics): never on the public bridge port."
+    )
     gpu_worker_metrics_port: int = Field(
         9466, description="First GPU worker's Prometheus metrics port; each further model's worker takes the next."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import prometheus_client
 import uvicorn
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
@@ -57,8 +58,12 @@ def main() -> None:
     settings.refuse_development_secrets()
     start_tracing("sse-bridge")
     HeadDeadlineProtocol.header_timeout_s = settings.bridge_header_timeout_s
+    if settings.metrics:
+        # Its own port, as every process's: the public port serves clients, and what /metrics tells (tenants'
+        # load, error rates) is for the operators' scraper only.
+        prometheus_client.start_http_server(settings.bridge_metrics_port, addr=settings.bind_address)
     uvicorn.run(
-        create_app(open_bridge, settings.cors_origins, serve_metrics=settings.metrics),
+        create_app(open_bridge, settings.cors_origins),
         host=settings.bind_address,
         port=settings.bridge_port,
         # Per event the bridge's own work is small now; the loop and the HTTP writer are most of what is left.

@@ -270,7 +270,6 @@ class _Events:
 def create_app(
     open_bridge: Callable[[], contextlib.AbstractAsyncContextManager[Bridge]],
     cors_origins: str = "",
-    serve_metrics: bool = True,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -283,7 +282,6 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/healthz", healthz),
-            *([Route("/metrics", metrics.metrics)] if serve_metrics else []),
             Route("/v1/jobs/{job_id}/events", _Events(), methods=["GET"]),
             *http_api.routes(),
         ],

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
 from jobstream.event_stream import EventStream
 
@@ -56,7 +54,3 @@ class _TailLag(Collector):
 
 TAIL_LAG = _TailLag()
 REGISTRY.register(TAIL_LAG)
-
-
-async def metrics(_: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -343,3 +343,14 @@ async def test_clients_that_trickle_their_headers_are_cut_off(stack: Settings) -
     held = [task.result() for task in done]
     assert len(held) == 300
     assert all(seconds is not None and seconds < stack.bridge_header_timeout_s + 3 for seconds in held), held
+
+
+async def test_the_bridges_metrics_are_on_their_own_port_not_the_public_one(stack: Settings) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        public = await http.get(f"{stack.bridge_url}/metrics")
+        private = await http.get(f"http://{stack.host}:{stack.bridge_metrics_port}/metrics")
+    assert public.status_code == 404, public.text[:200]
+    assert public.headers["content-type"].startswith("application/json")
+    assert "jobstream_sse" not in public.text
+    assert private.status_code == 200
+    assert "jobstream_sse_open_streams" in private.text

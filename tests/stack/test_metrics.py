@@ -36,7 +36,7 @@ def endpoints(stack: Settings) -> dict[str, str]:
         "job-service": f"http://{stack.host}:{stack.metrics_port}/metrics",
         "cpu-worker": f"http://{stack.host}:{stack.cpu_worker_metrics_port}/metrics",
         "gpu-worker-tinylm": f"http://{stack.host}:{tinylm}/metrics",
-        "sse-bridge": f"{stack.bridge_url}/metrics",
+        "sse-bridge": f"http://{stack.host}:{stack.bridge_metrics_port}/metrics",
     }
 
 

@@ -287,7 +287,7 @@ def check_scrapes(compose: Compose) -> list[str]:
     ports = {
         "job-service": default("metrics_port"),
         "cpu-worker": default("cpu_worker_metrics_port"),
-        "sse-bridge": default("bridge_port"),
+        "sse-bridge": default("bridge_metrics_port"),
         "triton": default("triton_metrics_port"),
     }
     problems = []
