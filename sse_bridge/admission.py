@@ -1,18 +1,27 @@
 """Who may open a stream on this bridge, and how many: a stream token works only while the API key it was
-issued to exists, and one token and one tenant hold at most their limits of open streams here (HTTP 429
-with Retry-After past them, naming the limit)."""
+issued to exists (an open stream ends within REVOCATION_CHECK_S of its key's revocation), and one token and
+one tenant hold at most their limits of open streams here (HTTP 429 with Retry-After past them, naming the
+limit)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobstream.auth import KeysFile, live_key_ids, read_keys_file
+from jobstream.auth import KeysFile, KeysFileError, live_key_ids, read_keys_file
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamGrant
 from jobstream.tenants import limits_in
+
+log = logging.getLogger(__name__)
+
+# How often the open streams' keys are checked against the keys file (one read for all of them).
+REVOCATION_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -23,17 +32,20 @@ class Refusal(Exception):
 
 
 class Ticket:
-    """One admitted stream; `release` (once) when it ends."""
+    """One admitted stream; `release` (once) when it ends. `revoked` is set when its key is revoked: the
+    stream must end then."""
 
-    def __init__(self, admission: Admission, token: str, tenant: str) -> None:
+    def __init__(self, admission: Admission, token: str, grant: StreamGrant) -> None:
         self._admission = admission
-        self._keys = (token, tenant)
+        self._keys = (token, grant.tenant)
+        self.grant = grant
+        self.revoked = asyncio.Event()
         self._released = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._admission._release(*self._keys)
+            self._admission._release(self)
 
 
 class Admission:
@@ -45,6 +57,8 @@ class Admission:
         self.settings = settings
         self._per_token: Counter[str] = Counter()
         self._per_tenant: Counter[str] = Counter()
+        self._tickets: set[Ticket] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Admission:
@@ -74,13 +88,38 @@ class Admission:
             )
         self._per_token[held] += 1
         self._per_tenant[grant.tenant] += 1
-        return Ticket(self, held, grant.tenant)
+        ticket = Ticket(self, held, grant)
+        self._tickets.add(ticket)
+        if self._sweeper is None:
+            # Runs only while streams are open, so an idle bridge (or a test's event loop) has no task.
+            self._sweeper = asyncio.create_task(self._sweep_while_open())
+        return ticket
 
-    def _release(self, token: str, tenant: str) -> None:
+    def _release(self, ticket: Ticket) -> None:
+        self._tickets.discard(ticket)
+        token, tenant = ticket._keys
         for counter, key in ((self._per_token, token), (self._per_tenant, tenant)):
             counter[key] -= 1
             if counter[key] <= 0:
                 del counter[key]
+
+    def sweep(self, document: KeysFile) -> int:
+        """Revoke the tickets whose key `document` no longer holds for their tenant; how many."""
+        live = live_key_ids(document.keys)
+        dead = [t for t in self._tickets if not t.revoked.is_set() and live.get(t.grant.key_id) != t.grant.tenant]
+        for ticket in dead:
+            ticket.revoked.set()
+        return len(dead)
+
+    async def _sweep_while_open(self) -> None:
+        try:
+            while self._tickets:
+                await asyncio.sleep(REVOCATION_CHECK_S)
+                with contextlib.suppress(KeysFileError):  # a file caught half-written revokes nothing
+                    if revoked := self.sweep(self.read()):
+                        log.info("%d streams ended: their API key was revoked", revoked)
+        finally:
+            self._sweeper = None
 
     def open_streams(self, tenant: str) -> int:
         return self._per_tenant[tenant]

@@ -122,7 +122,7 @@ class Bridge:
             log.error("%s", exc)
             return error(503, "unavailable", "the tenants' limits cannot be read; retry shortly")
         frames = self._frames(job_id, after, grant.tenant, checked=owner is not None)
-        return EventSourceResponse(frames, self.streams, on_close=ticket.release)
+        return EventSourceResponse(frames, self.streams, on_close=ticket.release, until=ticket.revoked)
 
     async def _frames(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncGenerator[bytes, None]:
         """The stream's body: each chunk everything the watcher had pending, in one write."""

@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 PING = b": ping\r\n\r\n"
 # The timer's period at most: a keep-alive is late by up to this much, a stuck client cut this much late.
 TICK_S = 1.0
+# How long a stream ended from outside may take to tell its client so.
+END_WRITE_S = 1.0
 
 
 class _Connection:
     """One open stream, as the timer sees it: when it last wrote, and whether a write is in flight."""
 
-    __slots__ = ("_pinging", "idle_since", "send", "sending_since", "streaming")
+    __slots__ = ("_pinging", "idle_since", "send", "sending_since", "started", "streaming")
 
     def __init__(self, send: Send) -> None:
         self.send = send
@@ -38,6 +40,7 @@ class _Connection:
         self.streaming: asyncio.Task[None] | None = None
         self.idle_since = asyncio.get_running_loop().time()
         self.sending_since: float | None = None
+        self.started = False
 
     async def write(self, body: bytes, more_body: bool = True) -> None:
         while self._pinging is not None:
@@ -46,6 +49,7 @@ class _Connection:
 
     async def start(self, headers: list[tuple[bytes, bytes]]) -> None:
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.started = True
 
     async def _send(self, message: Message) -> None:
         loop = asyncio.get_running_loop()
@@ -131,11 +135,16 @@ class EventSourceResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, frames: AsyncGenerator[bytes, None], streams: Streams, on_close: Callable[[], None] | None = None
+        self,
+        frames: AsyncGenerator[bytes, None],
+        streams: Streams,
+        on_close: Callable[[], None] | None = None,
+        until: asyncio.Event | None = None,
     ) -> None:
         self.frames = frames
         self.streams = streams
         self.on_close = on_close
+        self.until = until  # set from outside (its key revoked): the stream ends there
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"})
@@ -145,13 +154,20 @@ class EventSourceResponse(Response):
         self.streams.add(connection)
         streaming = connection.streaming = asyncio.create_task(self._stream(connection))
         listening = asyncio.create_task(_until_disconnect(receive))
+        ending = asyncio.create_task(self.until.wait() if self.until is not None else asyncio.Event().wait())
         try:
-            await asyncio.wait((streaming, listening), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((streaming, listening, ending), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.streams.discard(connection)
             connection.cut()
             listening.cancel()
-            await asyncio.wait((streaming, listening))
+            ending.cancel()
+            await asyncio.wait((streaming, listening, ending))
+            if ending.done() and not ending.cancelled() and connection.started:
+                # Ended from outside: close the body properly, so the client sees an end, not a broken
+                # connection (an EventSource then reconnects and is told why).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.write(b"", more_body=False), END_WRITE_S)
             if self.on_close is not None:
                 self.on_close()
         for task in (streaming, listening):

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -124,6 +125,27 @@ async def test_a_stream_token_dies_with_its_api_key(stub: Stub, stack: Settings)
             refused = await client.get(reply.events_url)
     assert refused.status_code == 403, refused.text
     assert "revoked" in refused.json()["error"]["message"]
+
+
+async def test_revoking_a_key_ends_its_open_streams_within_seconds(stub: Stub, stack: Settings) -> None:
+    with tenant_key(stack, "revoked-live") as (_, key):
+        reply = await submit(stub, key, pipeline="drill-slow", max_tokens=400)  # 20 s of tokens
+        async with sse_client() as client, sse_connect(client, reply.events_url) as connection:
+            events = []
+            revoked_at = 0.0
+            async for event in connection.events():
+                events.append(event)
+                if event.event == "token" and not revoked_at:
+                    remove_api_key(stack, key)
+                    revoked_at = time.monotonic()
+            ended_after = time.monotonic() - revoked_at
+            again = await client.get(reply.events_url)
+        print(f"\nthe stream ended {ended_after:.1f} s after its key was revoked")
+        assert revoked_at, "no token arrived"
+        assert events[-1].event == "token"  # ended mid-story, long before the job's end
+        assert ended_after < 7.0
+        assert again.status_code == 403, again.text
+        # The job itself is the tenant's, not the key's: it runs on.
 
 
 async def test_get_job_hands_out_a_fresh_stream_token(stub: Stub, api_key: str) -> None:
