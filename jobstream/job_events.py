@@ -24,6 +24,20 @@ async def set_result(target: Job | JobCompleted, text: str | None, ref: str | No
         target.result_text = text or ""
 
 
+async def with_fresh_result_url(event: JobEvent, store: PayloadStore) -> JobEvent:
+    """`event`, or a copy whose result URL is signed again when it has (almost) expired: job.completed is
+    replayed from the log long after the URL it was published with stopped working."""
+    if event.WhichOneof("payload") != "job_completed" or event.job_completed.WhichOneof("result") != "result_url":
+        return event
+    url = await store.fresh_url(event.job_completed.result_url)
+    if url == event.job_completed.result_url:
+        return event
+    fresh = JobEvent()
+    fresh.CopyFrom(event)
+    fresh.job_completed.result_url = url
+    return fresh
+
+
 async def build_event(spec: EventSpec, store: PayloadStore) -> JobEvent:
     stamp = Timestamp()
     if spec.time is None:

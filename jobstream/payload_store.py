@@ -14,6 +14,7 @@ import io
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import urllib3
 from minio import Minio
@@ -32,6 +33,9 @@ RETENTION_DAYS = 7
 UPLOADS_RETENTION_DAYS = 1
 UPLOADS = "uploads"
 REF_SCHEME = "minio://"
+# A result URL is good for an hour; one with less than the margin left is signed again where it is handed out.
+RESULT_URL_TTL = timedelta(hours=1)
+RESULT_URL_MARGIN = timedelta(minutes=10)
 
 
 def minio_client(settings: Settings, access_key: str = "", secret_key: str = "") -> Minio:
@@ -51,6 +55,17 @@ def minio_http_client(settings: Settings) -> urllib3.PoolManager | None:
     own, which verifies with the system's (certifi's) CAs."""
     ca = settings.minio_ca_file
     return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca)) if ca else None
+
+
+def url_expiry(url: str) -> datetime | None:
+    """When a presigned (AWS signature V4) URL expires, from its X-Amz-Date and X-Amz-Expires; None for any
+    other URL."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return signed + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +141,19 @@ class PayloadStore:
 
         return await asyncio.to_thread(counted)
 
-    async def presigned_get(self, ref: str, expires: timedelta = timedelta(hours=1)) -> str:
+    async def presigned_get(self, ref: str, expires: timedelta = RESULT_URL_TTL) -> str:
         return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, self.key_of(ref), expires)
+
+    async def fresh_url(self, url: str, now: datetime | None = None) -> str:
+        """`url`, or, when it is one of this store's presigned URLs with less than RESULT_URL_MARGIN of life
+        left, a new one for the same object: an event replayed days after the job still links its result."""
+        expires = url_expiry(url)
+        if expires is None or expires - (now or datetime.now(UTC)) > RESULT_URL_MARGIN:
+            return url
+        bucket, _, key = urlsplit(url).path.lstrip("/").partition("/")
+        if bucket != self.bucket or not key:
+            return url
+        return await self.presigned_get(self.ref(unquote(key)))
 
     async def presigned_post(self, key: str, expires: timedelta, max_bytes: int) -> tuple[str, dict[str, str]]:
         """Where and with which form fields a client POSTs one object of 1 to `max_bytes` bytes to `key`."""

@@ -31,6 +31,7 @@ from jobstream.auth import KeysFileError, bearer_key
 from jobstream.event_log import TERMINAL_TYPES
 from jobstream.event_stream import Delivery, EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
+from jobstream.job_events import with_fresh_result_url
 from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
@@ -134,7 +135,8 @@ class Bridge:
         batches = contextlib.aclosing(self.stream.watch_batches(job_id, after, owner=tenant))
         try:
             async with batches as watch:
-                async for batch in watch:
+                async for watched in watch:
+                    batch = await self._with_fresh_result_url(watched)
                     if self.metrics:
                         progress.count(batch)
                     span = progress.milestone(batch) if tracing.enabled() else None
@@ -145,6 +147,12 @@ class Bridge:
                             span.end()  # once the write is done: the span covers the send to the client
         except SlowConsumerError:  # the client reconnects with Last-Event-ID
             metrics.SLOW_CLIENTS_CUT.labels("queue_full").inc()
+
+    async def _with_fresh_result_url(self, batch: list[Delivery]) -> list[Delivery]:
+        """The batch, its job.completed (always last) carrying a result URL that still works."""
+        last = batch[-1]
+        fresh = await with_fresh_result_url(last.event, self.directory.store)
+        return batch if fresh is last.event else [*batch[:-1], Delivery(fresh, headers=last.headers)]
 
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""

@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobstream import cursors
 from jobstream.auth import KeysFileError
 from jobstream.event_stream import EventStream, SlowConsumerError
-from jobstream.job_events import set_result, usage_proto
+from jobstream.job_events import set_result, usage_proto, with_fresh_result_url
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.logs import bind_job
 from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore, StoredObject
@@ -399,6 +399,6 @@ class JobService(JobServiceServicer):
         await self.owned_handle(context, tenant, request.job_id)
         try:
             async for event in self.stream.watch(request.job_id, request.after, owner=tenant):
-                yield api.WatchJobResponse(event=event)
+                yield api.WatchJobResponse(event=await with_fresh_result_url(event, self.store))
         except SlowConsumerError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

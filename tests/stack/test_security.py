@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -20,10 +21,12 @@ import pytest
 from minio.error import S3Error
 from temporalio.client import Client
 
-from jobstream.payload_store import PayloadStore, TooLarge, minio_client
+from jobstream.job_events import with_fresh_result_url
+from jobstream.payload_store import RESULT_URL_TTL, PayloadStore, TooLarge, minio_client
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.event_pb2 import JobCompleted, JobEvent
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
 from tests.stack.helpers import (
@@ -146,6 +149,24 @@ async def test_revoking_a_key_ends_its_open_streams_within_seconds(stub: Stub, s
         assert ended_after < 7.0
         assert again.status_code == 403, again.text
         # The job itself is the tenant's, not the key's: it runs on.
+
+
+async def test_a_result_url_replayed_after_it_expired_is_signed_again(stack: Settings) -> None:
+    store = PayloadStore(stack)
+    ref = await store.put("results/test", LONG, "text/plain")
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    stale = store.client.presigned_get_object(
+        store.bucket, store.key_of(ref), RESULT_URL_TTL, request_date=two_hours_ago
+    )
+    completed = JobEvent(type="job.completed", job_completed=JobCompleted(result_url=stale))
+    fresh = (await with_fresh_result_url(completed, store)).job_completed.result_url
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(stale)).status_code == 403  # what a replay used to hand out
+        answer = await http.get(fresh)
+    assert answer.status_code == 200
+    assert answer.content == LONG
+    # A URL with most of its life left is handed out as it is.
+    assert await store.fresh_url(fresh) == fresh
 
 
 async def test_get_job_hands_out_a_fresh_stream_token(stub: Stub, api_key: str) -> None:
