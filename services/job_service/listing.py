@@ -4,8 +4,10 @@ Temporal's SQL visibility store lists open workflows first and closed ones by cl
 ORDER BY, so its order is not "newest first" as soon as jobs finish out of order. Pages are therefore cut
 here: jobs started at or before the cursor are read in time windows going back (each window sorted here;
 windows are disjoint, so their concatenation is in order) until a page and one more job are found, or
-nothing older is left. The page token is the (start time, job id) of the last job on the page, plus the
-status filter it was issued for; anything else is refused as INVALID_ARGUMENT.
+nothing older is left. A window is read no further than a few pages' worth: one that holds more is narrowed
+and read again, so a page costs about its own size however many jobs the tenant started in a minute. The
+page token is the (start time, job id) of the last job on the page, plus the status filter it was issued
+for; anything else is refused as INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ WINDOW_GROWTH = 4
 CLOCK_SLACK = timedelta(minutes=1)
 # No job started before this: a page token naming an earlier time was not made by ListJobs.
 EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
+# Windows are narrowed down to this at most: more jobs than a window may hold started within one are rare.
+NARROWEST = timedelta(milliseconds=1)
+
+
+def window_limit(page_size: int) -> int:
+    """The most executions one window is read for (more: it is narrowed and read again)."""
+    return 2 * page_size + 10
 
 
 class BadPageToken(ValueError):
@@ -72,24 +81,29 @@ async def newest_first(
     upper = cursor.start_time if cursor else datetime.now(UTC) + CLOCK_SLACK
     span = FIRST_WINDOW
     found: list[WorkflowExecution] = []
+    limit = window_limit(page_size)
     while len(found) <= page_size:
         lower = upper - span
+        in_window = f"{query} AND StartTime > '{_time(lower)}' AND StartTime <= '{_time(upper)}'"
+        narrow = span > NARROWEST
         window = [
-            execution
-            async for execution in client.list_workflows(
-                f"{query} AND StartTime > '{_time(lower)}' AND StartTime <= '{_time(upper)}'"
-            )
+            execution async for execution in client.list_workflows(in_window, limit=limit + 1 if narrow else None)
         ]
+        if narrow and len(window) > limit:
+            # Too many to read: narrow it to about half a limit's worth, as far as a count (no rows) says.
+            crowd = (await client.count_workflows(in_window)).count
+            span = max(min(span * (limit / 2) / max(crowd, 1), span / 2), NARROWEST)
+            continue
         if cursor:
             window = [e for e in window if _order(e) < (cursor.start_time, cursor.job_id)]
         found += sorted(window, key=_order, reverse=True)
         if len(found) > page_size:
             break
-        older = client.list_workflows(f"{query} AND StartTime <= '{_time(lower)}'", page_size=1)
-        await older.fetch_next_page()
-        if not older.current_page:
+        older = client.list_workflows(f"{query} AND StartTime <= '{_time(lower)}'", limit=1, page_size=1)
+        if not [execution async for execution in older]:
             break
-        upper, span = lower, span * WINDOW_GROWTH
+        # Widen the next window only past a sparse one: after a crowded stretch, the next is likely crowded too.
+        upper, span = lower, span * WINDOW_GROWTH if len(window) * WINDOW_GROWTH <= limit else span
     page = found[:page_size]
     if len(found) <= page_size:
         return page, ""
