@@ -58,6 +58,7 @@ class Directory:
     def __init__(self, fail: bool = False, unavailable_for: int = 0) -> None:
         self.fail = fail
         self.unavailable_for = unavailable_for
+        self.store = None  # these streams carry no result URL to sign again
 
     async def tenant(self, job_id: str) -> str | None:
         if self.fail:
