@@ -6,11 +6,14 @@ events (SSE `id:` / `event:` / JSON `data:`, or the protobuf itself).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
@@ -31,24 +34,43 @@ class LogLocator(NamedTuple):
     offset: int
 
 
-class EventLog:
-    """An idempotent, acks=all producer: a retried send never duplicates and an ack means replicated."""
+# How long a producer given up on may take to close before it is left to the collector.
+RETIRE_TIMEOUT_S = 5.0
 
-    def __init__(self, settings: Settings) -> None:
+
+def idempotent_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **kafka_options(settings),
+        enable_idempotence=True,
+        acks="all",
+        # Tokens are tiny and latency-bound: send at once rather than waiting to fill a batch.
+        linger_ms=0,
+        request_timeout_ms=10_000,
+    )
+
+
+class EventLog:
+    """An idempotent, acks=all producer: a retried send never duplicates and an ack means replicated.
+
+    A producer that meets an error Kafka calls non-retriable (after an outage an idempotent producer can be
+    left answering every send with OutOfOrderSequenceNumber until it is recreated: aio-libs/aiokafka#1017)
+    is replaced by a new one; the send that met it fails, and its activity's retry goes through the new one.
+    Exactly-once does not rest on the producer's idempotence: readers keep the first record of each event id.
+    """
+
+    def __init__(self, settings: Settings, make_producer: Callable[[], Any] | None = None) -> None:
         self.topic = settings.events_topic
-        self._producer = AIOKafkaProducer(
-            **kafka_options(settings),
-            enable_idempotence=True,
-            acks="all",
-            # Tokens are tiny and latency-bound: send at once rather than waiting to fill a batch.
-            linger_ms=0,
-            request_timeout_ms=10_000,
-        )
+        self._make_producer = make_producer or (lambda: idempotent_producer(settings))
+        self._producer = self._make_producer()
+        self._renewing: asyncio.Task[None] | None = None
+        self.renewals = 0
 
     async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
+        if self._renewing is not None:
+            await self._renewing
         await self._producer.stop()
 
     async def publish(self, event: JobEvent) -> LogLocator:
@@ -64,12 +86,46 @@ class EventLog:
         """Enqueue without waiting for the ack; await the returned future to confirm delivery.
 
         The record carries `headers`, by default the current span's context (none while traces are off)."""
-        return await self._producer.send(
-            self.topic,
-            event.SerializeToString(),
-            key=event.job_id.encode(),
-            headers=list(headers) if headers is not None else tracing.record_headers(),
-        )
+        if self._renewing is not None:
+            await asyncio.shield(self._renewing)
+        producer = self._producer
+        try:
+            sent = await producer.send(
+                self.topic,
+                event.SerializeToString(),
+                key=event.job_id.encode(),
+                headers=list(headers) if headers is not None else tracing.record_headers(),
+            )
+        except KafkaError as exc:
+            self._renew_after(exc, producer)
+            raise
+        sent.add_done_callback(lambda done: self._renew_after(None if done.cancelled() else done.exception(), producer))
+        return sent
+
+    def _renew_after(self, error: BaseException | None, producer: Any) -> None:
+        """Replace `producer` if `error` is one it cannot recover from (once, however many sends met it)."""
+        if not isinstance(error, KafkaError) or error.retriable or producer is not self._producer:
+            return
+        if self._renewing is None:
+            log.warning("the Kafka producer met %r: replacing it", error)
+            self._renewing = asyncio.create_task(self._renew(producer))
+
+    async def _renew(self, failed: Any) -> None:
+        fresh = self._make_producer()
+        try:
+            await fresh.start()
+        except Exception:
+            # Kafka is away: the old producer stays, and the next send that fails this way tries again.
+            log.warning("could not start a new Kafka producer", exc_info=True)
+            self._renewing = None
+            return
+        self._producer = fresh
+        self.renewals += 1
+        self._renewing = None
+        try:
+            await asyncio.wait_for(failed.stop(), RETIRE_TIMEOUT_S)
+        except Exception:  # it is being given up on: how it ends does not matter
+            log.info("the replaced Kafka producer did not close cleanly", exc_info=True)
 
 
 def event_data(event: JobEvent) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     bind_host: str = Field("", description="Address the JobService and the SSE bridge bind to; empty: HOST.")
     temporal_host: str = Field("", description="Host of the Temporal frontend; empty: HOST.")
     kafka_host: str = Field("", description="Host of the Kafka broker; empty: HOST.")
+    kafka_servers: str = Field(
+        "",
+        description="Kafka bootstrap servers of a cluster, comma-separated host:port (any of them will do; "
+        "clients find the rest); empty: KAFKA_HOST:KAFKA_PORT.",
+    )
     minio_host: str = Field("", description="Host of MinIO; empty: HOST.")
     triton_host: str = Field("", description="Host of Triton; empty: HOST.")
 
@@ -274,7 +279,18 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host or self.host}:{self.kafka_port}"
+        """Comma-separated host:port, as every Kafka client here takes it."""
+        return self.kafka_servers or f"{self.kafka_host or self.host}:{self.kafka_port}"
+
+    @field_validator("kafka_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",")] if value.strip() else []
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port (kafka_servers is a comma-separated list of them)")
+        return ",".join(servers)
 
     @property
     def minio_endpoint(self) -> str:

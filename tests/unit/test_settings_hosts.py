@@ -21,7 +21,16 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """The default ports whatever the calling shell exports (the test run may use another stack's)."""
     for name, value in SERVER_PORTS.items():
         monkeypatch.setenv(name, value)
-    for name in ("HOST", "BIND_HOST", "TEMPORAL_HOST", "KAFKA_HOST", "MINIO_HOST", "TRITON_HOST", "PUBLIC_BRIDGE_URL"):
+    for name in (
+        "HOST",
+        "BIND_HOST",
+        "TEMPORAL_HOST",
+        "KAFKA_HOST",
+        "MINIO_HOST",
+        "TRITON_HOST",
+        "PUBLIC_BRIDGE_URL",
+        "KAFKA_SERVERS",
+    ):
         monkeypatch.delenv(f"JOBSTREAM_{name}", raising=False)
     return monkeypatch
 
@@ -82,3 +91,15 @@ def test_servers_apart_bind_everywhere(env: pytest.MonkeyPatch) -> None:
         "0.0.0.0",
         "http://127.0.0.1:8080",
     )
+
+
+def test_a_kafka_cluster_is_a_list_of_servers(env: pytest.MonkeyPatch) -> None:
+    env.setenv("JOBSTREAM_KAFKA_SERVERS", " 127.0.0.1:19092, 127.0.0.1:19093 ,127.0.0.1:19094")
+    assert Settings().kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+
+
+@pytest.mark.parametrize("servers", ["127.0.0.1", "127.0.0.1:9092,", ":9092", "kafka:port", "kafka:70000"])
+def test_a_kafka_server_list_with_a_bad_entry_is_refused_naming_it(env: pytest.MonkeyPatch, servers: str) -> None:
+    env.setenv("JOBSTREAM_KAFKA_SERVERS", servers)
+    with pytest.raises(ValueError, match="is not host:port"):
+        Settings()
