@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from devstack.debian import apt_install
 
 ENV_VAR = "JOBSTREAM_CHROMIUM"
 PACKAGE = "chromium"
@@ -25,17 +26,10 @@ def install() -> Path:
     found = find()
     if found is not None:
         return found
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise RuntimeError(
-            f"no chromium: install Debian's `{PACKAGE}` package (apt-get install {PACKAGE}) or set {ENV_VAR}"
-        )
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_command = [apt, "install", "-y", "--no-install-recommends", PACKAGE]
-    if subprocess.run(install_command, env=environment, capture_output=True).returncode != 0:
-        # The package lists may be missing or stale on a fresh machine.
-        subprocess.run([apt, "update"], env=environment, check=True, capture_output=True)
-        subprocess.run(install_command, env=environment, check=True, capture_output=True)
+    try:
+        apt_install(PACKAGE, "no chromium")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc} or set {ENV_VAR}") from None
     found = find()
     if found is None:
         raise RuntimeError(f"apt installed {PACKAGE}, yet no chromium is on PATH")
