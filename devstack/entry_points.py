@@ -11,12 +11,18 @@ from jobstream.subcommands import Subcommand
 
 def _configure_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="delete the state directory first")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the cluster profile instead (issue 19; so far Temporal's server as two nodes on PostgreSQL), "
+        "under STATE_DIR/cluster/ and on its own ports",
+    )
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from devstack.up import run
+    from devstack.up import run, run_cluster
 
-    return asyncio.run(run(args.fresh))
+    return asyncio.run(run_cluster(args.fresh) if args.cluster else run(args.fresh))
 
 
 def _configure_reliability(parser: argparse.ArgumentParser) -> None:

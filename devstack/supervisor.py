@@ -39,7 +39,7 @@ class Child:
     argv: list[str]
     ready: Probe
     env: dict[str, str] = field(default_factory=dict)
-    # (port, environment variable that moves it): checked free before the first start.
+    # (port, environment variable that moves it, or "" for a fixed one): checked free before the first start.
     ports: list[tuple[int, str]] = field(default_factory=list)
     ready_timeout_s: float = 60.0
     after_exit: Callable[[], None] | None = None
@@ -82,9 +82,9 @@ class Supervisor:
         for child in children:
             for port, variable in child.ports:
                 if not port_is_free(self.host, port):
+                    remedy = f" or set {variable} to another port" if variable else ""
                     raise PortInUseError(
-                        f"port {port} ({child.name}) is already in use on {self.host}: "
-                        f"stop what holds it or set {variable} to another port"
+                        f"port {port} ({child.name}) is already in use on {self.host}: stop what holds it{remedy}"
                     )
 
     async def start(self, child: Child) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import signal
 import time
 
-from devstack import bootstrap, provision, stack
+from devstack import bootstrap, cluster, postgres, provision, stack, temporal_cluster
 from devstack.stack import gpu_worker_metrics_ports
 from devstack.supervisor import Child, PortInUseError, StartError, Supervisor
 from jobstream.auth import ensure_dev_key
@@ -90,6 +91,53 @@ async def run(fresh: bool) -> int:
         return 0 if isinstance(exc, _Interrupted) else 1
     print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
     print(banner(settings, api_key), flush=True)
+    await stop.wait()
+    print("stopping ...", flush=True)
+    await supervisor.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+async def run_cluster(fresh: bool) -> int:
+    """`jobstream up --cluster`: what devstack/cluster.py has built of the cluster profile so far."""
+    settings = get_settings()
+    layout = cluster.ClusterLayout.of(settings)
+    started = time.monotonic()
+    if fresh and layout.state_dir.exists():
+        shutil.rmtree(layout.state_dir)
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    print("building what the cluster needs (Temporal's server, once) ...", flush=True)
+    pg_bin = await asyncio.to_thread(postgres.install)
+    server, sql_tool = await asyncio.to_thread(temporal_cluster.install, settings.cache_dir)
+    pids_file = layout.state_dir / "run" / "children.pids"
+    pids_file.parent.mkdir(parents=True, exist_ok=True)
+    pids_file.write_text("")
+    supervisor = Supervisor(settings.host, layout.state_dir / "logs", pids_file=pids_file)
+    database = cluster.postgres_child(layout, pg_bin)
+    temporal = cluster.temporal_children(layout, server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        supervisor.check_ports([database, *temporal])
+        print("starting PostgreSQL ...", flush=True)
+        await _start_all(supervisor, [database], stop)
+        await asyncio.to_thread(temporal_cluster.setup_schemas, sql_tool, settings.host, cluster.POSTGRES_PORT)
+        print(f"starting Temporal ({len(temporal)} nodes) ...", flush=True)
+        for node in temporal:  # one at a time: on a fresh database each would race to write the cluster's record
+            await _start_all(supervisor, [node], stop)
+        await cluster.provision_temporal(layout, settings)
+    except PortInUseError as exc:
+        print(f"jobstream up --cluster: {exc}", flush=True)
+        return 1
+    except (StartError, _Interrupted) as exc:
+        print(f"jobstream up --cluster: {exc}", flush=True)
+        await supervisor.stop()
+        return 0 if isinstance(exc, _Interrupted) else 1
+    endpoints = cluster.write_endpoints(layout, supervisor, [database.name, *(child.name for child in temporal)])
+    print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
+    print(f"the cluster so far ({layout.endpoints_file}):", json.dumps(endpoints, indent=2), sep="\n", flush=True)
     await stop.wait()
     print("stopping ...", flush=True)
     await supervisor.stop()
