@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
-from devstack import postgres, provision, temporal_cluster
+from devstack import kafka, postgres, provision, temporal_cluster
 from devstack.service_set import register_namespace
 from devstack.supervisor import Child, Probe, Supervisor
 from devstack.temporal_server import DEV_SERVER_CONFIG
@@ -23,6 +24,8 @@ from jobstream.settings import Settings
 # Well away from the single-node stack's ports (7233, 9092, 9000, 8000-8002, 8080, 50051, 946x).
 POSTGRES_PORT = 15432
 TEMPORAL_NODE_BASES = (17300, 17310)
+# Three KRaft nodes, each broker and controller: (node id, client port, controller port).
+KAFKA_NODES = ((1, 19092, 19192), (2, 19093, 19193), (3, 19094, 19194))
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class ClusterLayout:
     @property
     def temporal_addresses(self) -> list[str]:
         return [f"{self.host}:{temporal_cluster.frontend_port(base)}" for base in TEMPORAL_NODE_BASES]
+
+    @property
+    def kafka_servers(self) -> str:
+        return ",".join(f"{self.host}:{port}" for _, port, _ in KAFKA_NODES)
 
     @property
     def endpoints_file(self) -> Path:
@@ -96,10 +103,46 @@ async def provision_temporal(layout: ClusterLayout, settings: Settings) -> None:
         await provision.register_search_attributes(node)
 
 
+def kafka_node_ready(host: str, port: int) -> Probe:
+    async def probe(_pid: int) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000)
+        await admin.start()
+        try:
+            # Ready once this node knows the whole quorum's brokers, not just itself.
+            return len((await admin.describe_cluster())["brokers"]) == len(KAFKA_NODES)
+        finally:
+            await admin.close()
+
+    return probe
+
+
+def kafka_children(layout: ClusterLayout, libs: Path) -> list[Child]:
+    voters = ",".join(f"{node}@{layout.host}:{controller}" for node, _, controller in KAFKA_NODES)
+    children = []
+    for node, port, controller in KAFKA_NODES:
+        data = layout.state_dir / f"kafka-{node}"
+        properties = kafka.prepare(
+            libs, data, layout.host, port, controller, node_id=node, voters=voters, replication=len(KAFKA_NODES)
+        )
+        ready = kafka_node_ready(layout.host, port)
+        ports = [(port, ""), (controller, "")]
+        children.append(
+            Child(f"kafka-{node}", kafka.command(libs, properties), ready, ports=ports, ready_timeout_s=120)
+        )
+    return children
+
+
+async def provision_kafka(layout: ClusterLayout, settings: Settings) -> None:
+    """The events topic, replicated to every node, a majority in sync."""
+    update = {"kafka_servers": layout.kafka_servers, "events_replication": len(KAFKA_NODES)}
+    await provision.create_events_topic(settings.model_copy(update=update))
+
+
 def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[str]) -> dict[str, object]:
     endpoints: dict[str, object] = {
         "temporal": {"addresses": layout.temporal_addresses, "namespace": layout.namespace},
         "postgres": f"{layout.host}:{POSTGRES_PORT}",
+        "kafka_bootstrap": layout.kafka_servers,
         "processes": {role: supervisor.pid(role) for role in roles},
     }
     layout.endpoints_file.write_text(json.dumps(endpoints, indent=2) + "\n")

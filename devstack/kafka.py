@@ -99,15 +99,28 @@ def _classpath(libs: Path) -> str:
     return f"{libs}/*"
 
 
-def prepare(libs: Path, data_dir: Path, host: str, port: int, controller_port: int) -> Path:
-    """Write ``data_dir/server.properties`` and format the storage unless already formatted."""
+def prepare(
+    libs: Path,
+    data_dir: Path,
+    host: str,
+    port: int,
+    controller_port: int,
+    node_id: int = NODE_ID,
+    voters: str = "",
+    replication: int = 1,
+) -> Path:
+    """Write ``data_dir/server.properties`` and format the storage unless already formatted.
+
+    One node by default; a cluster's nodes each name the same static `voters` (id@host:controller_port,...)
+    and replicate internal topics `replication` times, with a majority of them in sync."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = (data_dir / "kraft-logs").resolve()
     props = data_dir / "server.properties"
+    in_sync = replication // 2 + 1
     settings: dict[str, str | int] = {
         "process.roles": "broker,controller",
-        "node.id": NODE_ID,
-        "controller.quorum.voters": f"{NODE_ID}@{host}:{controller_port}",
+        "node.id": node_id,
+        "controller.quorum.voters": voters or f"{node_id}@{host}:{controller_port}",
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -116,15 +129,17 @@ def prepare(libs: Path, data_dir: Path, host: str, port: int, controller_port: i
         "log.dirs": str(log_dir),
         "num.partitions": DEFAULT_PARTITIONS,
         "auto.create.topics.enable": "true",
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
-        "offsets.topic.replication.factor": 1,
+        "default.replication.factor": replication,
+        "min.insync.replicas": in_sync,
+        # A leader is only ever a replica that has every acknowledged record.
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": replication,
         "offsets.topic.num.partitions": DEFAULT_PARTITIONS,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": in_sync,
         "transaction.state.log.num.partitions": DEFAULT_PARTITIONS,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": in_sync,
         "share.coordinator.state.topic.num.partitions": DEFAULT_PARTITIONS,
         "group.initial.rebalance.delay.ms": 0,
         # a small broker: fewer threads than the defaults sized for servers

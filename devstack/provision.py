@@ -39,7 +39,9 @@ async def create_events_topic(settings: Settings) -> None:
     try:
         if settings.events_topic in await admin.list_topics():
             return
-        topic = NewTopic(settings.events_topic, settings.events_partitions, replication_factor=1)
+        replicas = settings.events_replication
+        configs = {"min.insync.replicas": str(replicas // 2 + 1), "unclean.leader.election.enable": "false"}
+        topic = NewTopic(settings.events_topic, settings.events_partitions, replicas, topic_configs=configs)
         with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
             await admin.create_topics([topic])
     finally:

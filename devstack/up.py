@@ -9,7 +9,7 @@ import shutil
 import signal
 import time
 
-from devstack import bootstrap, cluster, postgres, provision, stack, temporal_cluster
+from devstack import bootstrap, cluster, kafka, postgres, provision, stack, temporal_cluster
 from devstack.stack import gpu_worker_metrics_ports
 from devstack.supervisor import Child, PortInUseError, StartError, Supervisor
 from jobstream.auth import ensure_dev_key
@@ -103,6 +103,7 @@ async def run_cluster(fresh: bool) -> int:
     settings = get_settings()
     layout = cluster.ClusterLayout.of(settings)
     started = time.monotonic()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the probes meet refused connections while nodes boot
     if fresh and layout.state_dir.exists():
         shutil.rmtree(layout.state_dir)
     layout.state_dir.mkdir(parents=True, exist_ok=True)
@@ -115,14 +116,16 @@ async def run_cluster(fresh: bool) -> int:
     supervisor = Supervisor(settings.host, layout.state_dir / "logs", pids_file=pids_file)
     database = cluster.postgres_child(layout, pg_bin)
     temporal = cluster.temporal_children(layout, server)
+    brokers = cluster.kafka_children(layout, kafka.install(settings.cache_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        supervisor.check_ports([database, *temporal])
-        print("starting PostgreSQL ...", flush=True)
-        await _start_all(supervisor, [database], stop)
+        supervisor.check_ports([database, *temporal, *brokers])
+        print(f"starting PostgreSQL and Kafka ({len(brokers)} nodes) ...", flush=True)
+        await _start_all(supervisor, [database, *brokers], stop)
+        await cluster.provision_kafka(layout, settings)
         await asyncio.to_thread(temporal_cluster.setup_schemas, sql_tool, settings.host, cluster.POSTGRES_PORT)
         print(f"starting Temporal ({len(temporal)} nodes) ...", flush=True)
         for node in temporal:  # one at a time: on a fresh database each would race to write the cluster's record
@@ -135,7 +138,8 @@ async def run_cluster(fresh: bool) -> int:
         print(f"jobstream up --cluster: {exc}", flush=True)
         await supervisor.stop()
         return 0 if isinstance(exc, _Interrupted) else 1
-    endpoints = cluster.write_endpoints(layout, supervisor, [database.name, *(child.name for child in temporal)])
+    roles = [child.name for child in (database, *temporal, *brokers)]
+    endpoints = cluster.write_endpoints(layout, supervisor, roles)
     print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
     print(f"the cluster so far ({layout.endpoints_file}):", json.dumps(endpoints, indent=2), sep="\n", flush=True)
     await stop.wait()

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     kafka_heap_mb: int = Field(512, description="Kafka broker JVM heap cap (MiB).")
     events_topic: str = Field("jobstream.event_log", description="Kafka topic of every job's events.")
     events_partitions: int = Field(8, description="Partitions of the events topic.")
+    events_replication: int = Field(
+        1, ge=1, description="Replicas of the events topic when provisioning creates it (a majority kept in sync)."
+    )
 
     minio_port: int = Field(9000, description="MinIO S3 API port.")
     minio_console_port: int = Field(9001, description="MinIO console port.")

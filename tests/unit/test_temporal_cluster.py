@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from devstack import temporal_cluster
+from devstack import kafka, temporal_cluster
 
 
 def ports(config: dict[str, Any]) -> set[int]:
@@ -38,3 +38,16 @@ def test_a_nodes_files_name_its_dynamic_config_by_absolute_path(tmp_path: Path) 
     assert yaml.safe_load((tmp_path / "dynamicconfig.yaml").read_text()) == {
         "matching.enableFairness": [{"value": True}]
     }
+
+
+def test_a_kafka_cluster_node_names_every_voter_and_keeps_a_majority_in_sync(tmp_path: Path) -> None:
+    (tmp_path / "kraft-logs").mkdir()
+    (tmp_path / "kraft-logs" / "meta.properties").write_text("")  # formatted already: no JVM needed here
+    voters = "1@127.0.0.1:19192,2@127.0.0.1:19193,3@127.0.0.1:19194"
+    written = kafka.prepare(Path("/libs"), tmp_path, "127.0.0.1", 19093, 19193, node_id=2, voters=voters, replication=3)
+    properties = dict(line.split("=", 1) for line in written.read_text().splitlines() if "=" in line)
+    assert properties["node.id"] == "2"
+    assert properties["controller.quorum.voters"] == voters
+    assert properties["default.replication.factor"] == "3"
+    assert properties["min.insync.replicas"] == "2"
+    assert properties["unclean.leader.election.enable"] == "false"
