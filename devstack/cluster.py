@@ -1,31 +1,47 @@
 """`jobstream up --cluster` (issue 19): jobstream on the real distributed engines, beside the single-node stack
-(own state under STATE_DIR/cluster/, own ports). Built so far: the Temporal tier, Temporal's own server as
-two nodes on PostgreSQL 15, with jobstream's namespace and search attributes provisioned. Still to come:
-three Kafka nodes, four MinIO nodes, the nginx edge and replicas of jobstream's own processes.
+(own state under STATE_DIR/cluster/, own ports): Temporal's own server as two nodes on PostgreSQL 15, three
+KRaft Kafka nodes, four MinIO servers erasure-coding one bucket, an internal nginx giving Temporal and MinIO
+one address each. devstack/cluster_services.py adds jobstream's replicas and the nginx edge in front of them.
 
 Its processes are found through STATE_DIR/cluster/endpoints.json, by role name, never by `ps` patterns."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
-from devstack import kafka, postgres, provision, temporal_cluster
+from devstack import kafka, minio, nginx, postgres, provision, temporal_cluster
+from devstack.cluster_endpoints import Endpoints
 from devstack.service_set import register_namespace
+from devstack.stack import http_ok
 from devstack.supervisor import Child, Probe, Supervisor
 from devstack.temporal_server import DEV_SERVER_CONFIG
-from jobstream.settings import Settings
+from jobstream.auth import keys_file
+from jobstream.settings import Settings, get_settings
 
 # Well away from the single-node stack's ports (7233, 9092, 9000, 8000-8002, 8080, 50051, 946x).
 POSTGRES_PORT = 15432
 TEMPORAL_NODE_BASES = (17300, 17310)
 # Three KRaft nodes, each broker and controller: (node id, client port, controller port).
 KAFKA_NODES = ((1, 19092, 19192), (2, 19093, 19193), (3, 19094, 19194))
+# Four MinIO servers, one drive each: (S3 port, console port).
+MINIO_NODES = ((19000, 19010), (19001, 19011), (19002, 19012), (19003, 19013))
+# The internal balancer's single addresses for the Temporal nodes and the MinIO servers.
+TEMPORAL_PORT = 17233
+MINIO_PORT = 19100
+EDGE_GRPC_PORT = 18443
+EDGE_HTTP_PORT = 18080
+
+
+@dataclass(frozen=True)
+class EdgeAddresses:
+    grpc: str  # host:port, TLS
+    http: str  # https:// base URL
+    ca_file: Path
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,32 @@ class ClusterLayout:
     @property
     def kafka_servers(self) -> str:
         return ",".join(f"{self.host}:{port}" for _, port, _ in KAFKA_NODES)
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.host}:{TEMPORAL_PORT}"
+
+    @property
+    def edge(self) -> EdgeAddresses:
+        tls = self.state_dir / "tls"
+        return EdgeAddresses(f"{self.host}:{EDGE_GRPC_PORT}", f"https://{self.host}:{EDGE_HTTP_PORT}", tls / "ca.pem")
+
+    @property
+    def minio_endpoint(self) -> str:
+        return f"{self.host}:{MINIO_PORT}"
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` pointed at the cluster's servers: what provisioning uses, and what every replica is given."""
+        return base.model_copy(update=self.server_settings())
+
+    def server_settings(self) -> dict[str, object]:
+        return {
+            "state_dir": self.state_dir,
+            "temporal_port": TEMPORAL_PORT,
+            "kafka_servers": self.kafka_servers,
+            "events_replication": len(KAFKA_NODES),
+            "minio_port": MINIO_PORT,
+        }
 
     @property
     def endpoints_file(self) -> Path:
@@ -134,16 +176,79 @@ def kafka_children(layout: ClusterLayout, libs: Path) -> list[Child]:
 
 async def provision_kafka(layout: ClusterLayout, settings: Settings) -> None:
     """The events topic, replicated to every node, a majority in sync."""
-    update = {"kafka_servers": layout.kafka_servers, "events_replication": len(KAFKA_NODES)}
-    await provision.create_events_topic(settings.model_copy(update=update))
+    await provision.create_events_topic(layout.settings(settings))
 
 
-def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[str]) -> dict[str, object]:
-    endpoints: dict[str, object] = {
-        "temporal": {"addresses": layout.temporal_addresses, "namespace": layout.namespace},
-        "postgres": f"{layout.host}:{POSTGRES_PORT}",
-        "kafka_bootstrap": layout.kafka_servers,
-        "processes": {role: supervisor.pid(role) for role in roles},
-    }
-    layout.endpoints_file.write_text(json.dumps(endpoints, indent=2) + "\n")
+def minio_children(layout: ClusterLayout, binary: Path, settings: Settings) -> list[Child]:
+    drives = []
+    for number, (port, _) in enumerate(MINIO_NODES, 1):
+        drive = layout.state_dir / f"minio-{number}"
+        drive.mkdir(parents=True, exist_ok=True)
+        drives.append(f"http://{layout.host}:{port}{drive}")
+    children = []
+    for number, (port, console) in enumerate(MINIO_NODES, 1):
+        argv = minio.node_command(binary, layout.host, port, console, drives)
+        live = http_ok(f"http://{layout.host}:{port}/minio/health/live")
+        env = minio.cluster_environment(settings, f"{layout.host}:{port}")
+        children.append(Child(f"minio-{number}", argv, live, env=env, ports=[(port, ""), (console, "")]))
+    return children
+
+
+def balancer_child(layout: ClusterLayout) -> Child:
+    prefix = layout.state_dir / "internal-lb"
+    prefix.mkdir(parents=True, exist_ok=True)
+    balancer = nginx.Balancer(
+        layout.host,
+        TEMPORAL_PORT,
+        [temporal_cluster.frontend_port(base) for base in TEMPORAL_NODE_BASES],
+        MINIO_PORT,
+        [port for port, _ in MINIO_NODES],
+    )
+    argv = nginx.command(prefix, nginx.balancer_config(prefix, balancer))
+    # Ready once MinIO, through it, has the quorum to write.
+    quorum = http_ok(f"http://{layout.minio_endpoint}/minio/health/cluster")
+    return Child("internal-lb", argv, quorum, ports=[(TEMPORAL_PORT, ""), (MINIO_PORT, "")])
+
+
+def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[str], api_key: str) -> Endpoints:
+    edge = layout.edge
+    endpoints = Endpoints(
+        edge_grpc=edge.grpc,
+        edge_http=edge.http,
+        ca_file=str(edge.ca_file),
+        api_keys_file=str(keys_file(layout.settings(get_settings()))),
+        api_key=api_key,
+        kafka_bootstrap=layout.kafka_servers,
+        temporal_address=layout.temporal_address,
+        temporal_nodes=layout.temporal_addresses,
+        temporal_namespace=layout.namespace,
+        minio_endpoint=layout.minio_endpoint,
+        postgres=f"{layout.host}:{POSTGRES_PORT}",
+        processes={role: supervisor.pid(role) for role in roles},
+    )
+    layout.endpoints_file.write_text(endpoints.model_dump_json(indent=2) + "\n")
     return endpoints
+
+
+def describe(endpoints: Endpoints) -> str:
+    width = max(len(role) for role in endpoints.processes)
+    lines = [
+        "the jobstream cluster is up:",
+        f"  edge, gRPC (TLS)    {endpoints.edge_grpc}",
+        f"  edge, HTTP + SSE    {endpoints.edge_http}/v1/jobs",
+        f"  live page           {endpoints.edge_http}/#key={endpoints.api_key}",
+        f"  edge CA             {endpoints.ca_file}",
+        f"  API keys file       {endpoints.api_keys_file}   development API key {endpoints.api_key}",
+        f"  Temporal            {endpoints.temporal_address} (nodes {', '.join(endpoints.temporal_nodes)}), "
+        f"namespace {endpoints.temporal_namespace}",
+        f"  Kafka               {endpoints.kafka_bootstrap}",
+        f"  MinIO               http://{endpoints.minio_endpoint}",
+        f"  PostgreSQL          {endpoints.postgres}",
+        "  processes (role, pid):",
+        *(f"    {role:<{width}}  {pid}" for role, pid in endpoints.processes.items()),
+        "Try:",
+        f'  grpcurl -cacert {endpoints.ca_file} -H "authorization: Bearer {endpoints.api_key}" '
+        f'-d \'{{"prompt": "It is a truth"}}\' {endpoints.edge_grpc} jobstream.v1.JobService/SubmitJob',
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)

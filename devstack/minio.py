@@ -43,3 +43,26 @@ def environment(settings: Settings) -> dict[str, str]:
         "MINIO_UPDATE": "off",
         "MINIO_CALLHOME_ENABLE": "off",
     }
+
+
+def node_command(binary: Path, host: str, port: int, console_port: int, drives: list[str]) -> list[str]:
+    """One server of a distributed MinIO: every process is given all the drives (`http://host:port/path`) and
+    serves the one at its own address; together they erasure-code each object across them."""
+    return [
+        str(binary),
+        "server",
+        "--address",
+        f"{host}:{port}",
+        "--console-address",
+        f"{host}:{console_port}",
+        "--quiet",
+        *drives,
+    ]
+
+
+def cluster_environment(settings: Settings, address: str) -> dict[str, str]:
+    """For the server at `address`. The cluster's drives share one root filesystem, which MinIO refuses outside
+    CI mode: the profile sets it itself rather than rely on whoever started it. In a container (/.dockerenv)
+    MinIO waits for a loopback host to resolve elsewhere, unless told which endpoint is its own."""
+    own = {"_MINIO_SERVER_LOCAL": address}
+    return {**environment(settings), "MINIO_CI_CD": "on", "MINIO_BROWSER": "off", **own}

@@ -77,6 +77,8 @@ class Supervisor:
         self._order: list[Child] = []
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        # Called with the child's name after every start and restart (the cluster rewrites its endpoints file).
+        self.on_spawn: Callable[[str], None] | None = None
 
     def check_ports(self, children: list[Child]) -> None:
         for child in children:
@@ -113,6 +115,8 @@ class Supervisor:
         if self.pids_file is not None:
             with self.pids_file.open("a") as pids:
                 pids.write(f"{child.name} {process.pid}\n")
+        if self.on_spawn is not None:
+            self.on_spawn(child.name)
 
     async def _wait_ready(self, child: Child) -> None:
         running = self._running[child.name]

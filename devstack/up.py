@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import signal
 import time
 
-from devstack import bootstrap, cluster, kafka, postgres, provision, stack, temporal_cluster
+from devstack import bootstrap, cluster, cluster_services, nginx, postgres, provision, stack, temporal_cluster
 from devstack.stack import gpu_worker_metrics_ports
 from devstack.supervisor import Child, PortInUseError, StartError, Supervisor
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import Settings, get_settings
+from jobstream.stream_tokens import signing_secret
 
 
 def metrics_urls(settings: Settings) -> str:
@@ -99,38 +99,54 @@ async def run(fresh: bool) -> int:
 
 
 async def run_cluster(fresh: bool) -> int:
-    """`jobstream up --cluster`: what devstack/cluster.py has built of the cluster profile so far."""
-    settings = get_settings()
-    layout = cluster.ClusterLayout.of(settings)
+    """`jobstream up --cluster`: the cluster profile (devstack/cluster.py, devstack/cluster_services.py)."""
+    base = get_settings()
+    layout = cluster.ClusterLayout.of(base)
     started = time.monotonic()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the probes meet refused connections while nodes boot
     if fresh and layout.state_dir.exists():
         shutil.rmtree(layout.state_dir)
     layout.state_dir.mkdir(parents=True, exist_ok=True)
-    print("building what the cluster needs (Temporal's server, once) ...", flush=True)
+    print("building what the cluster needs (Temporal's server and nginx, once) ...", flush=True)
+    tools = await asyncio.to_thread(bootstrap.ensure, base, quiet=True)
     pg_bin = await asyncio.to_thread(postgres.install)
-    server, sql_tool = await asyncio.to_thread(temporal_cluster.install, settings.cache_dir)
+    await asyncio.to_thread(nginx.install)
+    server, sql_tool = await asyncio.to_thread(temporal_cluster.install, base.cache_dir)
+    settings = cluster_services.replica_settings(layout, base)
+    api_key = ensure_dev_key(settings)
+    signing_secret(settings)  # made once here, not raced for by the replicas
     pids_file = layout.state_dir / "run" / "children.pids"
     pids_file.parent.mkdir(parents=True, exist_ok=True)
     pids_file.write_text("")
-    supervisor = Supervisor(settings.host, layout.state_dir / "logs", pids_file=pids_file)
+    supervisor = Supervisor(base.host, layout.state_dir / "logs", pids_file=pids_file)
     database = cluster.postgres_child(layout, pg_bin)
     temporal = cluster.temporal_children(layout, server)
-    brokers = cluster.kafka_children(layout, kafka.install(settings.cache_dir))
+    brokers = cluster.kafka_children(layout, tools.kafka_libs)
+    stores = cluster.minio_children(layout, tools.minio, base)
+    balancer = cluster.balancer_child(layout)
+    inference = cluster_services.triton_child(layout, settings, tools)
+    replicas = cluster_services.replicas(layout, settings)
+    edge = cluster_services.edge_child(layout)
+    everything = [database, *brokers, *stores, inference, balancer, *temporal, *replicas, edge]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        supervisor.check_ports([database, *temporal, *brokers])
-        print(f"starting PostgreSQL and Kafka ({len(brokers)} nodes) ...", flush=True)
-        await _start_all(supervisor, [database, *brokers], stop)
+        supervisor.check_ports(everything)
+        print(f"starting PostgreSQL, Kafka ({len(brokers)} nodes), MinIO ({len(stores)}) and Triton ...", flush=True)
+        await _start_all(supervisor, [database, *brokers, *stores, inference], stop)
+        await _start_all(supervisor, [balancer], stop)
         await cluster.provision_kafka(layout, settings)
-        await asyncio.to_thread(temporal_cluster.setup_schemas, sql_tool, settings.host, cluster.POSTGRES_PORT)
+        await asyncio.to_thread(provision.provision_store, settings)
+        await asyncio.to_thread(temporal_cluster.setup_schemas, sql_tool, base.host, cluster.POSTGRES_PORT)
         print(f"starting Temporal ({len(temporal)} nodes) ...", flush=True)
         for node in temporal:  # one at a time: on a fresh database each would race to write the cluster's record
             await _start_all(supervisor, [node], stop)
         await cluster.provision_temporal(layout, settings)
+        print(f"starting jobstream ({len(replicas)} replicas) and the edge ...", flush=True)
+        await _start_all(supervisor, replicas, stop)
+        await _start_all(supervisor, [edge], stop)
     except PortInUseError as exc:
         print(f"jobstream up --cluster: {exc}", flush=True)
         return 1
@@ -138,10 +154,16 @@ async def run_cluster(fresh: bool) -> int:
         print(f"jobstream up --cluster: {exc}", flush=True)
         await supervisor.stop()
         return 0 if isinstance(exc, _Interrupted) else 1
-    roles = [child.name for child in (database, *temporal, *brokers)]
-    endpoints = cluster.write_endpoints(layout, supervisor, roles)
+    roles = [child.name for child in everything]
+    endpoints = cluster.write_endpoints(layout, supervisor, roles, api_key)
+
+    # A restarted process has a new pid: the file always names the live one.
+    def refresh(_role: str) -> None:
+        cluster.write_endpoints(layout, supervisor, roles, api_key)
+
+    supervisor.on_spawn = refresh
     print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
-    print(f"the cluster so far ({layout.endpoints_file}):", json.dumps(endpoints, indent=2), sep="\n", flush=True)
+    print(cluster.describe(endpoints), flush=True)
     await stop.wait()
     print("stopping ...", flush=True)
     await supervisor.stop()

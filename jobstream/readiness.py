@@ -13,7 +13,8 @@ def ready_file(role: str, state_dir: Path | None = None) -> Path:
 
 
 def mark_ready(role: str) -> None:
-    path = ready_file(role)
+    """Announce this process ready, under its replica's name where it is one of several (settings' instance)."""
+    path = ready_file(get_settings().instance or role)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(os.getpid()))
 

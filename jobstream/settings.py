@@ -182,6 +182,16 @@ class Settings(BaseSettings):
         description="Connections older than this are asked to reconnect (a WatchJob resumes with `after`); "
         "their calls get 10 more minutes to finish.",
     )
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="How many replicas of this process serve the same tenants behind one edge: each enforces its "
+        "share of a tenant's per-process limits (calls, streams: the limit divided by this, rounded up) and of "
+        "its running-jobs headroom, so that together they hold the tenant's limit.",
+    )
+    instance: str = Field(
+        "", description="This replica's name (e.g. job-service-2), for its readiness file and logs; empty: its role."
+    )
     tenant_max_running_jobs: int = Field(
         100,
         ge=0,

@@ -77,7 +77,7 @@ class JobService(JobServiceServicer):
         self.pipelines = pipelines
         self.tokens = StreamTokens(settings)
         self.stream = stream
-        self.running = RunningJobs(client)
+        self.running = RunningJobs(client, replicas=settings.replicas)
 
     # -- authentication -------------------------------------------------------------------------------
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:

@@ -15,13 +15,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from devstack import kafka
+from devstack import certificates, kafka
 from jobstream import cursors
 from jobstream.connections import kafka_options
 from jobstream.event_log import EventLog, parse_event
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
-from tests.stack import certificates
 
 CLIENT_PORT, CONTROLLER_PORT, INTERNAL_PORT = 18_792, 18_793, 18_794
 USER = "jobstream"

@@ -24,7 +24,7 @@ import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from devstack import minio, triton
+from devstack import certificates, minio, triton
 from devstack import stack as stack_probes
 from devstack.provision import provision_store
 from devstack.service_set import service_set
@@ -32,7 +32,6 @@ from jobstream.connections import job_service_channel
 from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
-from tests.stack import certificates
 from tests.stack.helpers import read_stream
 from workers.pipeline.activities.inference import InferenceActivities
 

@@ -56,3 +56,12 @@ def test_broken_limits_are_a_keys_file_error(tmp_path: Path, tenants: object) ->
     keys_file(settings(tmp_path)).write_text(json.dumps({"keys": {}, "tenants": tenants}))
     with pytest.raises(KeysFileError):
         tenant_limits(settings(tmp_path), "acme")
+
+
+def test_each_replica_enforces_its_share_of_the_limits_it_counts_alone(tmp_path: Path) -> None:
+    """Calls and streams are counted in each process: three replicas hold 50 streams as 17 each (together
+    fewer than the limit plus three), 0 stays no limit, and the running-jobs quotas are shared, not divided."""
+    shared = settings(tmp_path).model_copy(update={"replicas": 3, "tenant_max_calls": 0})
+    limits = tenant_limits(shared, "acme")
+    assert (limits.max_streams, limits.max_streams_per_token, limits.max_calls) == (17, 2, 0)
+    assert (limits.max_running_jobs, limits.max_uploads, limits.max_input_bytes_in_flight) == (5, 3, 1000)

@@ -1,4 +1,5 @@
-"""Certificates for the TLS tests: a CA made for the test and a server certificate it signed, as PEM files."""
+"""Certificates for the TLS tests and the cluster profile's edge: a CA made for the occasion and a server
+certificate it signed, as PEM files."""
 
 from __future__ import annotations
 
