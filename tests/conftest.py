@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import grpc
@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from temporalio.client import Client
 
+from devstack import reliability as report
 from devstack.triton import orphaned_shm
 from jobstream.auth import ensure_dev_key
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
@@ -103,3 +104,26 @@ def api_key(stack: Settings) -> str:
 @pytest.fixture(scope="session")
 async def temporal_client(stack: Settings) -> Client:
     return await connect(stack)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    # Keep the call phase's outcome on the item, for the `reliability` fixture's teardown.
+    outcome = yield
+    if call.when == "call":
+        item.stash[_CALL_OUTCOME] = "passed" if call.excinfo is None else "failed"
+    return outcome
+
+
+_CALL_OUTCOME = pytest.StashKey[str]()
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Iterator[report.Record]:
+    """The test's line in the reliability report (`jobstream reliability`): the test fills in what it did."""
+    record = report.Record(fault=request.node.name, test=request.node.nodeid)
+    started = time.monotonic()
+    yield record
+    record.outcome = request.node.stash.get(_CALL_OUTCOME, "error")
+    record.seconds = round(time.monotonic() - started, 1)
+    report.append(record)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +34,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from jobstream.auth import digest, keys_file, write_keys
+from jobstream.connections import job_service_channel
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
@@ -58,7 +60,7 @@ def auth(api_key: str) -> Metadata:
 async def job_service(settings: Settings) -> AsyncIterator[Stub]:
     """A stub on its own channel; large enough messages for the claim-check tests' multi-MB prompts."""
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    async with grpc.aio.insecure_channel(settings.grpc_target, options=options) as channel:
+    async with job_service_channel(settings, options=options) as channel:
         yield JobServiceStub(channel)
 
 
@@ -427,10 +429,13 @@ class SseConnection:
         return [event async for event in self.events()]
 
 
-def sse_client(read_timeout_s: float = 60.0) -> httpx.AsyncClient:
-    """A client for long-lived streams: its read timeout is well above the bridge's keep-alive interval."""
+def sse_client(read_timeout_s: float = 60.0, ca_file: Path | None = None) -> httpx.AsyncClient:
+    """A client for long-lived streams: its read timeout is well above the bridge's keep-alive interval.
+    `ca_file`: the CA of a TLS front (the cluster's edge)."""
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, read=read_timeout_s), limits=httpx.Limits(max_connections=None)
+        timeout=httpx.Timeout(10.0, read=read_timeout_s),
+        limits=httpx.Limits(max_connections=None),
+        verify=ssl.create_default_context(cafile=str(ca_file)) if ca_file else True,
     )
 
 

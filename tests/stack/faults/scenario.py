@@ -36,8 +36,12 @@ MODEL_SLOT = 1
 @dataclass(frozen=True)
 class Outcome:
     reply: api.SubmitJobResponse
-    followed: Followed
+    streams: list[Followed]  # one per client following the job; the first one triggers the fault
     job: Job
+
+    @property
+    def followed(self) -> Followed:
+        return self.streams[0]
 
 
 async def stream_through_fault(
@@ -48,17 +52,22 @@ async def stream_through_fault(
     fault: Callable[[], Awaitable[None]],
     *,
     jobs: int = 3,
+    followers: int = 1,
     tokens: int = 120,
     pipeline: str = "drill-slow",
     strike_at: int = 20,
     timeout_s: float = 300.0,
+    submitted: list[str] | None = None,
 ) -> list[Outcome]:
-    """Run `jobs` jobs, each followed by its own reconnecting SSE client; when the first job's client has
-    seen token `strike_at`, await `fault()`. Audits every stream into `record`, then checks each story."""
+    """Run `jobs` jobs, each followed by `followers` reconnecting SSE clients of its own; when the first job's
+    first client has seen token `strike_at`, await `fault()` (the job ids are in `submitted` by then, where
+    given). Audits every stream into `record`, then checks each story."""
     replies = [
         await submit(stub, api_key, f"Fault drill {n}: the lamps went out", pipeline=pipeline, max_tokens=tokens)
         for n in range(jobs)
     ]
+    if submitted is not None:
+        submitted += [reply.job_id for reply in replies]
     struck = asyncio.Event()
     fault_task: list[asyncio.Task[None]] = []
 
@@ -68,28 +77,31 @@ async def stream_through_fault(
             # The fault runs beside the clients: they keep reading (and reconnecting) while it strikes.
             fault_task.append(asyncio.ensure_future(fault()))
 
-    async with sse_client(read_timeout_s=60) as client:
-        followed = await asyncio.gather(
-            *(
-                follow_reconnecting(client, reply.events_url, trigger if n == 0 else None, timeout_s=timeout_s)
-                for n, reply in enumerate(replies)
-            )
-        )
+    async with sse_client(read_timeout_s=60, ca_file=settings.server_ca_file) as client:
+        streams = [
+            follow_reconnecting(client, reply.events_url, trigger if n == i == 0 else None, timeout_s=timeout_s)
+            for n, reply in enumerate(replies)
+            for i in range(followers)
+        ]
+        followed = await asyncio.gather(*streams)
     if fault_task:
         await fault_task[0]
     record.jobs += jobs
     expected = expected_ids(len(STAGES), MODEL_SLOT, tokens)
-    for reply, stream in zip(replies, followed, strict=True):
-        add_audit(record, audit_stream(reply.job_id, stream.events, expected))
+    per_job = [followed[n * followers : (n + 1) * followers] for n in range(jobs)]
+    for reply, job_streams in zip(replies, per_job, strict=True):
+        for stream in job_streams:
+            add_audit(record, audit_stream(reply.job_id, stream.events, expected))
     assert struck.is_set(), "the first job ended before the fault could strike"
     finished = [await wait_terminal(stub, api_key, reply.job_id, timeout_s=timeout_s) for reply in replies]
-    outcomes = [Outcome(r, f, j) for r, f, j in zip(replies, followed, finished, strict=True)]
+    outcomes = [Outcome(r, f, j) for r, f, j in zip(replies, per_job, finished, strict=True)]
     for outcome in outcomes:
-        story = check_story(outcome.reply.job_id, outcome.followed.events, STAGES)
-        assert story.tokens == tokens
-        assert story.text == story.result_text
+        for stream in outcome.streams:
+            story = check_story(outcome.reply.job_id, stream.events, STAGES)
+            assert story.tokens == tokens
+            assert story.text == story.result_text
+            assert outcome.job.result_text == story.text
         assert outcome.job.status == JobStatus.JOB_STATUS_SUCCEEDED, outcome.job
-        assert outcome.job.result_text == story.text
     return outcomes
 
 

@@ -1,0 +1,132 @@
+"""The cluster's fault matrix, as `make test` runs it: each fault strikes while jobs stream tokens to SSE clients
+through the edge, and every client must still see each event of its job exactly once, in order, with every job
+succeeding with the streamed text. (`jobstream reliability --cluster` runs the same tests and reports them.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+from temporalio.client import Client
+
+from devstack.cluster_services import BRIDGE_PORTS, JOB_SERVICE_PORTS
+from devstack.reliability import Record
+from devstack.stack import grpc_serving, http_ok
+from jobstream.search_attributes import tenant_term
+from jobstream.settings import Settings
+from jobstream.temporal_client import connect
+from jobstream.workflow_io import JOB_WORKFLOWS
+from tests.cluster.nodes import Cluster
+from tests.stack.faults.scenario import stream_through_fault
+from tests.stack.helpers import Stub, submit, tenant_key
+
+
+async def test_kafka_node_leading_a_streaming_jobs_partition_killed(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record
+) -> None:
+    reliability.fault = "C1. Kafka node leading a streaming job's partition SIGKILLed"
+    submitted: list[str] = []
+    recovered: list[float] = []
+
+    async def kill_leader() -> None:
+        node = await cluster.partition_leader(submitted[0])
+        role = f"kafka-{node}"
+        killed_at = time.monotonic()
+        old = cluster.kill(role)
+        reliability.inputs += 1
+        await cluster.wait_restarted(role, old, cluster.kafka_node_ready(node))
+        recovered.append(time.monotonic() - killed_at)
+        reliability.note(f"killed {role}, the leader; back in {recovered[0]:.0f} s")
+
+    outcomes = await stream_through_fault(stub, api_key, edge, reliability, kill_leader, submitted=submitted)
+    reconnects = sum(stream.connections - 1 for outcome in outcomes for stream in outcome.streams)
+    reliability.note(f"{reconnects} SSE reconnects")
+    assert recovered, "the killed Kafka node never came back"
+
+
+async def test_bridge_replica_killed_with_many_streams_open(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record, full_suite: bool
+) -> None:
+    """The edge spreads the streams over both bridges; one dies, its clients reconnect through the edge to the
+    other (the dead one is skipped at once) and resume after their last event."""
+    reliability.fault = "C2. One SSE bridge replica SIGKILLed with many streams open"
+    jobs, followers = (6, 50) if full_suite else (4, 25)
+
+    async def kill_bridge() -> None:
+        old = cluster.kill("sse-bridge-1")
+        reliability.inputs += 1
+        ready = http_ok(f"http://{edge.host}:{BRIDGE_PORTS[0]}/healthz")
+        await cluster.wait_restarted("sse-bridge-1", old, ready)
+
+    outcomes = await stream_through_fault(stub, api_key, edge, reliability, kill_bridge, jobs=jobs, followers=followers)
+    connections = [stream.connections for outcome in outcomes for stream in outcome.streams]
+    reconnected = sum(count > 1 for count in connections)
+    reliability.note(f"{len(connections)} streams, {reconnected} reconnected")
+    # About half the streams were on the killed replica.
+    assert reconnected >= len(connections) // 5, connections
+
+
+async def test_job_service_replica_killed_during_a_burst_of_idempotent_submits(
+    cluster: Cluster, edge: Settings, stub: Stub, reliability: Record, full_suite: bool
+) -> None:
+    """Clients retry a failed SubmitJob through the edge with the same idempotency key: one job per key."""
+    reliability.fault = "C3. One JobService replica SIGKILLed during a burst of submits with idempotency keys"
+    count = 120 if full_suite else 60
+    with tenant_key(edge, "burst") as (tenant, key):
+        replies: dict[str, set[str]] = {}
+        retries = 0
+        killed = asyncio.Event()
+        third_answered = asyncio.Event()
+
+        async def submit_until_answered(n: int) -> None:
+            nonlocal retries
+            idempotency_key = f"burst-{n}"
+            async with asyncio.timeout(120):
+                while True:
+                    try:
+                        reply = await submit(stub, key, f"Burst {n}", max_tokens=4, idempotency_key=idempotency_key)
+                        replies.setdefault(idempotency_key, set()).add(reply.job_id)
+                        if len(replies) >= count // 3:
+                            third_answered.set()
+                        return
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        retries += 1
+                        await asyncio.sleep(0.2)
+
+        async def kill_after_some() -> None:
+            await third_answered.wait()
+            old = cluster.kill("job-service-1")
+            killed.set()
+            reliability.inputs += 1
+            direct = {"grpc_port": JOB_SERVICE_PORTS[0], "server_ca_file": None}
+            ready = grpc_serving(edge.model_copy(update=direct))
+            await cluster.wait_restarted("job-service-1", old, ready)
+
+        killer = asyncio.create_task(kill_after_some())
+        for wave in range(0, count, 10):
+            await asyncio.gather(*(submit_until_answered(n) for n in range(wave, min(wave + 10, count))))
+        await killer
+        assert killed.is_set()
+        reliability.jobs += count
+        reliability.note(f"{retries} submits retried")
+        assert len(replies) == count
+        assert all(len(ids) == 1 for ids in replies.values()), "a retried key got a second job"
+        temporal = await connect(edge)
+        started = await _count_jobs(temporal, tenant, count)
+        reliability.duplicated += max(0, started - count)
+        reliability.lost += max(0, count - started)
+        assert started == count
+
+
+async def _count_jobs(client: Client, tenant: str, expected: int) -> int:
+    """The tenant's jobs in Temporal's visibility, once it has caught up with `expected` (or after 30 s)."""
+    query = f"{JOB_WORKFLOWS} AND {tenant_term(tenant)}"
+    deadline = time.monotonic() + 30
+    while True:
+        counted = (await client.count_workflows(query)).count
+        if counted >= expected or time.monotonic() > deadline:
+            return counted
+        await asyncio.sleep(0.5)
