@@ -33,6 +33,10 @@ MINIO_NODES = ((19000, 19010), (19001, 19011), (19002, 19012), (19003, 19013))
 # The internal balancer's single addresses for the Temporal nodes and the MinIO servers.
 TEMPORAL_PORT = 17233
 MINIO_PORT = 19100
+# The replicas of jobstream's own servers, and the internal balancer's address for the JobService's.
+JOB_SERVICE_PORTS = (15051, 15052)
+JOB_SERVICE_PORT = 15050
+BRIDGE_PORTS = (18081, 18082)
 EDGE_GRPC_PORT = 18443
 EDGE_HTTP_PORT = 18080
 
@@ -203,11 +207,14 @@ def balancer_child(layout: ClusterLayout) -> Child:
         [temporal_cluster.frontend_port(base) for base in TEMPORAL_NODE_BASES],
         MINIO_PORT,
         [port for port, _ in MINIO_NODES],
+        JOB_SERVICE_PORT,
+        list(JOB_SERVICE_PORTS),
     )
     argv = nginx.command(prefix, nginx.balancer_config(prefix, balancer))
     # Ready once MinIO, through it, has the quorum to write.
     quorum = http_ok(f"http://{layout.minio_endpoint}/minio/health/cluster")
-    return Child("internal-lb", argv, quorum, ports=[(TEMPORAL_PORT, ""), (MINIO_PORT, "")])
+    ports = [(TEMPORAL_PORT, ""), (MINIO_PORT, ""), (JOB_SERVICE_PORT, "")]
+    return Child("internal-lb", argv, quorum, ports=ports)
 
 
 def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[str], api_key: str) -> Endpoints:

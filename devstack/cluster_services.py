@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from devstack import certificates, cluster, nginx, stack, triton
 from devstack.bootstrap import Tools
-from devstack.cluster import ClusterLayout
+from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORT, JOB_SERVICE_PORTS, ClusterLayout
 from devstack.stack import LOCAL_LIMITS, PYTHON, file_ready, grpc_serving, http_ok, local_models
 from devstack.supervisor import Child
 from jobstream.settings import Settings
 
 REPLICAS = 2
 TRITON_PORTS = (18000, 18001, 18002)  # HTTP, gRPC, metrics
-JOB_SERVICE_PORTS = (15051, 15052)
-BRIDGE_PORTS = (18081, 18082)
 # Every replica's Prometheus endpoint, counted upward from here in the order the replicas are made.
 METRICS_BASE = 19460
 
@@ -94,7 +92,10 @@ def replicas(layout: ClusterLayout, settings: Settings) -> list[Child]:
         children.append(Child(name, argv, ready, env=env, ports=[(grpc_port, ""), (port, "")]))
     for number, bridge_port in enumerate(BRIDGE_PORTS, 1):
         name, port = f"sse-bridge-{number}", next(metrics)
-        env = _environment(settings, instance=name, bridge_port=bridge_port, bridge_metrics_port=port)
+        # The bridge's HTTP API calls the JobService: any replica, through the internal balancer.
+        env = _environment(
+            settings, instance=name, bridge_port=bridge_port, bridge_metrics_port=port, grpc_port=JOB_SERVICE_PORT
+        )
         env["JOBSTREAM_CORS_ORIGINS"] = stack.LOOPBACK_ORIGINS
         ready = http_ok(f"http://{layout.host}:{bridge_port}/healthz")
         ports = [(bridge_port, ""), (port, "")]

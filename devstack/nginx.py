@@ -21,6 +21,7 @@ PER_KEY = "500r/s burst=1000"
 ANONYMOUS = "20r/s burst=40"
 # Long enough for a WatchJob or an SSE stream; the services' own keep-alives keep them from idling out.
 STREAM_TIMEOUT = "1h"
+RATE_LIMITED = "too many requests from this address or API key at the edge; retry in a second"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 MAX_BODY = "64m"  # above every model's input limit: the services refuse what is too long, with a clear error
 
@@ -49,6 +50,8 @@ class Balancer:
     temporal_nodes: list[int]
     minio_port: int
     minio_nodes: list[int]
+    job_service_port: int
+    job_services: list[int]
 
 
 def command(prefix: Path, config: str) -> list[str]:
@@ -123,7 +126,16 @@ def edge_config(prefix: Path, edge: Edge) -> str:
         f"listen {edge.host}:{edge.grpc_port} ssl http2;",
         tls + applied,
         f"""\
-            # A 429 reaches a gRPC client as UNAVAILABLE ("HTTP status 429"): it retries later.
+            # Refused by a rate limit: RESOURCE_EXHAUSTED, as the JobService's own limits answer (a bare HTTP
+            # 429 would reach a gRPC client as UNAVAILABLE, "retry at once").
+            error_page 429 = @rate_limited;
+            location @rate_limited {{
+                internal;
+                default_type application/grpc;
+                add_header grpc-status 8 always;
+                add_header grpc-message "{RATE_LIMITED}" always;
+                return 204;
+            }}
             location / {{
                 grpc_pass grpc://job_services;
                 grpc_set_header X-Forwarded-For $remote_addr;
@@ -140,6 +152,14 @@ def edge_config(prefix: Path, edge: Edge) -> str:
         f"listen {edge.host}:{edge.http_port} ssl http2;",
         tls + applied,
         f"""\
+            # Refused by a rate limit: the HTTP API's JSON error shape, with a hint when to come back.
+            error_page 429 = @rate_limited;
+            location @rate_limited {{
+                internal;
+                default_type application/json;
+                add_header Retry-After 1 always;
+                return 429 '{{"error": {{"code": "resource_exhausted", "message": "{RATE_LIMITED}"}}}}';
+            }}
             location / {{
                 proxy_pass http://bridges;
                 proxy_http_version 1.1;
@@ -165,8 +185,9 @@ def edge_config(prefix: Path, edge: Edge) -> str:
 
 
 def balancer_config(prefix: Path, balancer: Balancer) -> str:
-    """Plaintext on loopback: one Temporal address (gRPC, HTTP/2 with prior knowledge) and one MinIO address
-    (presigned URLs are signed for it, so the Host header passes through unchanged)."""
+    """Plaintext on loopback: one Temporal address (gRPC, HTTP/2 with prior knowledge), one MinIO address
+    (presigned URLs are signed for it, so the Host header passes through unchanged), and one JobService
+    address for the bridges' HTTP API, which calls it."""
     temporal = textwrap.dedent(
         f"""\
         server {{
@@ -201,8 +222,23 @@ def balancer_config(prefix: Path, balancer: Balancer) -> str:
         }}
         """
     )
+    job_service = textwrap.dedent(
+        f"""\
+        server {{
+            listen {balancer.host}:{balancer.job_service_port} http2;
+            client_max_body_size {MAX_BODY};
+            location / {{
+                grpc_pass grpc://job_services;
+                grpc_read_timeout {STREAM_TIMEOUT};
+                grpc_send_timeout {STREAM_TIMEOUT};
+                grpc_next_upstream error timeout http_502 http_503;
+            }}
+        }}
+        """
+    )
     upstreams = [
         _upstream("temporal_nodes", balancer.host, balancer.temporal_nodes, 64),
         _upstream("minio_nodes", balancer.host, balancer.minio_nodes, 64),
+        _upstream("job_services", balancer.host, balancer.job_services, 32),
     ]
-    return _main(prefix, "\n".join([*upstreams, temporal, minio]))
+    return _main(prefix, "\n".join([*upstreams, temporal, minio, job_service]))

@@ -10,7 +10,7 @@ import time
 import grpc
 from temporalio.client import Client
 
-from devstack.cluster_services import BRIDGE_PORTS, JOB_SERVICE_PORTS
+from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORTS
 from devstack.reliability import Record
 from devstack.stack import grpc_serving, http_ok
 from jobstream.search_attributes import tenant_term
@@ -115,13 +115,13 @@ async def test_job_service_replica_killed_during_a_burst_of_idempotent_submits(
         assert len(replies) == count
         assert all(len(ids) == 1 for ids in replies.values()), "a retried key got a second job"
         temporal = await connect(edge)
-        started = await _count_jobs(temporal, tenant, count)
+        started = await count_jobs(temporal, tenant, count)
         reliability.duplicated += max(0, started - count)
         reliability.lost += max(0, count - started)
         assert started == count
 
 
-async def _count_jobs(client: Client, tenant: str, expected: int) -> int:
+async def count_jobs(client: Client, tenant: str, expected: int) -> int:
     """The tenant's jobs in Temporal's visibility, once it has caught up with `expected` (or after 30 s)."""
     query = f"{JOB_WORKFLOWS} AND {tenant_term(tenant)}"
     deadline = time.monotonic() + 30
