@@ -5,21 +5,26 @@ succeeding with the streamed text. (`jobstream reliability --cluster` runs the s
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import grpc
+import httpx
 from temporalio.client import Client
 
-from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORTS
+from devstack import postgres
+from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORTS, MINIO_NODES, frontend_serving, postgres_ready
 from devstack.reliability import Record
-from devstack.stack import grpc_serving, http_ok
+from devstack.stack import file_ready, grpc_serving, http_ok
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.temporal_client import connect
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.job_pb2 import JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
 from tests.cluster.nodes import Cluster
-from tests.stack.faults.scenario import stream_through_fault
-from tests.stack.helpers import Stub, submit, tenant_key
+from tests.stack.faults.scenario import model_attempts, stream_through_fault
+from tests.stack.helpers import Stub, auth, params, post_upload, submit, tenant_key, wait_terminal
 
 
 async def test_kafka_node_leading_a_streaming_jobs_partition_killed(
@@ -119,6 +124,94 @@ async def test_job_service_replica_killed_during_a_burst_of_idempotent_submits(
         reliability.duplicated += max(0, started - count)
         reliability.lost += max(0, count - started)
         assert started == count
+
+
+async def test_temporal_node_killed_mid_stream(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record
+) -> None:
+    """Its history shards move to the other node; the balancer sends every client there meanwhile."""
+    reliability.fault = "C4. One Temporal node SIGKILLed mid-stream"
+
+    async def kill_node() -> None:
+        killed_at = time.monotonic()
+        old = cluster.kill("temporal-1")
+        reliability.inputs += 1
+        await cluster.wait_restarted("temporal-1", old, frontend_serving(cluster.layout.temporal_addresses[0]))
+        reliability.note(f"temporal-1 back in {time.monotonic() - killed_at:.0f} s")
+
+    await stream_through_fault(stub, api_key, edge, reliability, kill_node)
+
+
+async def test_postgresql_stopped_and_restarted_mid_job(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record
+) -> None:
+    """Temporal's store goes away (a fast shutdown, then the supervisor starts it again): jobs pause, then
+    finish; tokens already flowing keep flowing, since they do not pass through Temporal."""
+    reliability.fault = "C5. PostgreSQL stopped and restarted mid-job"
+
+    async def restart_database() -> None:
+        stopped_at = time.monotonic()
+        old = cluster.kill("postgres", signal.SIGINT)
+        reliability.inputs += 1
+        await cluster.wait_restarted("postgres", old, postgres_ready(cluster.layout, postgres.BIN_DIR))
+        reliability.note(f"PostgreSQL back in {time.monotonic() - stopped_at:.0f} s")
+
+    await stream_through_fault(stub, api_key, edge, reliability, restart_database)
+
+
+async def test_minio_node_killed_during_claim_checked_jobs_and_uploads(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record
+) -> None:
+    """Four drives, parity two: with one server dead every object is still read and written. Prompts past the
+    payload threshold travel through the store, and uploads are made while the server is down."""
+    reliability.fault = "C6. One MinIO server SIGKILLed during claim-checked jobs and uploads"
+    uploaded: list[str] = []
+
+    async def kill_store() -> None:
+        old = cluster.kill("minio-2")
+        reliability.inputs += 1
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(3):
+                upload = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(api_key))
+                assert (await post_upload(http, upload, f"Uploaded {n} while a drive is away".encode())).is_success
+                request = api.SubmitJobRequest(input_ref=upload.input_ref, params=params(max_tokens=4))
+                uploaded.append((await stub.SubmitJob(request, metadata=auth(api_key))).job_id)
+        for job_id in uploaded:
+            job = await wait_terminal(stub, api_key, job_id)
+            assert job.status == JobStatus.JOB_STATUS_SUCCEEDED, job
+        live = http_ok(f"http://{edge.host}:{MINIO_NODES[1][0]}/minio/health/live")
+        await cluster.wait_restarted("minio-2", old, live)
+
+    big = edge.payload_threshold_bytes + 50_000
+    await stream_through_fault(stub, api_key, edge, reliability, kill_store, prompt_bytes=big)
+    reliability.jobs += len(uploaded)
+    assert len(uploaded) == 3
+
+
+async def test_gpu_worker_replica_killed_mid_stream(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record
+) -> None:
+    """The replica running the first job's model stage dies; the stage's retry (on either replica) continues
+    after the tokens clients saw."""
+    reliability.fault = "C7. The GPU worker replica running a stage SIGKILLed mid-stream"
+    submitted: list[str] = []
+    temporal = await connect(edge)
+
+    async def kill_running_worker() -> None:
+        description = await temporal.get_workflow_handle(submitted[0]).describe()
+        (activity,) = [a for a in description.raw_description.pending_activities if a.last_worker_identity]
+        pid = int(activity.last_worker_identity.split("@", 1)[0])
+        role = next(role for role, known in cluster.endpoints().processes.items() if known == pid)
+        assert role.startswith("gpu-worker-"), role
+        old = cluster.kill(role)
+        reliability.inputs += 1
+        reliability.note(f"killed {role}")
+        await cluster.wait_restarted(role, old, file_ready(role, edge))
+
+    outcomes = await stream_through_fault(stub, api_key, edge, reliability, kill_running_worker, submitted=submitted)
+    attempts = await model_attempts(temporal, outcomes)
+    reliability.note(f"run_model attempts {attempts}")
+    assert attempts[0] >= 2, attempts
 
 
 async def count_jobs(client: Client, tenant: str, expected: int) -> int:

@@ -58,14 +58,18 @@ async def stream_through_fault(
     strike_at: int = 20,
     timeout_s: float = 300.0,
     submitted: list[str] | None = None,
+    prompt_bytes: int = 0,
 ) -> list[Outcome]:
     """Run `jobs` jobs, each followed by `followers` reconnecting SSE clients of its own; when the first job's
     first client has seen token `strike_at`, await `fault()` (the job ids are in `submitted` by then, where
-    given). Audits every stream into `record`, then checks each story."""
-    replies = [
-        await submit(stub, api_key, f"Fault drill {n}: the lamps went out", pipeline=pipeline, max_tokens=tokens)
-        for n in range(jobs)
-    ]
+    given). With `prompt_bytes` each prompt is that long (past the payload threshold, it is claim-checked
+    through the object store). Audits every stream into `record`, then checks each story."""
+
+    def prompt(n: int) -> str:
+        text = f"Fault drill {n}: the lamps went out. "
+        return (text * (prompt_bytes // len(text) + 1))[: max(prompt_bytes, len(text))]
+
+    replies = [await submit(stub, api_key, prompt(n), pipeline=pipeline, max_tokens=tokens) for n in range(jobs)]
     if submitted is not None:
         submitted += [reply.job_id for reply in replies]
     struck = asyncio.Event()
