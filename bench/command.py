@@ -17,6 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import fanout, instrumentation, per_token, report, stack_info, streams, submit, throughput, ttft, writes
 from bench.common import Context, open_context
+from devstack import cluster
+from devstack.cluster_endpoints import Endpoints
+from jobstream.connections import job_service_channel
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -66,9 +69,24 @@ FULL = Plan(
 )
 
 
+# What the cluster profile is measured on: the figures that need no single-node internals (the dev server's
+# process, one bridge to pin, a second service set).
+CLUSTER_FIGURES = ["1", "2", "6"]
+
+
+def cluster_settings() -> Settings:
+    base = get_settings()
+    endpoints_file = cluster.ClusterLayout.of(base).endpoints_file
+    try:
+        endpoints = Endpoints.read(endpoints_file)
+    except OSError:
+        raise SystemExit(f"jobstream bench --cluster: no {endpoints_file}; start `jobstream up --cluster`") from None
+    return cluster.client_settings(base, endpoints)
+
+
 async def _check_stack(settings: Settings) -> None:
     try:
-        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        async with job_service_channel(settings) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3.0)
     except grpc.aio.AioRpcError as exc:
         raise SystemExit(
@@ -78,7 +96,7 @@ async def _check_stack(settings: Settings) -> None:
         raise SystemExit(f"jobstream bench: the JobService at {settings.grpc_target} is not serving yet")
 
 
-async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
+async def _figures(ctx: Context, plan: Plan, say: Any, only: list[str] | None) -> dict[str, Any]:
     steps: list[tuple[str, str, Any]] = [
         ("1", "submit", lambda: submit.run(ctx, plan.submit)),
         ("2", "time to first token", lambda: ttft.run(ctx, plan.ttft)),
@@ -91,6 +109,8 @@ async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
     ]
     figures: dict[str, Any] = {}
     for key, name, step in steps:
+        if only is not None and key not in only:
+            continue
         started = time.monotonic()
         say(f"figure {key}: {name} ...")
         figure = await step()
@@ -102,9 +122,13 @@ async def _figures(ctx: Context, plan: Plan, say: Any) -> dict[str, Any]:
     return figures
 
 
-async def run(quick: bool, out: Path, say: Any = print) -> dict[str, Any]:
-    settings = get_settings()
+async def run(
+    quick: bool, out: Path, say: Any = print, on_cluster: bool = False, only: list[str] | None = None
+) -> dict[str, Any]:
+    settings = cluster_settings() if on_cluster else get_settings()
     await _check_stack(settings)
+    if on_cluster:
+        only = [key for key in (only or CLUSTER_FIGURES) if key in CLUSTER_FIGURES]
     plan = QUICK if quick else FULL
     started = time.monotonic()
     load_before = os.getloadavg()[0]
@@ -112,11 +136,11 @@ async def run(quick: bool, out: Path, say: Any = print) -> dict[str, Any]:
         "mode": "quick" if quick else "full",
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         # Read before the figures: the dev server's flags and journal mode that every Temporal-bound row ran under.
-        "stack": stack_info.describe(settings),
+        "stack": stack_info.describe_cluster(settings) if on_cluster else stack_info.describe(settings),
     }
     async with open_context(settings) as ctx:
         await ctx.drain(plan.drain_s)
-        results["figures"] = await _figures(ctx, plan, say)
+        results["figures"] = await _figures(ctx, plan, say, only)
     results["duration_s"] = time.monotonic() - started
     results["machine"] = {
         "cpus": os.cpu_count(),
@@ -137,11 +161,18 @@ def load_before(path: str) -> dict[str, Any]:
     return before
 
 
-def main(quick: bool, out: str | None, update_readme: bool, before_path: str | None = None) -> int:
+def main(
+    quick: bool,
+    out: str | None,
+    update_readme: bool,
+    before_path: str | None = None,
+    on_cluster: bool = False,
+    only: list[str] | None = None,
+) -> int:
     # Read first: a bad path should fail now, not after a run of several minutes.
     before = load_before(before_path) if before_path else None
     folder = Path(out) if out else RESULTS / datetime.now().strftime("%Y%m%d-%H%M%S")
-    results = asyncio.run(run(quick, folder))
+    results = asyncio.run(run(quick, folder, on_cluster=on_cluster, only=only))
     table = report.write(results, folder, before)
     print(table)
     print(f"\nresults: {folder}/results.json, results.md and *.png")
@@ -149,6 +180,6 @@ def main(quick: bool, out: str | None, update_readme: bool, before_path: str | N
         if quick:
             print("README.md not updated: it shows the full run (drop --quick)")
             return 1
-        changed = report.update_readme(table)
+        changed = report.update_readme(table, cluster=on_cluster)
         print("README.md updated" if changed else "README.md already current")
     return 0

@@ -18,6 +18,7 @@ import psutil
 from temporalio.client import Client
 
 from jobstream.auth import ensure_dev_key
+from jobstream.connections import job_service_channel
 from jobstream.settings import Settings
 from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
@@ -137,6 +138,20 @@ class Context:
             raise RuntimeError(f"no live {name} in {pids}")
         return pid
 
+    def replica_pids(self, name: str) -> list[int]:
+        """The live processes of `name`: the one of the single-node stack, or the cluster's replicas of it
+        (`name-1`, `name-2`, ...)."""
+        pids = recorded_pids(pids_file(self.settings).read_text())
+        found = [
+            pid
+            for role, pid in pids.items()
+            if (role == name or (role.startswith(f"{name}-") and role[len(name) + 1 :].isdigit()))
+            and Path(f"/proc/{pid}").exists()
+        ]
+        if not found:
+            raise RuntimeError(f"no live {name} in {pids_file(self.settings)}")
+        return found
+
     def bridge_pid(self) -> int:
         return self.child_pid("sse-bridge")
 
@@ -166,6 +181,6 @@ def cpu_seconds(process: psutil.Process) -> float:
 async def open_context(settings: Settings, api_key: str = "") -> AsyncIterator[Context]:
     """The stack's clients, calling with `api_key` (default: the local stack's development key)."""
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    async with grpc.aio.insecure_channel(settings.grpc_target, options=options) as channel:
+    async with job_service_channel(settings, options=options) as channel:
         key = api_key or ensure_dev_key(settings)
         yield Context(settings, JobServiceStub(channel), await connect(settings), key)

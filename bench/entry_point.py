@@ -15,6 +15,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--before", metavar="RESULTS_JSON", help="an older run's results.json: its figures in a 'before' column"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="against the cluster profile (jobstream up --cluster), through its edge: figures 1, 2 and 6 "
+        "(with --update-readme, into the README's cluster table, --before being the single-node run)",
+    )
+    parser.add_argument("--figures", metavar="KEYS", help="only these figures, e.g. 1,2,6")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
         from bench.command import main
     except ModuleNotFoundError as exc:
         raise SystemExit(f"jobstream bench needs the bench dependency group ({exc}): uv sync --group bench") from exc
-    return main(args.quick, args.out, args.update_readme, args.before)
+    figures = [key.strip() for key in args.figures.split(",")] if args.figures else None
+    return main(args.quick, args.out, args.update_readme, args.before, args.cluster, figures)
 
 
 bench = Subcommand("measure the stack against direct Triton and Temporal streaming", _configure, _run)

@@ -56,7 +56,7 @@ async def run_job(
     replied = time.time()
     if on_reply is not None:
         on_reply(reply.job_id)
-    events = await read_events(reply.events_url, timeout_s=timeout_s)
+    events = await read_events(reply.events_url, timeout_s=timeout_s, ca_file=ctx.settings.server_ca_file)
     run = JobRun(reply.job_id, submitted, replied, events)
     if not run.succeeded or len(run.tokens) != max_tokens:
         raise RuntimeError(f"job {reply.job_id} did not stream {max_tokens} tokens: {[e.event for e in events]}")

@@ -20,6 +20,8 @@ from jobstream.settings import PROJECT_ROOT
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
+CLUSTER_START = "<!-- bench-cluster:start -->"
+CLUSTER_END = "<!-- bench-cluster:end -->"
 
 
 def _number(value: float | None, unit: str) -> str:
@@ -57,13 +59,19 @@ def render_table(results: dict[str, Any], before: dict[str, Any] | None = None) 
     the row with the same figure and metric there ("-" where that run had no such row)."""
     lines = [f"{_header(results)} Ratio = ours / baseline, both measured in this run.", ""]
     lines.append(summary_line(results.get("stack")) + ".")
+    # A cluster run is compared with the single-node stack: its "before" is that run.
+    on_cluster = (results.get("stack") or {}).get("profile") == "cluster"
+    earlier_name, ours_name = ("single node", "cluster") if on_cluster else ("before", "ours")
     if before is not None:
-        lines += ["", f"Before: {_header(before)} {summary_line(before.get('stack'))}."]
+        lines += ["", f"{earlier_name.capitalize()}: {_header(before)} {summary_line(before.get('stack'))}."]
     lines.append("")
     if before is None:
-        lines += ["| # | metric | ours | baseline | ratio |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| # | metric | {ours_name} | baseline | ratio |", "| --- | --- | --- | --- | --- |"]
     else:
-        lines += ["| # | metric | before | ours | baseline | ratio |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| # | metric | {earlier_name} | {ours_name} | baseline | ratio |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
     earlier = _before_values(before) if before is not None else {}
     for key, figure in results["figures"].items():
         for line in figure["rows"]:
@@ -103,9 +111,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def update_readme(table: str, readme: Path = PROJECT_ROOT / "README.md") -> bool:
-    """Rewrite the table between the bench markers; True if the file changed."""
-    return replace_section(START, END, table, readme)
+def update_readme(table: str, readme: Path = PROJECT_ROOT / "README.md", cluster: bool = False) -> bool:
+    """Rewrite the table between the bench markers (the cluster's, with `cluster`); True if it changed."""
+    start, end = (CLUSTER_START, CLUSTER_END) if cluster else (START, END)
+    return replace_section(start, end, table, readme)
 
 
 # -- plots ------------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,15 +55,23 @@ def _parse_block(block: bytes, now: float) -> Received | None:
 
 
 async def read_events(
-    url: str, *, timeout_s: float = 120.0, opened: asyncio.Event | None = None, stop_at_terminal: bool = True
+    url: str,
+    *,
+    timeout_s: float = 120.0,
+    opened: asyncio.Event | None = None,
+    stop_at_terminal: bool = True,
+    ca_file: Path | None = None,
 ) -> list[Received]:
-    """Every event of one stream until its terminal event (or the server closing it)."""
+    """Every event of one stream until its terminal event (or the server closing it); an https URL (the
+    cluster's edge) over TLS, verified with `ca_file`."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    secure = parts.scheme == "https"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if secure else 80)
+    tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None) if secure else None
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     events: list[Received] = []
     async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         try:
             writer.write(f"GET {target} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")

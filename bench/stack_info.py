@@ -15,7 +15,10 @@ from typing import Any
 import psutil
 
 from bench.common import pids_file, recorded_pids
-from jobstream.settings import Settings
+from devstack.cluster import ClusterLayout
+from devstack.cluster_endpoints import Endpoints
+from devstack.temporal_cluster import TEMPORAL_SERVER_VERSION
+from jobstream.settings import Settings, get_settings
 
 # SQLite's compiled-in defaults, which a missing --sqlite-pragma leaves in force.
 SQLITE_DEFAULTS = {"journal_mode": "delete", "synchronous": "full"}
@@ -131,11 +134,26 @@ def journal_mode(stack: dict[str, Any]) -> str:
     return str(stack.get("sqlite", {}).get("journal_mode", {}).get("value", SQLITE_DEFAULTS["journal_mode"]))
 
 
+def describe_cluster(settings: Settings) -> dict[str, Any]:
+    """The stack section of a cluster run: its servers, and the replicas that ran (from its endpoints file)."""
+    endpoints = Endpoints.read(ClusterLayout.of(get_settings()).endpoints_file)
+    return {
+        "profile": "cluster",
+        "servers": f"Temporal server {TEMPORAL_SERVER_VERSION} ({len(endpoints.temporal_nodes)} nodes) on "
+        f"PostgreSQL 15; Kafka {len(settings.kafka_bootstrap.split(','))} nodes, events replicated "
+        f"{settings.events_replication}x (acks=all, min.insync.replicas=2); MinIO 4 servers; an nginx edge (TLS)",
+        "replicas": sorted(endpoints.processes),
+    }
+
+
 def summary_line(stack: dict[str, Any] | None) -> str:
     """One sentence for the table's header, e.g. "Temporal dev server: dynamic config a=b; SQLite
     journal_mode=delete (default), synchronous=full (default); 1 GPU worker; bridge pid 123"."""
     if not stack:
         return "stack settings not recorded"
+    if stack.get("profile") == "cluster":
+        services = [role for role in stack["replicas"] if role.startswith(("job-service", "sse-bridge", "gpu-worker"))]
+        return f"cluster profile: {stack['servers']}; {', '.join(services)}"
     if stack.get("temporal_argv") is None:
         server = "Temporal dev server: command line not found (settings unknown)"
     else:

@@ -37,6 +37,7 @@ MINIO_PORT = 19100
 JOB_SERVICE_PORTS = (15051, 15052)
 JOB_SERVICE_PORT = 15050
 BRIDGE_PORTS = (18081, 18082)
+TRITON_PORTS = (18000, 18001, 18002)  # HTTP, gRPC, metrics
 EDGE_GRPC_PORT = 18443
 EDGE_HTTP_PORT = 18080
 
@@ -215,6 +216,29 @@ def balancer_child(layout: ClusterLayout) -> Child:
     quorum = http_ok(f"http://{layout.minio_endpoint}/minio/health/cluster")
     ports = [(TEMPORAL_PORT, ""), (MINIO_PORT, ""), (JOB_SERVICE_PORT, "")]
     return Child("internal-lb", argv, quorum, ports=ports)
+
+
+def client_settings(base: Settings, endpoints: Endpoints) -> Settings:
+    """A client's settings for the running cluster: the edge's gRPC address and CA, its HTTP base URL, the
+    cluster's keys file, Temporal (the balancer), Kafka and Triton (for tests and the benchmark)."""
+    host, port = endpoints.edge_grpc.rsplit(":", 1)
+    http_port, grpc_port, metrics_port = TRITON_PORTS
+    return (
+        ClusterLayout.of(base)
+        .settings(base)
+        .model_copy(
+            update={
+                "host": host,
+                "grpc_port": int(port),
+                "server_ca_file": Path(endpoints.ca_file),
+                "public_bridge_url": endpoints.edge_http,
+                "api_keys_file": Path(endpoints.api_keys_file),
+                "triton_http_port": http_port,
+                "triton_grpc_port": grpc_port,
+                "triton_metrics_port": metrics_port,
+            }
+        )
+    )
 
 
 def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[str], api_key: str) -> Endpoints:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from devstack import certificates, cluster, nginx, stack, triton
 from devstack.bootstrap import Tools
-from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORT, JOB_SERVICE_PORTS, ClusterLayout
+from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORT, JOB_SERVICE_PORTS, TRITON_PORTS, ClusterLayout
 from devstack.stack import LOCAL_LIMITS, PYTHON, file_ready, grpc_serving, http_ok, local_models
 from devstack.supervisor import Child
 from jobstream.settings import Settings
 
 REPLICAS = 2
-TRITON_PORTS = (18000, 18001, 18002)  # HTTP, gRPC, metrics
 # Every replica's Prometheus endpoint, counted upward from here in the order the replicas are made.
 METRICS_BASE = 19460
 

@@ -27,13 +27,19 @@ def _run_up(args: argparse.Namespace) -> int:
 
 def _configure_reliability(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="full size (200 jobs x 200 tokens, 2,000+ inputs)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the cluster profile's fault matrix instead, through its edge (starts `jobstream up --cluster` "
+        "unless one is up), into the README's cluster table",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (a partial run leaves README)")
 
 
 def _run_reliability(args: argparse.Namespace) -> int:
     from devstack.reliability import run  # pytest and the suites load only here
 
-    return run(args.full, args.pytest_args)
+    return run(args.full, args.pytest_args, cluster=args.cluster)
 
 
 up = Subcommand("start the whole local stack in the foreground (Ctrl-C stops it)", _configure_up, _run_up)

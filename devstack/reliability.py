@@ -26,6 +26,10 @@ START = "<!-- reliability:start -->"
 END = "<!-- reliability:end -->"
 # The suite: the fault, load and bad-input tests, and the GPU-worker kill that lives with the streaming tests.
 SUITE = ["tests/stack/faults", "tests/stack/test_streaming_faults.py"]
+# On the cluster profile: each node's death, through the edge (`--cluster`), in a table of its own.
+CLUSTER_SUITE = ["tests/cluster/test_cluster_faults.py"]
+CLUSTER_START = "<!-- reliability-cluster:start -->"
+CLUSTER_END = "<!-- reliability-cluster:end -->"
 
 
 @dataclass
@@ -65,7 +69,7 @@ def load(path: Path) -> list[Record]:
     return [Record(**json.loads(line)) for line in lines if line.strip()]
 
 
-def render(records: list[Record], full: bool, seconds: float) -> str:
+def render(records: list[Record], full: bool, seconds: float, cluster: bool = False) -> str:
     rows = [
         "| fault | inputs tried | jobs run | events checked | lost | duplicated | misrouted | result |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -91,31 +95,38 @@ def render(records: list[Record], full: bool, seconds: float) -> str:
         f"| {total.misrouted} | {passed} of {len(records)} passed |"
     )
     size, command = ("full", "jobstream reliability --full") if full else ("reduced", "jobstream reliability")
+    if cluster:
+        command = command.replace("reliability", "reliability --cluster")
     heading = f"Last run: {time.strftime('%Y-%m-%d')}, {size} size, {seconds / 60:.1f} min (`{command}`)."
     return heading + "\n\n" + "\n".join(rows)
 
 
 def _order(record: Record) -> tuple[int, int]:
-    """Numbered faults in the issue's order, then load, then bad input (stable within each)."""
-    number = record.fault.split(".", 1)[0]
+    """Numbered faults in the issue's order (C1, C2, ... on the cluster), then load, then bad input (stable
+    within each)."""
+    number = record.fault.split(".", 1)[0].removeprefix("C")
     if number.isdigit():
         return 0, int(number)
     return (1 if record.fault.startswith("load") else 2), 0
 
 
-def update(table: str, readme: Path = PROJECT_ROOT / "README.md") -> bool:
+def update(table: str, readme: Path = PROJECT_ROOT / "README.md", cluster: bool = False) -> bool:
     """Rewrite the table between the markers; True if the file changed."""
-    return replace_section(START, END, table, readme)
+    start, end = (CLUSTER_START, CLUSTER_END) if cluster else (START, END)
+    return replace_section(start, end, table, readme)
 
 
-def run(full: bool, pytest_args: list[str] | None = None, readme: Path = PROJECT_ROOT / "README.md") -> int:
-    """Run the suite and print its table; a full run of the whole suite also writes it into the README.
-    Returns pytest's exit code."""
+def run(
+    full: bool, pytest_args: list[str] | None = None, readme: Path = PROJECT_ROOT / "README.md", cluster: bool = False
+) -> int:
+    """Run the suite (the cluster's with `cluster`) and print its table; a full run of the whole suite also
+    writes it into the README. Returns pytest's exit code."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="jobstream-reliability-") as tmp:
         out = Path(tmp) / "results.jsonl"
         env = {**os.environ, OUT_ENV: str(out), SUITE_ENV: "full" if full else "reduced"}
-        argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", *(pytest_args or [])]
+        suite = CLUSTER_SUITE if cluster else SUITE
+        argv = [sys.executable, "-m", "pytest", *suite, "-p", "no:cacheprovider", *(pytest_args or [])]
         if full:
             argv.append("--full")
         code = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, check=False).returncode
@@ -123,11 +134,11 @@ def run(full: bool, pytest_args: list[str] | None = None, readme: Path = PROJECT
     if not records:
         print("jobstream reliability: no test recorded anything; README left as it was", file=sys.stderr)
         return code or 1
-    table = render(records, full, time.monotonic() - started)
+    table = render(records, full, time.monotonic() - started, cluster)
     print(table)
     if pytest_args or not full:
         # The README shows the whole suite at full size: a reduced or partial (-k, one file) run only prints.
         print("jobstream reliability: README left as it was (it shows the last full run: --full)")
-    elif update(table, readme):
+    elif update(table, readme, cluster):
         print(f"{readme.name} updated")
     return code

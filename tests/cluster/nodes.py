@@ -7,12 +7,11 @@ import asyncio
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from devstack.cluster import KAFKA_NODES, ClusterLayout, kafka_node_ready
+from devstack.cluster import KAFKA_NODES, ClusterLayout, client_settings, kafka_node_ready
 from devstack.cluster_endpoints import Endpoints
 from devstack.supervisor import Probe
 from jobstream.settings import Settings
@@ -26,18 +25,7 @@ class Cluster:
 
     @classmethod
     def of(cls, base: Settings, layout: ClusterLayout) -> Cluster:
-        endpoints = Endpoints.read(layout.endpoints_file)
-        host, port = endpoints.edge_grpc.rsplit(":", 1)
-        client = layout.settings(base).model_copy(
-            update={
-                "host": host,
-                "grpc_port": int(port),
-                "server_ca_file": Path(endpoints.ca_file),
-                "public_bridge_url": endpoints.edge_http,
-                "api_keys_file": Path(endpoints.api_keys_file),
-            }
-        )
-        return cls(layout, client)
+        return cls(layout, client_settings(base, Endpoints.read(layout.endpoints_file)))
 
     def endpoints(self) -> Endpoints:
         return Endpoints.read(self.layout.endpoints_file)
