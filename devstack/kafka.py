@@ -150,6 +150,11 @@ def prepare(
         # the log cleaner (compacted internal topics) allocates this on the heap: 128 MiB by default
         "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
     }
+    if replication > 1:
+        # A dead broker's partitions get new leaders once the controllers stop hearing from it: 9 s by
+        # default, for which every producer to those partitions stalls. On one host (no network partitions,
+        # no GC pauses of seconds) 3 s is safe.
+        settings |= {"broker.session.timeout.ms": 3000, "broker.heartbeat.interval.ms": 1000}
     text = "# written by devstack/kafka.py prepare(); rewritten on every start\n" + "".join(
         f"{key}={value}\n" for key, value in settings.items()
     )

@@ -64,7 +64,10 @@ async def test_bridge_replica_killed_with_many_streams_open(
         ready = http_ok(f"http://{edge.host}:{BRIDGE_PORTS[0]}/healthz")
         await cluster.wait_restarted("sse-bridge-1", old, ready)
 
-    outcomes = await stream_through_fault(stub, api_key, edge, reliability, kill_bridge, jobs=jobs, followers=followers)
+    # Long enough jobs (15 s) that every stream is open before the first one reaches the strike.
+    outcomes = await stream_through_fault(
+        stub, api_key, edge, reliability, kill_bridge, jobs=jobs, followers=followers, tokens=300
+    )
     connections = [stream.connections for outcome in outcomes for stream in outcome.streams]
     reconnected = sum(count > 1 for count in connections)
     reliability.note(f"{len(connections)} streams, {reconnected} reconnected")

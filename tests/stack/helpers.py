@@ -588,6 +588,12 @@ class Followed:
     events: list[SseEvent]
     connections: int  # 1 when the stream never broke
     statuses: tuple[int, ...] = ()  # each connection's HTTP status, in order
+    received: list[float] = dataclass_field(default_factory=list)  # time.monotonic() of each event
+
+    @property
+    def longest_pause_s(self) -> float:
+        """The longest wait between two events (or before the first): how long a fault stalled this client."""
+        return max((b - a for a, b in itertools.pairwise(self.received)), default=0.0)
 
 
 async def follow_reconnecting(
@@ -605,6 +611,7 @@ async def follow_reconnecting(
     """
     parser_last = ""
     events: list[SseEvent] = []
+    received: list[float] = []
     connections = 0
     statuses: list[int] = []
     async with asyncio.timeout(timeout_s):
@@ -623,13 +630,14 @@ async def follow_reconnecting(
                     else:
                         async for event in connection.events():
                             events.append(event)
+                            received.append(time.monotonic())
                             parser_last = connection.parser.last_event_id or parser_last
                             if on_event is not None:
                                 result = on_event(event)
                                 if asyncio.iscoroutine(result):
                                     await result
                             if event.event in TERMINAL_EVENTS:
-                                return Followed(events, connections, tuple(statuses))
+                                return Followed(events, connections, tuple(statuses), received)
             except httpx.TransportError:
                 pass  # refused, reset or cut off mid-body: the bridge went away
             await asyncio.sleep(retry_s)

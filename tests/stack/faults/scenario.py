@@ -74,8 +74,16 @@ async def stream_through_fault(
         submitted += [reply.job_id for reply in replies]
     struck = asyncio.Event()
     fault_task: list[asyncio.Task[None]] = []
+    # The fault strikes only once every client is following (has had an event), so that it meets them all.
+    following: set[int] = set()
+
+    def opened(number: int) -> Callable[[SseEvent], None]:
+        return lambda _event: following.add(number)
 
     def trigger(event: SseEvent) -> None:
+        following.add(0)
+        if len(following) < jobs * followers:
+            return
         if not struck.is_set() and event.event == "token" and event.json["index"] >= strike_at:
             struck.set()
             # The fault runs beside the clients: they keep reading (and reconnecting) while it strikes.
@@ -83,7 +91,9 @@ async def stream_through_fault(
 
     async with sse_client(read_timeout_s=60, ca_file=settings.server_ca_file) as client:
         streams = [
-            follow_reconnecting(client, reply.events_url, trigger if n == i == 0 else None, timeout_s=timeout_s)
+            follow_reconnecting(
+                client, reply.events_url, trigger if n == i == 0 else opened(n * followers + i), timeout_s=timeout_s
+            )
             for n, reply in enumerate(replies)
             for i in range(followers)
         ]
@@ -91,6 +101,8 @@ async def stream_through_fault(
     if fault_task:
         await fault_task[0]
     record.jobs += jobs
+    pause = max(stream.longest_pause_s for stream in followed)
+    record.note(f"longest pause at a client {pause:.1f} s")
     expected = expected_ids(len(STAGES), MODEL_SLOT, tokens)
     per_job = [followed[n * followers : (n + 1) * followers] for n in range(jobs)]
     for reply, job_streams in zip(replies, per_job, strict=True):
