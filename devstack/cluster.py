@@ -257,7 +257,10 @@ def write_endpoints(layout: ClusterLayout, supervisor: Supervisor, roles: list[s
         postgres=f"{layout.host}:{POSTGRES_PORT}",
         processes={role: supervisor.pid(role) for role in roles},
     )
-    layout.endpoints_file.write_text(endpoints.model_dump_json(indent=2) + "\n")
+    # Whole or not at all: tests and operators read it while a restart rewrites it.
+    draft = layout.endpoints_file.with_name(f".{layout.endpoints_file.name}.tmp")
+    draft.write_text(endpoints.model_dump_json(indent=2) + "\n")
+    draft.replace(layout.endpoints_file)
     return endpoints
 
 

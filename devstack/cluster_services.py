@@ -32,7 +32,7 @@ def replica_settings(layout: ClusterLayout, base: Settings) -> Settings:
     )
 
 
-def _environment(settings: Settings, **fields: object) -> dict[str, str]:
+def replica_environment(settings: Settings, **fields: object) -> dict[str, str]:
     names = [
         "state_dir",
         "temporal_port",
@@ -74,25 +74,25 @@ def replicas(layout: ClusterLayout, settings: Settings) -> list[Child]:
     children = []
     for number in range(1, REPLICAS + 1):
         name, port = f"cpu-worker-{number}", next(metrics)
-        env = _environment(settings, instance=name, cpu_worker_metrics_port=port)
+        env = replica_environment(settings, instance=name, cpu_worker_metrics_port=port)
         ready = file_ready(name, settings)
         children.append(Child(name, [PYTHON, "-m", "workers.cpu_worker"], ready, env=env, ports=[(port, "")]))
     for model in models:
         for number in range(1, REPLICAS + 1):
             name, port = f"gpu-worker-{model}-{number}", next(metrics)
             argv = [PYTHON, "-m", "workers.gpu_worker", "--model", model, "--metrics-port", str(port)]
-            env = _environment(settings, instance=name)
+            env = replica_environment(settings, instance=name)
             children.append(Child(name, argv, file_ready(name, settings), env=env, ports=[(port, "")]))
     for number, grpc_port in enumerate(JOB_SERVICE_PORTS, 1):
         name, port = f"job-service-{number}", next(metrics)
-        env = _environment(settings, instance=name, grpc_port=grpc_port, metrics_port=port) | common
+        env = replica_environment(settings, instance=name, grpc_port=grpc_port, metrics_port=port) | common
         ready = grpc_serving(settings.model_copy(update={"grpc_port": grpc_port}))
         argv = [PYTHON, "-m", "services.job_service"]
         children.append(Child(name, argv, ready, env=env, ports=[(grpc_port, ""), (port, "")]))
     for number, bridge_port in enumerate(BRIDGE_PORTS, 1):
         name, port = f"sse-bridge-{number}", next(metrics)
         # The bridge's HTTP API calls the JobService: any replica, through the internal balancer.
-        env = _environment(
+        env = replica_environment(
             settings, instance=name, bridge_port=bridge_port, bridge_metrics_port=port, grpc_port=JOB_SERVICE_PORT
         )
         env["JOBSTREAM_CORS_ORIGINS"] = stack.LOOPBACK_ORIGINS

@@ -158,6 +158,11 @@ class EventStream:
         self._locating: dict[str, asyncio.Future[LogLocator | None]] = {}
         self._ready = asyncio.Event()
 
+    @property
+    def partition_count(self) -> int:
+        """The events topic's partitions, as Kafka reported them at start."""
+        return len(self._positions)
+
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             **kafka_options(self.settings),

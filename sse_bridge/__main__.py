@@ -9,6 +9,7 @@ import prometheus_client
 import uvicorn
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+from jobstream import agreement
 from jobstream.connections import job_service_channel
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
@@ -28,9 +29,11 @@ from sse_bridge.metrics import TAIL_LAG
 @contextlib.asynccontextmanager
 async def open_bridge() -> AsyncIterator[Bridge]:
     settings = get_settings()
-    directory = JobDirectory(await connect(settings), PayloadStore(settings))
+    store = PayloadStore(settings)
+    directory = JobDirectory(await connect(settings), store)
     stream = EventStream(settings, directory.locate, directory.final_event)
     await stream.start()
+    await agreement.check(settings, store, stream.partition_count)
     TAIL_LAG.stream = stream
     try:
         # With traces on, a job submitted over HTTP starts its trace at the call to the JobService.

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.instrumentation.grpc.filters import negate, service_name
 
-from jobstream import untrusted_text
+from jobstream import agreement, untrusted_text
 from jobstream.event_stream import EventStream
 from jobstream.job_directory import JobDirectory
 from jobstream.logs import configure_logging
@@ -83,6 +83,7 @@ async def serve() -> None:
     directory = JobDirectory(client, store)
     stream = EventStream(settings, directory.locate, directory.final_event)
     await stream.start()
+    await agreement.check(settings, store, stream.partition_count)
     # Inline prompts up to the absolute input maximum must fit in one message; larger ones are refused
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     server = grpc.aio.server(

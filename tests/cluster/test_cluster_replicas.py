@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.cluster import JOB_SERVICE_PORTS
-from devstack.cluster_services import REPLICAS
+from devstack.cluster_services import REPLICAS, replica_environment, replica_settings
 from jobstream.connections import job_service_channel
-from jobstream.settings import Settings
+from jobstream.settings import Settings, get_settings
 from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
+from tests.cluster.nodes import Cluster
 from tests.cluster.test_cluster_faults import count_jobs
 from tests.stack.helpers import (
     Stub,
@@ -34,6 +39,12 @@ from tests.stack.helpers import (
     tenant_with_limits,
     wait_terminal,
 )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -129,3 +140,24 @@ async def test_a_presigned_upload_verifies_through_the_internal_balancer(edge: S
         assert job.status == JobStatus.JOB_STATUS_SUCCEEDED, job
         bad = await rpc_error(stub.SubmitJob(api.SubmitJobRequest(input_ref="uploads/nobody/x"), metadata=auth(key)))
         assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("JOBSTREAM_STREAM_TOKEN_SECRET", "another-secret-" + "x" * 32, "JOBSTREAM_STREAM_TOKEN_SECRET"),
+        ("JOBSTREAM_EVENTS_PARTITIONS", "16", "JOBSTREAM_EVENTS_PARTITIONS"),
+    ],
+)
+async def test_a_replica_that_disagrees_with_the_others_refuses_to_start(
+    cluster: Cluster, setting: str, value: str, named: str
+) -> None:
+    """A third bridge, on ports of its own, configured unlike the running replicas: it exits, naming why."""
+    ports = {"bridge_port": free_port(), "bridge_metrics_port": free_port()}
+    env = os.environ | replica_environment(replica_settings(cluster.layout, get_settings()), **ports) | {setting: value}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sse_bridge", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode != 0
+    assert named.encode() in output, output[-2000:]
