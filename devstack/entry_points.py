@@ -14,8 +14,9 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cluster",
         action="store_true",
-        help="the cluster profile instead (issue 19; so far Temporal's server as two nodes on PostgreSQL), "
-        "under STATE_DIR/cluster/ and on its own ports",
+        help="the cluster profile instead: Temporal's server (2 nodes) on PostgreSQL, 3 Kafka nodes, 4 MinIO "
+        "servers, 2 replicas of each jobstream process behind an nginx edge (TLS); under STATE_DIR/cluster/, on "
+        "ports of its own (README: Running as a cluster)",
     )
 
 
