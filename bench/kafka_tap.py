@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobstream.event_log import parse_event
-from jobstream.event_stream import POLL_MS
+from jobstream.kafka_reader import POLL_MS
 from jobstream.settings import Settings
 
 

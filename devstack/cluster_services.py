@@ -92,8 +92,14 @@ def replicas(layout: ClusterLayout, settings: Settings) -> list[Child]:
     for number, bridge_port in enumerate(BRIDGE_PORTS, 1):
         name, port = f"sse-bridge-{number}", next(metrics)
         # The bridge's HTTP API calls the JobService: any replica, through the internal balancer.
+        # Each tails the partitions it owns, the ones the edge sends their streams to.
         env = replica_environment(
-            settings, instance=name, bridge_port=bridge_port, bridge_metrics_port=port, grpc_port=JOB_SERVICE_PORT
+            settings,
+            instance=name,
+            replica_index=number - 1,
+            bridge_port=bridge_port,
+            bridge_metrics_port=port,
+            grpc_port=JOB_SERVICE_PORT,
         )
         env["JOBSTREAM_CORS_ORIGINS"] = stack.LOOPBACK_ORIGINS
         ready = http_ok(f"http://{layout.host}:{bridge_port}/healthz")
@@ -102,7 +108,7 @@ def replicas(layout: ClusterLayout, settings: Settings) -> list[Child]:
     return children
 
 
-def edge_child(layout: ClusterLayout) -> Child:
+def edge_child(layout: ClusterLayout, settings: Settings) -> Child:
     """The edge's certificate is made once, with a CA of its own that clients are pointed at (endpoints.json)."""
     tls = layout.state_dir / "tls"
     if not (tls / "key.pem").is_file():
@@ -117,6 +123,7 @@ def edge_child(layout: ClusterLayout) -> Child:
         list(BRIDGE_PORTS),
         tls / "cert.pem",
         tls / "key.pem",
+        settings.events_partitions,
     )
     argv = nginx.command(prefix, nginx.edge_config(prefix, edge))
     ready = http_ok(f"{layout.edge.http}/healthz", tls / "ca.pem")

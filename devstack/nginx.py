@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.debian import apt_install
+from jobstream.partitioning import owner_of
 
 BINARY = Path("/usr/sbin/nginx")
 # The requests one client address or one API key (or stream token) may make, and what they may burst to:
@@ -41,6 +42,7 @@ class Edge:
     bridges: list[int]
     certificate: Path
     key: Path
+    partitions: int  # of the events topic: a stream goes to the bridge that tails its job's partition
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,25 @@ def _main(prefix: Path, http: str) -> str:
     )
 
 
-def _upstream(name: str, host: str, ports: list[int], keepalive: int) -> str:
+def _upstream(name: str, host: str, ports: list[int], keepalive: int, backups: list[int] | None = None) -> str:
     # One failure marks a replica down for a few seconds: the next request goes to the other at once.
-    servers = "\n".join(f"    server {host}:{port} max_fails=1 fail_timeout=5s;" for port in ports)
-    return f"upstream {name} {{\n{servers}\n    keepalive {keepalive};\n}}"
+    servers = [f"    server {host}:{port} max_fails=1 fail_timeout=5s;" for port in ports]
+    servers += [f"    server {host}:{port} max_fails=1 fail_timeout=5s backup;" for port in backups or []]
+    return f"upstream {name} {{\n" + "\n".join(servers) + f"\n    keepalive {keepalive};\n}}"
+
+
+def _bridge_routes(edge: Edge) -> list[str]:
+    """A stream to the bridge that owns its job's partition (jobstream/partitioning.py: p % replicas), the others
+    as its backups; the events URL names the partition (`?partition=`). Anything else, or a URL without it, to
+    any bridge: the bridge derives the partition from the job id itself, so a wrong one costs only efficiency."""
+    owners = [
+        _upstream(f"bridge_{index}", edge.host, [port], 64, [other for other in edge.bridges if other != port])
+        for index, port in enumerate(edge.bridges)
+    ]
+    routes = "\n".join(
+        f'    "{partition}" bridge_{owner_of(partition, len(edge.bridges))};' for partition in range(edge.partitions)
+    )
+    return [f"map $arg_partition $bridge_route {{\n    default bridges;\n{routes}\n}}", *owners]
 
 
 def _server(listen: str, settings: str, locations: str) -> str:
@@ -161,7 +178,7 @@ def edge_config(prefix: Path, edge: Edge) -> str:
                 return 429 '{{"error": {{"code": "resource_exhausted", "message": "{RATE_LIMITED}"}}}}';
             }}
             location / {{
-                proxy_pass http://bridges;
+                proxy_pass http://$bridge_route;
                 proxy_http_version 1.1;
                 proxy_set_header Connection "";
                 proxy_set_header Host $http_host;
@@ -180,6 +197,7 @@ def edge_config(prefix: Path, edge: Edge) -> str:
     upstreams = [
         _upstream("job_services", edge.host, edge.job_services, 32),
         _upstream("bridges", edge.host, edge.bridges, 256),
+        *_bridge_routes(edge),
     ]
     return _main(prefix, "\n".join([limits, *upstreams, grpc, http]))
 

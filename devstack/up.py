@@ -126,7 +126,7 @@ async def run_cluster(fresh: bool) -> int:
     balancer = cluster.balancer_child(layout)
     inference = cluster_services.triton_child(layout, settings, tools)
     replicas = cluster_services.replicas(layout, settings)
-    edge = cluster_services.edge_child(layout)
+    edge = cluster_services.edge_child(layout, settings)
     everything = [database, *brokers, *stores, inference, balancer, *temporal, *replicas, edge]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

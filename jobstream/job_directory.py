@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
+from jobstream.event_hub import NotStartedYet
 from jobstream.event_log import LogLocator
-from jobstream.event_stream import NotStartedYet
 from jobstream.job_events import build_event
 from jobstream.job_state import JobMemo, Status, job_status
 from jobstream.payload_store import PayloadStore
 from jobstream.search_attributes import JOB_TENANT
+from jobstream.shared_calls import SharedCalls
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.workflow_io import EventSpec, JobResult
 
@@ -29,7 +29,8 @@ class JobDirectory:
         # A job's tenant never changes (random ids are unique; idempotent ids are derived from the tenant),
         # so every SSE connection to a job after the first is authorised without asking Temporal again.
         self._tenants: OrderedDict[str, str] = OrderedDict()
-        self._tenant_lookups: dict[str, asyncio.Task[str | None]] = {}
+        # One lookup per job at a time: a thousand viewers opening one job at once ask Temporal once.
+        self._lookup_tenant = SharedCalls(self._tenant_of)
 
     async def describe(self, job_id: str) -> WorkflowExecutionDescription | None:
         try:
@@ -43,21 +44,9 @@ class JobDirectory:
         cached = self._tenants.get(job_id)
         if cached is not None:
             return cached
-        # One lookup per job at a time: a thousand viewers opening one job at once ask Temporal once.
-        lookup = self._tenant_lookups.get(job_id)
-        if lookup is None:
-            lookup = asyncio.create_task(self._lookup_tenant(job_id))
-            self._tenant_lookups[job_id] = lookup
+        return await self._lookup_tenant(job_id)
 
-            def forget(done: asyncio.Task[str | None]) -> None:
-                self._tenant_lookups.pop(job_id, None)
-                if not done.cancelled():
-                    done.exception()  # retrieved here, so a failure nobody awaits any more is not logged
-
-            lookup.add_done_callback(forget)
-        return await asyncio.shield(lookup)
-
-    async def _lookup_tenant(self, job_id: str) -> str | None:
+    async def _tenant_of(self, job_id: str) -> str | None:
         description = await self.describe(job_id)
         tenant = description.typed_search_attributes.get(JOB_TENANT) if description else None
         if tenant is not None:

@@ -192,6 +192,19 @@ class Settings(BaseSettings):
     instance: str = Field(
         "", description="This replica's name (e.g. job-service-2), for its readiness file and logs; empty: its role."
     )
+    replica_index: int = Field(
+        0,
+        ge=0,
+        description="This replica's place among its REPLICAS (0 to REPLICAS-1): an SSE bridge tails the events "
+        "partitions p with p % REPLICAS == REPLICA_INDEX, the ones the edge routes to it, and others only while a "
+        "client it serves needs them.",
+    )
+    bridge_recent_records: int = Field(
+        10_000,
+        ge=0,
+        description="Records of each events partition an SSE bridge keeps in memory as it tails it (read back that "
+        "far when it starts tailing one): a client that resumes a job whose story they hold replays it from memory.",
+    )
     tenant_max_running_jobs: int = Field(
         100,
         ge=0,
@@ -240,6 +253,15 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("JOBSTREAM_TLS_CERT_FILE and JOBSTREAM_TLS_KEY_FILE go together: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _replica_in_range(self) -> Settings:
+        if self.replica_index >= self.replicas:
+            raise ValueError(
+                f"JOBSTREAM_REPLICA_INDEX is {self.replica_index}: "
+                f"it must be below JOBSTREAM_REPLICAS ({self.replicas})"
+            )
         return self
 
     def refuse_development_secrets(self) -> None:

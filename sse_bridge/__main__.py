@@ -11,8 +11,9 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from jobstream import agreement
 from jobstream.connections import job_service_channel
-from jobstream.event_stream import EventStream
+from jobstream.event_hub import EventHub
 from jobstream.job_directory import JobDirectory
+from jobstream.kafka_reader import KafkaLogReader
 from jobstream.logs import configure_logging
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import get_settings
@@ -23,7 +24,7 @@ from sse_bridge.admission import Admission
 from sse_bridge.app import Bridge, create_app
 from sse_bridge.http_api import HttpApi
 from sse_bridge.http_protocol import HeadDeadlineProtocol
-from sse_bridge.metrics import TAIL_LAG
+from sse_bridge.metrics import TAIL
 
 
 @contextlib.asynccontextmanager
@@ -31,17 +32,19 @@ async def open_bridge() -> AsyncIterator[Bridge]:
     settings = get_settings()
     store = PayloadStore(settings)
     directory = JobDirectory(await connect(settings), store)
-    stream = EventStream(settings, directory.locate, directory.final_event)
-    await stream.start()
-    await agreement.check(settings, store, stream.partition_count)
-    TAIL_LAG.stream = stream
+    # The partitions this replica owns (REPLICA_INDEX of REPLICAS), the ones the edge routes its streams to.
+    reader = KafkaLogReader(settings)
+    hub = EventHub(reader, directory.locate, directory.final_event)
+    await hub.start()
+    await agreement.check(settings, store, reader.partition_count)
+    TAIL.reader = reader
     try:
         # With traces on, a job submitted over HTTP starts its trace at the call to the JobService.
         interceptors = aio_client_interceptors() if enabled() else None  # type: ignore[no-untyped-call]
         async with job_service_channel(settings, interceptors=interceptors) as channel:
             admission = Admission.of(settings)
             yield Bridge(
-                stream,
+                hub,
                 directory,
                 StreamTokens(settings),
                 settings.sse_keepalive_s,
@@ -51,7 +54,7 @@ async def open_bridge() -> AsyncIterator[Bridge]:
                 admission=admission,
             )
     finally:
-        await stream.stop()
+        await hub.stop()
         stop_tracing()
 
 

@@ -28,8 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors, tracing
 from jobstream.auth import KeysFileError, bearer_key
+from jobstream.event_hub import Delivery, EventHub, SlowConsumerError
 from jobstream.event_log import TERMINAL_TYPES
-from jobstream.event_stream import Delivery, EventStream, SlowConsumerError
 from jobstream.job_directory import JobDirectory
 from jobstream.job_events import with_fresh_result_url
 from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
@@ -38,6 +38,7 @@ from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
 from sse_bridge import http_api, metrics
 from sse_bridge.admission import Admission, Refusal
 from sse_bridge.http_api import HttpApi, error
+from sse_bridge.sse_encoding import frames_of
 from sse_bridge.streams import EventSourceResponse, Streams
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
@@ -63,7 +64,7 @@ PIPELINES = sorted(load_pipelines().names(), key=lambda name: (name != "generate
 class Bridge:
     def __init__(
         self,
-        stream: EventStream,
+        hub: EventHub,
         directory: JobDirectory,
         tokens: StreamTokens,
         keepalive_s: int = KEEPALIVE_S,
@@ -73,7 +74,7 @@ class Bridge:
         *,
         admission: Admission,
     ) -> None:
-        self.stream = stream
+        self.hub = hub
         self.metrics = metrics
         self.admission = admission
         self.directory = directory
@@ -132,7 +133,7 @@ class Bridge:
             return
         progress = _StreamProgress(job_id)
         # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
-        batches = contextlib.aclosing(self.stream.watch_batches(job_id, after, owner=tenant))
+        batches = contextlib.aclosing(self.hub.watch_batches(job_id, after, owner=tenant))
         try:
             async with batches as watch:
                 async for watched in watch:
@@ -141,7 +142,7 @@ class Bridge:
                         progress.count(batch)
                     span = progress.milestone(batch) if tracing.enabled() else None
                     try:
-                        yield b"".join([delivery.frame for delivery in batch])
+                        yield frames_of(batch)
                     finally:
                         if span is not None:
                             span.end()  # once the write is done: the span covers the send to the client

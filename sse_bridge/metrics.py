@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jobstream.event_stream import EventStream
+from jobstream.kafka_reader import KafkaLogReader
 
 OPEN_STREAMS = Gauge("jobstream_sse_open_streams", "SSE streams open now.")
 EVENTS_DELIVERED = Counter("jobstream_sse_events_delivered", "Events written to SSE streams (each stream's own).")
@@ -35,22 +35,33 @@ SLOW_CLIENTS_CUT = Counter(
 )
 
 
-class _TailLag(Collector):
-    """Records the bridge's one Kafka tail consumer has yet to read, per partition: how far it lags the log."""
+class _Tail(Collector):
+    """The bridge's one Kafka tail consumer: how far it lags the log per partition, which partitions it reads
+    and how many records it has read (a replica's ingest, which falls as 1/R with R replicas)."""
 
-    stream: EventStream | None = None
+    reader: KafkaLogReader | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        lag = GaugeMetricFamily(
             "jobstream_sse_tail_lag_records",
             "Records the bridge's Kafka tail consumer has not read yet (end offset - position), per partition.",
             labels=["partition"],
         )
-        if self.stream is not None:
-            for partition, lag in sorted(self.stream.tail_lag().items()):
-                family.add_metric([str(partition)], lag)
-        yield family
+        tailed = GaugeMetricFamily(
+            "jobstream_sse_tailed_partitions",
+            "Partitions of the events topic the bridge's tail reads: the ones it owns, and others while its "
+            "clients need them.",
+        )
+        read = CounterMetricFamily("jobstream_sse_tail_records_read", "Records the bridge's tail has read.")
+        if self.reader is not None:
+            for partition, behind in sorted(self.reader.lag().items()):
+                lag.add_metric([str(partition)], behind)
+            tailed.add_metric([], len(self.reader.tailed))
+            read.add_metric([], self.reader.records_read)
+        yield lag
+        yield tailed
+        yield read
 
 
-TAIL_LAG = _TailLag()
-REGISTRY.register(TAIL_LAG)
+TAIL = _Tail()
+REGISTRY.register(TAIL)

@@ -1,7 +1,7 @@
 """Server-Sent Events responses that cost little per event.
 
 A stream's frames come already rendered (once per Kafka record, shared by every watcher of the job; see
-`jobstream.event_stream.Delivery`), and all that a connection has pending goes out in one ASGI send. Nothing
+`jobstream.event_hub.Delivery`), and all that a connection has pending goes out in one ASGI send. Nothing
 runs per event besides that send: a connection's keep-alives and its send timeout are the business of one
 timer for the whole process (`Streams`), and its disconnect of one task that waits on `receive()`.
 """

@@ -17,8 +17,9 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.instrumentation.grpc.filters import negate, service_name
 
 from jobstream import agreement, untrusted_text
-from jobstream.event_stream import EventStream
+from jobstream.event_hub import EventHub
 from jobstream.job_directory import JobDirectory
+from jobstream.kafka_reader import KafkaLogReader
 from jobstream.logs import configure_logging
 from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import load_pipelines
@@ -81,9 +82,11 @@ async def serve() -> None:
     store = PayloadStore(settings)
     client = await connect(settings)
     directory = JobDirectory(client, store)
-    stream = EventStream(settings, directory.locate, directory.final_event)
-    await stream.start()
-    await agreement.check(settings, store, stream.partition_count)
+    # WatchJob's: no partition of its own, each tailed only while a watcher needs it (the bridges serve most).
+    reader = KafkaLogReader(settings, owned=())
+    hub = EventHub(reader, directory.locate, directory.final_event)
+    await hub.start()
+    await agreement.check(settings, store, reader.partition_count)
     # Inline prompts up to the absolute input maximum must fit in one message; larger ones are refused
     # by gRPC itself with RESOURCE_EXHAUSTED before any of our code runs.
     server = grpc.aio.server(
@@ -92,9 +95,7 @@ async def serve() -> None:
         # (services/job_service/call_slots.py says why gRPC's own limit is not used).
         interceptors=interceptors(settings, traced),
     )
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobService(settings, client, store, pipelines, stream), server
-    )
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobService(settings, client, store, pipelines, hub), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -121,7 +122,7 @@ async def serve() -> None:
     await stop.wait()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
-    await stream.stop()
+    await hub.stop()
     stop_tracing()
 
 

@@ -19,10 +19,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.auth import KeysFileError
-from jobstream.event_stream import EventStream, SlowConsumerError
+from jobstream.event_hub import EventHub, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto, with_fresh_result_url
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.logs import bind_job
+from jobstream.partitioning import partition_of
 from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore, StoredObject
 from jobstream.pipelines import Pipelines
 from jobstream.search_attributes import JOB_INPUT_BYTES, JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
@@ -69,14 +70,14 @@ class JobService(JobServiceServicer):
         client: Client,
         store: PayloadStore,
         pipelines: Pipelines,
-        stream: EventStream,
+        hub: EventHub,
     ) -> None:
         self.settings = settings
         self.client = client
         self.store = store
         self.pipelines = pipelines
         self.tokens = StreamTokens(settings)
-        self.stream = stream
+        self.hub = hub
         self.running = RunningJobs(client, replicas=settings.replicas)
 
     # -- authentication -------------------------------------------------------------------------------
@@ -257,9 +258,11 @@ class JobService(JobServiceServicer):
 
     def stream_grant(self, job_id: str, tenant: str) -> tuple[str, str]:
         """The job's SSE URL with a fresh stream token in it, and the token: signed for the caller's API key, so
-        it stops working when that key is revoked."""
+        it stops working when that key is revoked. The URL names the job's events partition, which the edge
+        routes by to the bridge replica that tails it (the bridge derives it again from the job id)."""
         token = self.tokens.issue(job_id, tenant, CALLER.get().key_id)
-        return f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?token={token}", token
+        partition = partition_of(job_id, self.settings.events_partitions)
+        return f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?partition={partition}&token={token}", token
 
     async def limits(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> TenantLimits:
         """The tenant's limits, from the keys file as the interceptor read it for this call (not read again)."""
@@ -398,7 +401,7 @@ class JobService(JobServiceServicer):
             await abort(context, invalid("after", "is not an event id from this job's stream"))
         await self.owned_handle(context, tenant, request.job_id)
         try:
-            async for event in self.stream.watch(request.job_id, request.after, owner=tenant):
+            async for event in self.hub.watch(request.job_id, request.after, owner=tenant):
                 yield api.WatchJobResponse(event=await with_fresh_result_url(event, self.store))
         except SlowConsumerError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

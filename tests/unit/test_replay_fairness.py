@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from jobstream.event_stream import REPLAY_CONSUMERS, REPLAYS_PER_OWNER
+from jobstream.kafka_reader import REPLAY_CONSUMERS, REPLAYS_PER_OWNER
 from jobstream.replay_pool import ReplayPool
 
 

@@ -17,13 +17,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.auth import KeysFile, digest, key_id
-from jobstream.event_stream import Delivery, EventStream
+from jobstream.event_hub import Delivery, EventHub
 from jobstream.job_directory import JobDirectory
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge.admission import Admission
 from sse_bridge.app import RETRY_MS, RETRY_SPREAD, Bridge, create_app, retry_hint
+from sse_bridge.sse_encoding import sse_frame
 from sse_bridge.streams import PING
 
 JOB = "job_" + "a" * 26
@@ -37,7 +38,7 @@ UNLIMITED = Settings(tenant_max_streams=0, stream_token_max_streams=0)
 
 
 class SilentStream:
-    """An EventStream whose job never has anything new to say (a job waiting in a queue)."""
+    """An EventHub whose job never has anything new to say (a job waiting in a queue)."""
 
     def __init__(self) -> None:
         self.watching = asyncio.Event()
@@ -77,7 +78,7 @@ def make_app(stream: object, directory: Directory, keepalive_s: int, send_timeou
     @contextlib.asynccontextmanager
     async def open_bridge() -> AsyncIterator[Bridge]:
         yield Bridge(
-            cast(EventStream, stream),
+            cast(EventHub, stream),
             cast(JobDirectory, directory),
             tokens(),
             keepalive_s,
@@ -260,7 +261,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_its_watcher_released()
 
 
 class ScriptedStream:
-    """An EventStream that hands out the given batches, each after its delay, then ends."""
+    """An EventHub that hands out the given batches, each after its delay, then ends."""
 
     def __init__(self, script: Sequence[tuple[float, list[JobEvent]]]) -> None:
         self.script = script
@@ -313,7 +314,7 @@ async def test_a_batch_of_events_goes_out_in_one_write_with_the_old_headers() ->
     assert headers["x-accel-buffering"] == "no"
     assert "content-length" not in headers
     assert retry_ms(hint["body"]) in range(RETRY_MS, RETRY_MS * RETRY_SPREAD + 1)
-    frames = [Delivery(event).frame for event in events]
+    frames = [sse_frame(event) for event in events]
     assert [body["body"] for body in bodies] == [frames[0], frames[1] + frames[2]]
     assert all(body["more_body"] for body in [hint, *bodies])
     assert end == {"type": "http.response.body", "body": b"", "more_body": False}
@@ -333,7 +334,7 @@ async def test_a_stream_held_while_temporal_is_away_gets_keep_alives() -> None:
     bodies = [message["body"] for message in sent[1:]]
     assert bodies[0].startswith(b"retry: ")
     assert PING in bodies[1:-2]
-    assert bodies[-2:] == [Delivery(tokens_of(1)[0]).frame, b""]
+    assert bodies[-2:] == [sse_frame(tokens_of(1)[0]), b""]
 
 
 async def test_a_ping_and_a_batch_never_share_the_connection_at_once() -> None:
@@ -356,4 +357,4 @@ async def test_a_ping_and_a_batch_never_share_the_connection_at_once() -> None:
         await serve(app, send)
     assert most == 1
     assert sent[2] == PING
-    assert sent[3] == b"".join(Delivery(event).frame for event in tokens_of(2))
+    assert sent[3] == b"".join(sse_frame(event) for event in tokens_of(2))

@@ -8,7 +8,7 @@ import os
 import signal
 
 from devstack.reliability import Record
-from jobstream.event_stream import REPLAYS_PER_OWNER
+from jobstream.kafka_reader import REPLAYS_PER_OWNER
 from jobstream.settings import Settings
 from tests.stack.faults.scenario import stream_through_fault
 from tests.stack.helpers import (

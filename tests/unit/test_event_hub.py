@@ -1,28 +1,29 @@
-"""jobstream/event_stream.py without Kafka: the replay joins the live tail with no gap and no duplicate.
-
-The tail's records are injected through `_route` (what the tail consumer calls for each record) and the
-replay of the log is a fake standing in for `_replay`; everything between them is the real `watch`.
+"""The event hub through its public interface, over a log reader in memory: the replay joins the live tail
+with no gap and no duplicate, each watcher gets its job's events once and in order, and a watcher follows its
+job's partition only while it watches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from aiokafka import ConsumerRecord
 
 from jobstream import cursors
-from jobstream.event_log import LogLocator, event_json
-from jobstream.event_stream import Delivery, EventStream, NotStartedYet, SlowConsumerError, _Expired
-from jobstream.settings import Settings
+from jobstream.event_hub import Delivery, EventHub, NotStartedYet, SlowConsumerError
+from jobstream.event_log import LogLocator
+from jobstream.log_reader import LogRecord
+from jobstream.partitioning import partition_of
 from jobstream.v1.event_pb2 import JobCompleted, JobEvent, JobStarted, StageEvent, TokenEvent
+from sse_bridge.sse_encoding import frame_of
+from tests.unit.memory_log import MemoryLog, kafka_record
 
 JOB = "job_" + "a" * 26
 OTHER = "job_" + "b" * 26
-PARTITION = 3
+PARTITION = partition_of(JOB, 8)
 START_OFFSET = 100
 BOUNDARY = 150
 
@@ -46,30 +47,42 @@ def story(job_id: str = JOB, tokens: int = 6) -> list[JobEvent]:
     return events
 
 
-def record(event: JobEvent | None, key: str | None = None, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+def record(event: JobEvent | None, key: str | None = None, offset: int = 0) -> LogRecord:
     value = event.SerializeToString() if event is not None else None
-    key_bytes = (key or (event.job_id if event else JOB)).encode()
-    return ConsumerRecord(
-        "jobstream.event_log", PARTITION, offset, 0, 0, key_bytes, value, None, len(key_bytes), len(value or b""), []
-    )
+    return kafka_record(PARTITION, offset, (key or (event.job_id if event else JOB)).encode(), value)
 
 
 class Fake:
-    """A stream whose log replay and job directory are scripted."""
+    """A hub whose log (in memory) and job directory are scripted."""
 
     def __init__(self, tmp_path: Path, queue_size: int = 1024) -> None:
         self.location: LogLocator | None = LogLocator(PARTITION, START_OFFSET)
         self.not_started_for = 0
         self.fallback_event: JobEvent | None = None
-        self.replayed: list[JobEvent] = []
-        self.replay_expired = False
-        # Tail records the "tail consumer" routes while the replay runs (the race the design must survive).
-        self.during_replay: list[ConsumerRecord[bytes, bytes]] = []
-        self.replay_calls: list[tuple[str, int, int, int]] = []
-        self.stream = EventStream(Settings(state_dir=tmp_path), self.locate, self.fallback, queue_size=queue_size)
-        self.stream._positions = {PARTITION: BOUNDARY}
-        self.stream._ready.set()
-        self.stream._replay = self.replay  # type: ignore[method-assign]
+        self.log = MemoryLog(BOUNDARY)
+        self.stream = EventHub(self.log, self.locate, self.fallback, queue_size=queue_size)
+
+    @property
+    def replayed(self) -> list[JobEvent]:
+        """What the log holds of the job before the boundary: the replay's records."""
+        return [JobEvent.FromString(replayed.value or b"") for replayed in self.log.replayed]
+
+    @replayed.setter
+    def replayed(self, events: list[JobEvent]) -> None:
+        self.log.replayed = [record(event, offset=START_OFFSET + i) for i, event in enumerate(events)]
+
+    @property
+    def during_replay(self) -> list[LogRecord]:
+        """Tail records the log routes while the replay runs (the race the design must survive)."""
+        return self.log.during_replay
+
+    @during_replay.setter
+    def during_replay(self, records: list[LogRecord]) -> None:
+        self.log.during_replay = records
+
+    @property
+    def replay_calls(self) -> list[tuple[str, int, int, int]]:
+        return self.log.replay_calls
 
     async def locate(self, job_id: str) -> LogLocator | None:
         if self.not_started_for > 0:
@@ -80,24 +93,15 @@ class Fake:
     async def fallback(self, job_id: str) -> JobEvent | None:
         return self.fallback_event
 
-    async def replay(
-        self, job_id: str, partition: int, offset: int, boundary: int, owner: str = ""
-    ) -> AsyncGenerator[Delivery, None]:
-        self.replay_calls.append((job_id, partition, offset, boundary))
-        for tail_record in self.during_replay:
-            self.stream._route(tail_record)
-        if self.replay_expired:
-            raise _Expired
-        for event in self.replayed:
-            yield Delivery(event)
-
     def route(self, events: Sequence[JobEvent]) -> None:
         for offset, event in enumerate(events, start=BOUNDARY):
-            self.stream._route(record(event, offset=offset))
+            self.log.append(record(event, offset=offset))
 
 
-async def collect(stream: EventStream, after: str = "", then: Callable[[], None] | None = None) -> list[JobEvent]:
+async def collect(stream: EventHub, after: str = "", then: Callable[[], None] | None = None) -> list[JobEvent]:
     """Everything watch() yields, failing (not hanging) if it does not finish."""
+
+    await stream.start()
 
     async def run() -> list[JobEvent]:
         seen = []
@@ -123,7 +127,8 @@ async def test_replay_and_tail_overlap_without_duplicates(tmp_path: Path) -> Non
     assert ids(seen) == ids(events)
     assert seen[-1].job_completed.result_text == " t0 t1 t2 t3 t4 t5"
     assert fake.replay_calls == [(JOB, PARTITION, START_OFFSET, BOUNDARY)]
-    assert fake.stream._subscribers == {}  # the watcher left
+    assert fake.stream.watched_jobs == 0  # the watcher left
+    assert fake.log.follows == {}  # ...and its job's partition
 
 
 async def test_tail_events_after_the_replay_are_delivered(tmp_path: Path) -> None:
@@ -173,10 +178,8 @@ async def test_other_jobs_and_empty_records_are_ignored(tmp_path: Path) -> None:
     assert {event.job_id for event in seen} == {JOB}
 
 
-def raw(value: bytes, key: str = JOB) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        "jobstream.event_log", PARTITION, 0, 0, 0, key.encode(), value, None, len(key), len(value), []
-    )
+def raw(value: bytes, key: str = JOB) -> LogRecord:
+    return kafka_record(PARTITION, 0, key.encode(), value)
 
 
 async def test_malformed_records_are_skipped_not_fatal(tmp_path: Path) -> None:
@@ -223,7 +226,7 @@ async def test_unknown_start_answers_with_the_final_state(tmp_path: Path) -> Non
 
 async def test_events_past_retention_answer_with_the_final_state(tmp_path: Path) -> None:
     fake = Fake(tmp_path)
-    fake.replay_expired = True
+    fake.log.replay_expired = True
     fake.fallback_event = story()[-1]
     assert ids(await collect(fake.stream)) == [cursors.terminal()]
 
@@ -235,6 +238,8 @@ async def test_a_slow_watcher_is_told_to_resume(tmp_path: Path) -> None:
     fake.during_replay = [record(event) for event in events[1:]]  # more than the queue holds
     seen: list[JobEvent] = []
 
+    await fake.stream.start()
+
     async def drain() -> None:
         async for event in fake.stream.watch(JOB):
             seen.append(event)
@@ -243,7 +248,8 @@ async def test_a_slow_watcher_is_told_to_resume(tmp_path: Path) -> None:
         await asyncio.wait_for(drain(), timeout=5.0)
     # Everything that fit was delivered, in order; the rest waits for the reconnect.
     assert ids(seen) == ids(events[:4])
-    assert fake.stream._subscribers == {}
+    assert fake.stream.watched_jobs == 0
+    assert fake.log.follows == {}
 
 
 async def test_a_gap_in_the_log_waits_for_the_retry_that_fills_it(tmp_path: Path) -> None:
@@ -278,6 +284,7 @@ async def test_a_resumed_watcher_still_waits_for_the_next_index(tmp_path: Path) 
 async def batches_of(fake: Fake, then: Callable[[int], None] = lambda n: None) -> list[list[Delivery]]:
     """Everything watch_batches() yields; `then(n)` runs after the n-th batch."""
     seen: list[list[Delivery]] = []
+    await fake.stream.start()
     async with asyncio.timeout(5):
         async for batch in fake.stream.watch_batches(JOB):
             seen.append(batch)
@@ -305,17 +312,7 @@ async def test_every_watcher_of_a_record_shares_its_delivery_and_frame(tmp_path:
     first, second = await asyncio.gather(batches_of(fake), batches_of(fake))
     assert [d.event.id for batch in first for d in batch] == ids(events)
     assert all(a is b for a, b in zip(first[0], second[0], strict=True))
-    assert first[0][0].frame is second[0][0].frame  # rendered once, for both
-
-
-def test_the_sse_frame_is_what_sse_starlette_wrote() -> None:
-    event = story(tokens=1)[2]
-    frame = Delivery(event).frame
-    assert frame == f"id: {cursors.token(0, 0)}\r\nevent: token\r\ndata: {event_json(event)}\r\n\r\n".encode()
-    assert Delivery(event).frame == frame
-    # A type with a line break must not end the field (or forge another): it is dropped, as before.
-    odd = JobEvent(id=cursors.job_started(), job_id=JOB, type="job.\nstarted\r")
-    assert Delivery(odd).frame.startswith(b"id: 000.0.0000000\r\nevent: job.started\r\ndata: {")
+    assert frame_of(first[0][0]) is frame_of(second[0][0])  # encoded once, for both
 
 
 async def test_a_watcher_that_joined_early_takes_the_start_from_the_tail(tmp_path: Path) -> None:
@@ -352,3 +349,35 @@ async def test_a_job_that_ends_before_publishing_anything_answers_with_its_final
     fake.location = None
     fake.fallback_event = story()[-1]
     assert ids(await collect(fake.stream)) == [cursors.terminal()]
+
+
+async def test_a_watcher_follows_its_jobs_partition_only_while_it_watches(tmp_path: Path) -> None:
+    fake = Fake(tmp_path)
+    events = story(tokens=2)
+    fake.replayed = events[:2]
+    follows: list[dict[int, int]] = []
+
+    def then() -> None:
+        follows.append(dict(fake.log.follows))
+        fake.route(events[2:])
+
+    seen = await collect(fake.stream, then=then)
+    assert ids(seen) == ids(events)
+    assert follows == [{PARTITION: 1}]
+    assert fake.log.follows == {}
+
+
+async def test_records_of_a_partition_nobody_follows_reach_no_watcher(tmp_path: Path) -> None:
+    """What a log reader routes is decided by what the hub follows: a record of another partition is not read."""
+    fake = Fake(tmp_path)
+    events = story(tokens=1)
+    fake.replayed = events[:1]
+    elsewhere = (PARTITION + 1) % 8
+
+    def route_elsewhere_then_here() -> None:
+        for offset, event in enumerate(events[1:], start=BOUNDARY):
+            fake.log.append(kafka_record(elsewhere, offset, JOB.encode(), event.SerializeToString()))
+        fake.route(events[1:])
+
+    seen = await collect(fake.stream, then=route_elsewhere_then_here)
+    assert ids(seen) == ids(events)
