@@ -15,7 +15,19 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import fanout, instrumentation, per_token, report, stack_info, streams, submit, throughput, ttft, writes
+from bench import (
+    fanout,
+    instrumentation,
+    per_token,
+    report,
+    scale_out,
+    stack_info,
+    streams,
+    submit,
+    throughput,
+    ttft,
+    writes,
+)
 from bench.common import Context, open_context
 from devstack import cluster
 from devstack.cluster_endpoints import Endpoints
@@ -35,6 +47,7 @@ class Plan:
     throughput: throughput.Sizes
     writes: writes.Sizes
     instrumentation: instrumentation.Sizes
+    scale_out: scale_out.Sizes
     drain_s: float
 
 
@@ -48,6 +61,9 @@ QUICK = Plan(
     throughput=throughput.Sizes(jobs=6, concurrency=3, tokens=16),
     writes=writes.Sizes(jobs=2, idle_s=2.0, settle_s=0.5),
     instrumentation=instrumentation.Sizes(rounds=1, submits=4, jobs=1, tokens=12),
+    scale_out=scale_out.Sizes(
+        levels=[scale_out.LevelSize(1, 8, 4, tokens=12), scale_out.LevelSize(2, 8, 4, tokens=12)], limit_s=30.0
+    ),
     drain_s=10.0,
 )
 FULL = Plan(
@@ -65,6 +81,17 @@ FULL = Plan(
     throughput=throughput.Sizes(jobs=80, concurrency=16, tokens=64),
     writes=writes.Sizes(jobs=5, idle_s=3.0, settle_s=1.0),
     instrumentation=instrumentation.Sizes(rounds=3, submits=20, jobs=2, tokens=40),
+    # The same load on 1, 2 and 4 replicas (jobs that outlast opening their streams: 200 tokens, 10 s), then
+    # 10,000 streams over two, at a token every 500 ms for 75 s.
+    scale_out=scale_out.Sizes(
+        levels=[
+            scale_out.LevelSize(1, 500, 25, tokens=200),
+            scale_out.LevelSize(2, 500, 25, tokens=200),
+            scale_out.LevelSize(4, 500, 25, tokens=200),
+            scale_out.LevelSize(2, 10_000, 50, tokens=150, pipeline="drill-trickle"),
+        ],
+        limit_s=300.0,
+    ),
     drain_s=120.0,
 )
 
@@ -106,6 +133,7 @@ async def _figures(ctx: Context, plan: Plan, say: Any, only: list[str] | None) -
         ("6", "throughput", lambda: throughput.run(ctx, plan.throughput)),
         ("7", "durable writes", lambda: writes.run(ctx, plan.writes)),
         ("8", "cost of instrumentation", lambda: instrumentation.run(ctx, plan.instrumentation)),
+        ("9", "bridges that scale out", lambda: scale_out.run(ctx, plan.scale_out)),
     ]
     figures: dict[str, Any] = {}
     for key, name, step in steps:

@@ -136,6 +136,7 @@ def plot_all(results: dict[str, Any], out: Path) -> None:
     figures = results["figures"]
     plotters = {"1": _plot_submit, "2": _plot_ttft, "3": _plot_per_token, "4": _plot_fanout}
     plotters |= {"5": _plot_streams, "6": _plot_throughput, "7": _plot_writes, "8": _plot_instrumentation}
+    plotters |= {"9": _plot_scale_out}
     for key, plot in plotters.items():
         if key in figures:
             plot(figures[key]["series"], out)
@@ -268,3 +269,17 @@ def _plot_instrumentation(series: dict[str, Any], out: Path) -> None:
     left.legend(fontsize="small")
     right.legend(fontsize="small")
     _save(fig, out / "8-instrumentation.png")
+
+
+def _plot_scale_out(series: dict[str, Any], out: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    x = series["replicas"]
+    left.plot(x, series["records_read_per_replica"], "o-", label="measured")
+    if x:
+        whole = series["records_read_per_replica"][0] * x[0]
+        left.plot(x, [whole / r for r in x], "k:", label="whole topic / R")
+    left.set(xlabel="bridge replicas R", ylabel="records/s", title="records each replica's tail reads")
+    left.legend()
+    right.plot(x, series["cpu_percent_per_replica"], "o-")
+    right.set(xlabel="bridge replicas R", ylabel="% of a core", title="CPU per replica, same total load")
+    _save(fig, out / "9-scale-out.png")

@@ -13,9 +13,9 @@ from pathlib import Path
 from bench import command, report
 from jobstream.settings import Settings
 
-FIGURES = {"1", "2", "3", "4", "5", "6", "7", "8"}
+FIGURES = {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
 PLOTS = ["1-submit.png", "2-ttft.png", "3-per-token.png", "4-fanout.png", "5-streams.png", "6-throughput.png"]
-PLOTS += ["7-writes.png", "8-instrumentation.png"]
+PLOTS += ["7-writes.png", "8-instrumentation.png", "9-scale-out.png"]
 
 
 def is_number(value: object) -> bool:
