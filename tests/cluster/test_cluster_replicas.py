@@ -18,8 +18,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.cluster import JOB_SERVICE_PORTS
-from devstack.cluster_services import REPLICAS, replica_environment, replica_settings
+from devstack.cluster_services import REPLICAS, replica_environment, replica_settings, replicas
 from jobstream.connections import job_service_channel
+from jobstream.partitioning import partition_of
 from jobstream.settings import Settings, get_settings
 from jobstream.temporal_client import connect
 from jobstream.v1 import job_service_pb2 as api
@@ -90,7 +91,8 @@ async def test_the_running_jobs_quota_holds_for_a_tenant_submitting_to_both_repl
 async def test_the_stream_limit_holds_for_a_tenant_whose_streams_land_on_both_bridges(
     edge: Settings, stub: Stub
 ) -> None:
-    """Limit 4 streams, 12 opened through the edge at once: each bridge admits its share (2), the rest get 429."""
+    """Limit 4 streams, 12 opened through the edge at once: the bridge owning the job's partition admits its share
+    (2; its backup would admit 2 more), the rest get 429."""
     limit = 4
     with tenant_with_limits(edge, "streams", max_streams=limit) as (_, key):
         reply = await submit(stub, key, "Streams", pipeline="drill-slow", max_tokens=200)
@@ -161,3 +163,34 @@ async def test_a_replica_that_disagrees_with_the_others_refuses_to_start(
     output, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode != 0
     assert named.encode() in output, output[-2000:]
+
+
+async def _gauge(http: httpx.AsyncClient, port: int, name: str) -> float:
+    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+async def test_the_edge_sends_each_stream_to_the_bridge_that_tails_its_partition(
+    cluster: Cluster, edge: Settings, stub: Stub, api_key: str
+) -> None:
+    """Streams of jobs on every partition, through the edge: each bridge serves the streams of the partitions it
+    owns and tails only those (a misrouted one would make it follow another partition)."""
+    children = replicas(cluster.layout, replica_settings(cluster.layout, get_settings()))
+    metrics = [int(child.env["JOBSTREAM_BRIDGE_METRICS_PORT"]) for child in children if child.name.startswith("sse-")]
+    replies = [await submit(stub, api_key, pipeline="drill-slow", max_tokens=200) for _ in range(16)]
+    owners = [partition_of(reply.job_id, edge.events_partitions) % REPLICAS for reply in replies]
+    assert set(owners) == set(range(REPLICAS)), owners  # 16 random jobs: both owners (all on one: 2 in 65,536)
+    async with (
+        sse_client(read_timeout_s=30, ca_file=edge.server_ca_file) as client,
+        contextlib.AsyncExitStack() as held,
+        httpx.AsyncClient(timeout=5.0) as http,
+    ):
+        for reply in replies:
+            connection = await held.enter_async_context(sse_connect(client, reply.events_url))
+            assert connection.response.status_code == 200
+        open_streams = [await _gauge(http, port, "jobstream_sse_open_streams") for port in metrics]
+        tailed = [await _gauge(http, port, "jobstream_sse_tailed_partitions") for port in metrics]
+    for reply in replies:
+        await stub.CancelJob(api.CancelJobRequest(job_id=reply.job_id), metadata=auth(api_key))
+    assert open_streams == [float(owners.count(index)) for index in range(REPLICAS)]
+    assert tailed == [edge.events_partitions / REPLICAS] * REPLICAS
