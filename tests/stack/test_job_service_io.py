@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack import grpcurl
+from jobstream.partitioning import partition_of
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
@@ -182,7 +183,9 @@ async def test_grpcurl_lists_describes_submits_and_gets(api_key: str, stack: Set
     )
     assert submitted["status"] == "JOB_STATUS_QUEUED"
     job_id = submitted["job_id"]
-    assert f"/v1/jobs/{job_id}/events?token=" in submitted["events_url"]
+    # The URL names the job's events partition, by which the cluster's edge routes it to the bridge tailing it.
+    partition = partition_of(job_id, stack.events_partitions)
+    assert f"/v1/jobs/{job_id}/events?partition={partition}&token=" in submitted["events_url"]
 
     deadline = time.monotonic() + 60
     while True:
