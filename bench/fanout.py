@@ -10,7 +10,12 @@ latency (worker stamp -> client), and the bridge's CPU (psutil cpu_times over th
 is its CPU seconds over the whole level (opening included) / every event its streams delivered (tokens
 and the rest). Latency counts only tokens stamped after every stream was open, so replay of what a late
 joiner missed is not mistaken for delivery lag; a level's jobs must therefore stream for longer than its
-streams take to open (its token count is sized for that).
+streams take to open (its token count is sized for that). The same CPU is also split at the moment every
+stream was open: before it, per stream opened (the openings, with what those streams delivered meanwhile);
+after it, per event delivered (the cost per event without the openings). Where a token's delay is made is
+read from the bridge's own histograms over the same window (scraped from its metrics port when every stream
+was open and at the end): from the token's stamp to the bridge's Kafka tail handing its record over (producer,
+broker, fetch), and to the write that sends it; the rest of the latency is the client's.
 
 The load generator runs on other cores than the bridge: for the whole figure the bridge's threads are
 pinned to one core and this process's threads to the rest (both restored afterwards), so the client's
@@ -37,11 +42,22 @@ from typing import Any
 
 import psutil
 
+from bench import hub_cost
 from bench.common import Context, Figure, cpu_seconds, row, stamp_of, summary
+from bench.scrape import Scrape, quantile_between, scrape
 from bench.sse import Received, SseError, read_events
 
 PIPELINE = "drill-slow"
 WAVE = 500  # connections opened at once; the next wave waits until these answered
+# The bridge's histograms of a token's delay from its stamp: to the Kafka tail handing it over, to the write.
+TAIL_DELAY = "jobstream_sse_tail_delay_seconds"
+WRITE_DELAY = "jobstream_sse_delivery_lag_seconds"
+WRITES = "jobstream_sse_writes_total"
+EVENTS = "jobstream_sse_events_delivered_total"
+RECORDS_READ = "jobstream_sse_tail_records_read_total"
+TAIL_ONLY_S = 4.0  # how long the tail's own CPU is measured, the jobs streaming and no stream open
+TAIL_ONLY_TOKENS = 120  # at 50 ms a token, the jobs outlast the measurement
+HISTOGRAM_NOTE = "from the bridge's histogram, interpolated in its bucket"
 FD_MARGIN = 64  # descriptors either side needs besides the streams (Kafka, Temporal, gRPC, logs)
 
 
@@ -75,6 +91,13 @@ class Level:
     rss_mib_before: float = 0.0
     rss_mib_peak: float = 0.0
     events: int = 0
+    # Once every stream was open: the bridge's CPU per event delivered after that (the per-event cost without
+    # the openings), and where the tokens' delay was by then, from the bridge's own histograms (ms).
+    cpu_us_per_event_all_open: float = 0.0
+    cpu_ms_per_stream_opened: float = 0.0
+    tail_delay_ms: dict[str, float | None] | None = None
+    events_per_write: float = 0.0  # once all were open, from the bridge's counters
+    write_delay_ms: dict[str, float | None] | None = None
 
 
 def parse_nofile(limits: str) -> float | None:
@@ -183,7 +206,13 @@ async def _sample_rss(process: psutil.Process, peak: list[float], stop: asyncio.
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
+def _delays(before: Scrape, after: Scrape, histogram: str) -> dict[str, float | None]:
+    quantiles = {name: quantile_between(before, after, histogram, q) for name, q in (("p50", 0.5), ("p99", 0.99))}
+    return {name: None if value is None else value * 1000 for name, value in quantiles.items()}
+
+
 async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: float) -> Level:
+    metrics_url = f"http://{ctx.settings.host}:{ctx.settings.bridge_metrics_port}/metrics"
     process = psutil.Process(ctx.bridge_pid())
     level = Level(streams, jobs, rss_mib_before=process.memory_info().rss / 2**20)
     peak = [level.rss_mib_before]
@@ -211,7 +240,10 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
             tasks += [asyncio.create_task(stream(url, event)) for url, event in wave]
             await asyncio.gather(*(event.wait() for _, event in wave))
         all_open = time.time()
+        cpu_all_open = cpu_seconds(process)
+        at_open = await scrape(metrics_url)
         results = await asyncio.gather(*tasks)
+        at_end = await scrape(metrics_url)
     finally:
         for task in tasks:
             task.cancel()
@@ -223,6 +255,7 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
     level.failed = sum(isinstance(result, Exception) for result in results)
     level.opened = streams - level.failed
     level.cpu_percent = 100 * cpu_s / (ended - started)
+    events_all_open = 0
     latencies: list[float] = []
     stamps: list[float] = []
     received: list[float] = []
@@ -230,6 +263,7 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
         if isinstance(result, Exception):
             continue
         level.events += len(result)
+        events_all_open += sum(1 for event in result if event.received >= all_open)
         for event in result:
             if event.event != "token":
                 continue
@@ -239,6 +273,14 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
                 stamps.append(stamped)
                 received.append(event.received)
     level.cpu_us_per_event = 1e6 * cpu_s / level.events if level.events else float("nan")
+    level.cpu_us_per_event_all_open = (
+        1e6 * (cpu_s - (cpu_all_open - cpu_before)) / events_all_open if events_all_open else float("nan")
+    )
+    level.cpu_ms_per_stream_opened = 1e3 * (cpu_all_open - cpu_before) / streams
+    writes = at_end.value(WRITES) - at_open.value(WRITES)
+    level.events_per_write = (at_end.value(EVENTS) - at_open.value(EVENTS)) / writes if writes else float("nan")
+    level.tail_delay_ms = _delays(at_open, at_end, TAIL_DELAY)
+    level.write_delay_ms = _delays(at_open, at_end, WRITE_DELAY)
     level.latency_tokens = len(latencies)
     level.rss_mib_peak = peak[0]
     level.latency_ms = summary(latencies)
@@ -246,6 +288,48 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
         level.delivered_per_s = len(received) / (max(received) - all_open)
         level.produced_per_s = len(stamps) / (max(stamps) - all_open)
     return level
+
+
+async def _tail_us_per_record(ctx: Context, jobs: int) -> float:
+    """The bridge's CPU per record its Kafka tail reads, while `jobs` jobs stream and no stream is open (the
+    tail fetching, parsing and keeping records; the hub finds no watcher)."""
+    metrics_url = f"http://{ctx.settings.host}:{ctx.settings.bridge_metrics_port}/metrics"
+    process = psutil.Process(ctx.bridge_pid())
+    await asyncio.gather(*(ctx.submit(PIPELINE, TAIL_ONLY_TOKENS) for _ in range(jobs)))
+    await asyncio.sleep(1.0)  # the jobs reach their tokens
+    before, cpu_before = await scrape(metrics_url), cpu_seconds(process)
+    await asyncio.sleep(TAIL_ONLY_S)
+    after, cpu_after = await scrape(metrics_url), cpu_seconds(process)
+    records = after.value(RECORDS_READ) - before.value(RECORDS_READ)
+    return 1e6 * (cpu_after - cpu_before) / records if records else float("nan")
+
+
+def _split_rows(name: str, level: Level, tail_us: float, hub_us: float, send_us: float) -> list[dict[str, Any]]:
+    """What the CPU per event once all were open is made of: the tail's share (its cost per record over the
+    watchers of each record), the hub and encoding, the send per write; the rest is asyncio and the ASGI server."""
+    watchers = level.streams / level.jobs
+    tail_share = tail_us / watchers
+    send_share = send_us / level.events_per_write
+    rest = level.cpu_us_per_event_all_open - tail_share - hub_us - send_share
+    part = f"{name}: of the CPU per event once open,"
+    return [
+        row(f"{part} the Kafka tail's share", "µs", tail_share, tail_us, "per record", f"{watchers:.0f} watch each"),
+        row(f"{part} the hub and SSE encoding", "µs", hub_us, None, "", "in process, over a log in memory"),
+        row(f"{part} the send system call", "µs", send_share, send_us, "a write", f"{level.events_per_write:.2f}/wr."),
+        row(f"{part} asyncio and the ASGI server (the rest)", "µs", rest, None, ""),
+    ]
+
+
+def _delay_rows(name: str, level: Level, base: Level) -> list[dict[str, Any]]:
+    """Where the latency p99 is made: by the time the tail hands the record over, by the write, at the client."""
+    rows = []
+    for part, delays, base_delays in (
+        ("at the bridge's Kafka tail", level.tail_delay_ms, base.tail_delay_ms),
+        ("at the bridge's write", level.write_delay_ms, base.write_delay_ms),
+    ):
+        ours, baseline = (delays or {}).get("p99"), (base_delays or {}).get("p99")
+        rows.append(row(f"{name}: delay p99 {part}", "ms", ours, baseline, "1 stream on 1 job", HISTOGRAM_NOTE))
+    return rows
 
 
 async def run(ctx: Context, sizes: Sizes) -> Figure:
@@ -256,6 +340,9 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         bridge_limit = nofile_limit(bridge_pid)
         base = await _level(ctx, 1, 1, sizes.baseline_tokens, sizes.limit_s)
         await ctx.drain(30.0)
+        first = sizes.levels[0]
+        tail_us = await _tail_us_per_record(ctx, first.jobs)
+        await ctx.drain(60.0)
         for size in sizes.levels:
             reason = skip_reason(size.streams, own_limit, bridge_limit)
             if reason:
@@ -264,6 +351,8 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             levels.append(await _level(ctx, size.streams, size.jobs, size.tokens, sizes.limit_s))
             await ctx.drain(60.0)
     assert base.latency_ms is not None
+    send_us = hub_cost.loopback_send_us()
+    hub_us = {level.streams: await hub_cost.hub_us_per_event(level.streams // level.jobs) for level in levels}
     rows: list[dict[str, Any]] = []
     one = "1 stream on 1 job"
     for level in levels:
@@ -273,8 +362,18 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             row(f"{name}: token events/s delivered", "1/s", level.delivered_per_s, level.produced_per_s, "produced"),
             row(f"{name}: latency p50", "ms", level.latency_ms["p50"], base.latency_ms["p50"], one),
             row(f"{name}: latency p99", "ms", level.latency_ms["p99"], base.latency_ms["p99"], one),
+            *_delay_rows(name, level, base),
             row(f"{name}: bridge CPU", "% core", level.cpu_percent, base.cpu_percent, one),
             row(f"{name}: bridge CPU per delivered event", "µs", level.cpu_us_per_event, base.cpu_us_per_event, one),
+            row(
+                f"{name}: bridge CPU per event delivered once all were open",
+                "µs",
+                level.cpu_us_per_event_all_open,
+                base.cpu_us_per_event_all_open,
+                one,
+            ),
+            *_split_rows(name, level, tail_us, hub_us[level.streams], send_us),
+            row(f"{name}: bridge CPU per stream opened", "ms", level.cpu_ms_per_stream_opened, None, ""),
             row(f"{name}: bridge RSS peak", "MiB", level.rss_mib_peak, level.rss_mib_before, "bridge before"),
             row(f"{name}: time to open every stream", "s", level.open_s, base.open_s, one),
         ]
@@ -291,6 +390,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         "skipped": [{"streams": size.streams, "jobs": size.jobs, "reason": reason} for size, reason in skipped],
         "tokens_per_job": {str(size.streams): size.tokens for size in sizes.levels} | {"1": sizes.baseline_tokens},
         "pinning": pinning,
+        "cpu_split": {"tail_us_per_record": tail_us, "hub_us_per_event": hub_us, "send_us_per_write": send_us},
         "open_files": {"load_generator_soft_limit": own_limit, "bridge_soft_limit": bridge_limit},
         "wave": WAVE,
     }

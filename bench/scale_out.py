@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import Context, Figure, cpu_seconds, row, stamp_of, summary
 from bench.fanout import WAVE, raised_nofile
+from bench.scrape import scrape
 from bench.sse import Received, SseError, read_events
 from devstack.stack import LOCAL_LIMITS
 from jobstream.connections import kafka_options
@@ -131,12 +132,10 @@ def _healthy(settings: Settings, replica: Replica) -> bool:
 
 
 async def _records_read(settings: Settings, replica: Replica) -> float:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://{settings.host}:{replica.metrics_port}/metrics", timeout=5.0)).text
-    for line in text.splitlines():
-        if line.startswith(READ_METRIC + " "):
-            return float(line.split()[1])
-    raise RuntimeError(f"no {READ_METRIC} on bench bridge {replica.index}")
+    metrics = await scrape(f"http://{settings.host}:{replica.metrics_port}/metrics")
+    if (READ_METRIC, ()) not in metrics.samples:
+        raise RuntimeError(f"no {READ_METRIC} on bench bridge {replica.index}")
+    return metrics.value(READ_METRIC)
 
 
 async def _topic_end(settings: Settings) -> int:

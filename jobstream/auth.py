@@ -63,8 +63,37 @@ class KeysFile:
     tenants: Any  # as written; jobstream.tenants says when it is not a mapping of tenants to limits
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    signature: tuple[int, int, int]  # the file's inode, size and modification time when it was parsed
+    at: float  # time.monotonic() then
+    document: KeysFile
+
+
+# Per path: the last parse, answered again while the file looks unchanged (every RPC and every stream open asks).
+_PARSED: dict[Path, _Parsed] = {}
+# ...but for no longer than this: a file rewritten in place to the same size within one tick of a coarse clock
+# looks unchanged.
+REPARSE_S = 1.0
+
+
 def read_keys_file(settings: Settings) -> KeysFile:
     path = keys_file(settings)
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return KeysFile({}, {})
+    signature = (status.st_ino, status.st_size, status.st_mtime_ns)
+    parsed = _PARSED.get(path)
+    now = time.monotonic()
+    if parsed is not None and parsed.signature == signature and now - parsed.at < REPARSE_S:
+        return parsed.document
+    document = _parse_keys_file(path)
+    _PARSED[path] = _Parsed(signature, now, document)
+    return document
+
+
+def _parse_keys_file(path: Path) -> KeysFile:
     for attempt in range(READ_ATTEMPTS):
         try:
             data = json.loads(path.read_text())

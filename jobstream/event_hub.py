@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from jobstream import cursors
@@ -48,14 +49,21 @@ class Delivery:
     """One event on its way to watchers: the hub routes one per record to every watcher of the job, so what is
     derived from the event (its encoding at the edge, its neighbours' ids) is computed once, when first asked."""
 
-    __slots__ = ("_after", "_before", "encoded", "event", "headers", "locator")
+    __slots__ = ("_after", "_before", "encoded", "event", "headers", "locator", "routed_at")
 
     def __init__(
-        self, event: JobEvent, locator: LogLocator | None = None, headers: RecordHeaders | None = None
+        self,
+        event: JobEvent,
+        locator: LogLocator | None = None,
+        headers: RecordHeaders | None = None,
+        routed_at: float = 0.0,
     ) -> None:
         self.event = event
         self.locator = locator  # where the tail read it; None for a replayed or rebuilt event
         self.headers = headers  # the record's (a producer's trace context, when traces are on)
+        # When the tail handed the record to the hub (Unix time; 0 for a replayed or rebuilt event): splits an
+        # event's delivery lag into the log's part and the edge's.
+        self.routed_at = routed_at
         self.encoded: bytes | None = None  # the edge's wire form, cached there by the first watcher's encoder
         self._before: str | None = None
         self._after: str | None = None
@@ -151,7 +159,7 @@ class EventHub:
         event = readable_event(record.value)
         if event is None:
             return
-        delivery = Delivery(event, LogLocator(record.partition, record.offset), record.headers)
+        delivery = Delivery(event, LogLocator(record.partition, record.offset), record.headers, time.time())
         for subscriber in subscribers:
             subscriber.put(delivery)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,7 +20,8 @@ from jobstream.shared_calls import SharedCalls
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.workflow_io import EventSpec, JobResult
 
-TENANT_CACHE_SIZE = 10_000
+_V = TypeVar("_V")
+CACHE_SIZE = 10_000  # jobs whose tenant (and, once started, first offset) a process remembers
 
 
 class JobDirectory:
@@ -31,6 +33,8 @@ class JobDirectory:
         self._tenants: OrderedDict[str, str] = OrderedDict()
         # One lookup per job at a time: a thousand viewers opening one job at once ask Temporal once.
         self._lookup_tenant = SharedCalls(self._tenant_of)
+        # Where a job's story starts never changes either, once it has started: later viewers read it here.
+        self._locators: OrderedDict[str, LogLocator] = OrderedDict()
 
     async def describe(self, job_id: str) -> WorkflowExecutionDescription | None:
         try:
@@ -50,18 +54,21 @@ class JobDirectory:
         description = await self.describe(job_id)
         tenant = description.typed_search_attributes.get(JOB_TENANT) if description else None
         if tenant is not None:
-            self._tenants[job_id] = tenant
-            if len(self._tenants) > TENANT_CACHE_SIZE:
-                self._tenants.popitem(last=False)
+            _remember(self._tenants, job_id, tenant)
         return tenant
 
     async def locate(self, job_id: str) -> LogLocator | None:
+        cached = self._locators.get(job_id)
+        if cached is not None:
+            return cached
         description = await self.describe(job_id)
         if description is None:
             return None
         memo = JobMemo.parse(await description.memo())
         if memo.log_partition is not None and memo.log_offset is not None:
-            return LogLocator(memo.log_partition, memo.log_offset)
+            locator = LogLocator(memo.log_partition, memo.log_offset)
+            _remember(self._locators, job_id, locator)
+            return locator
         if description.status == WorkflowExecutionStatus.RUNNING:
             raise NotStartedYet(job_id)
         return None
@@ -98,3 +105,9 @@ class JobDirectory:
             code, message = memo.error_or_default(description.status)
             spec = EventSpec(type="job.failed", error_code=code, error_message=message, usage=memo.usage(), **end)
         return await build_event(spec, self.store)
+
+
+def _remember(cache: OrderedDict[str, _V], job_id: str, value: _V) -> None:
+    cache[job_id] = value
+    if len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)

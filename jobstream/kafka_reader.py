@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -61,6 +62,7 @@ class KafkaLogReader:
         self._idle_since: dict[int, float] = {}  # ...and since when none has
         self._joining: dict[int, asyncio.Future[int]] = {}  # asked for, until the tail has it
         self.records_read = 0
+        self._outage_since: float | None = None  # time.monotonic() when the tail last stopped reading
 
     @property
     def partition_count(self) -> int:
@@ -202,14 +204,25 @@ class KafkaLogReader:
 
     async def _run(self) -> None:
         # The broker restarting must not end every stream: retry, saying so once when it starts and once when
-        # it ends, not with a traceback per try.
-        retrying = AsyncRetrying(wait=RETRY_WAIT, before_sleep=_outage_began, reraise=True)
+        # it ends, not with a traceback per try. One retrying call for the tail's whole life, not one per fetch:
+        # tenacity's bookkeeping would cost more than the fetch.
+        retrying = AsyncRetrying(wait=RETRY_WAIT, before_sleep=self._outage_began, reraise=True)
+        await retrying(self._tail_forever)
+
+    async def _tail_forever(self) -> None:
         while True:
-            batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await retrying(self._fetch)
-            if retrying.statistics.get("attempt_number", 1) > 1:
-                log.warning("the Kafka tail reads again (after %.1f s)", retrying.statistics.get("idle_for", 0.0))
+            batch = await self._fetch()
+            if self._outage_since is not None:
+                log.warning("the Kafka tail reads again (after %.1f s)", time.monotonic() - self._outage_since)
+                self._outage_since = None
             for tp, records in batch.items():
                 self._take(tp.partition, records)
+
+    def _outage_began(self, state: RetryCallState) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            error = state.outcome.exception() if state.outcome is not None else None
+            log.warning("the Kafka tail cannot read (%r): retrying with backoff until it can", error)
 
     def _take(self, partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         if not records or partition not in self._read:
@@ -273,9 +286,3 @@ class KafkaLogReader:
             if loop.time() >= deadline:
                 return None
             await asyncio.sleep(POLL_MS / 1000)
-
-
-def _outage_began(state: RetryCallState) -> None:
-    if state.attempt_number == 1:
-        error = state.outcome.exception() if state.outcome is not None else None
-        log.warning("the Kafka tail cannot read (%r): retrying with backoff until it can", error)

@@ -4,10 +4,12 @@ fresh one) or the API key it was issued to is revoked (the `kid` claim names tha
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -31,6 +33,8 @@ class StreamGrant:
 REQUIRED = ["exp", "iat", "sub", "ten", "aud", "kid"]
 # The JobService that issues a token and the bridge that checks it read different clocks.
 CLOCK_SKEW_S = 30
+# Tokens whose signature a process remembers having checked.
+VERIFIED_TOKENS = 10_000
 # HS256 wants a key at least as long as its hash (RFC 7518, 3.2): 32 bytes.
 MIN_SECRET_BYTES = 32
 
@@ -71,6 +75,10 @@ class StreamTokens:
     def __init__(self, settings: Settings) -> None:
         self.secret = signing_secret(settings)
         self.ttl_s = settings.stream_token_ttl_s
+        # Every viewer of a job, and every reconnect, brings the same token: its signature is checked once (the
+        # check costs more than the rest of opening a stream), its expiry every time. A forged token raises, and
+        # what raises is not kept.
+        self._signed_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._check_signature)
 
     def issue(self, job_id: str, tenant: str, key_id: str, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -86,20 +94,28 @@ class StreamTokens:
         }
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
-    def verify(self, token: str, job_id: str) -> StreamGrant:
+    def _check_signature(self, token: str) -> dict[str, Any]:
+        # A token without `exp` would never expire: every claim we issue is required. Expiry is verify's own
+        # check, since the claims are kept beyond one call.
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self.secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            options={"require": REQUIRED, "verify_exp": False},
+            leeway=CLOCK_SKEW_S,
+        )
+        return claims
+
+    def verify(self, token: str, job_id: str, now: float | None = None) -> StreamGrant:
         """The grant for `job_id`; InvalidStreamToken if forged, expired or issued for another job."""
         try:
-            # A token without `exp` would never expire: every claim we issue is required.
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                audience=AUDIENCE,
-                options={"require": REQUIRED},
-                leeway=CLOCK_SKEW_S,
-            )
+            claims = self._signed_claims(token)
         except jwt.PyJWTError as exc:
             raise InvalidStreamToken(str(exc)) from exc
+        expires = claims["exp"]
+        if not isinstance(expires, int) or expires + CLOCK_SKEW_S < (now if now is not None else time.time()):
+            raise InvalidStreamToken("Signature has expired")
         if claims.get("sub") != job_id or not isinstance(claims.get("ten"), str):
             raise InvalidStreamToken("token was issued for another job")
         if not isinstance(claims.get("kid"), str):

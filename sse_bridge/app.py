@@ -137,7 +137,9 @@ class Bridge:
         try:
             async with batches as watch:
                 async for watched in watch:
-                    batch = await self._with_fresh_result_url(watched)
+                    # Only a job.completed carries a URL: the common batch (tokens) is not awaited on.
+                    done = watched[-1].event.type == "job.completed"
+                    batch = await self._with_fresh_result_url(watched) if done else watched
                     if self.metrics:
                         progress.count(batch)
                     span = progress.milestone(batch) if tracing.enabled() else None
@@ -181,9 +183,13 @@ class _StreamProgress:
     def count(self, batch: list[Delivery]) -> None:
         metrics.EVENTS_DELIVERED.inc(len(batch))
         metrics.WRITES.inc()
-        stamp = batch[0].event.time
+        first = batch[0]
+        stamp = first.event.time
         if stamp.seconds:
-            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamp.ToNanoseconds() / 1e9))
+            stamped = stamp.ToNanoseconds() / 1e9
+            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamped))
+            if first.routed_at:
+                metrics.TAIL_DELAY.observe(max(0.0, first.routed_at - stamped))
         if self.replaying:
             # Replayed (or rebuilt from the job's state) events carry no tail position; once one from the
             # tail comes, every later one does.

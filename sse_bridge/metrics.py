@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from jobstream.kafka_reader import KafkaLogReader
 
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OPEN_STREAMS = Gauge("jobstream_sse_open_streams", "SSE streams open now.")
 EVENTS_DELIVERED = Counter("jobstream_sse_events_delivered", "Events written to SSE streams (each stream's own).")
 WRITES = Counter("jobstream_sse_writes", "Writes to SSE streams; each carries every event its stream had pending.")
@@ -19,7 +20,13 @@ DELIVERY_LAG = Histogram(
     "jobstream_sse_delivery_lag_seconds",
     "From an event's timestamp (a token's: the GPU worker's, as Triton handed it over) to the write that sends it; "
     "observed for the first event of each write.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    buckets=LAG_BUCKETS,
+)
+TAIL_DELAY = Histogram(
+    "jobstream_sse_tail_delay_seconds",
+    "From an event's timestamp to the bridge's Kafka tail handing its record to the hub (the log's part of "
+    "jobstream_sse_delivery_lag_seconds: producer, broker, fetch); observed for the first event of each write.",
+    buckets=LAG_BUCKETS,
 )
 REPLAYS = Counter(
     "jobstream_sse_replays",

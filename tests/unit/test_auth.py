@@ -79,6 +79,24 @@ def test_a_file_read_in_the_middle_of_a_rewrite_is_read_again(tmp_path: Path, mo
     assert load_keys(settings(tmp_path)) == {digest("k"): "acme"}
 
 
+def test_the_file_is_parsed_again_only_when_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every RPC and stream open asks for the keys; an unchanged file answers from its last parse, a changed one
+    (a key added or revoked) at once."""
+    path = keys_file(settings(tmp_path))
+    path.write_text(json.dumps({"keys": {"k": "acme"}}))
+    parses = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: parses.append(self) or read_text(self, *a, **k))
+    for _ in range(3):
+        assert load_keys(settings(tmp_path)) == {digest("k"): "acme"}
+    assert len(parses) == 1
+    path.write_text(json.dumps({"keys": {"k": "acme", "k2": "beta"}}))
+    assert load_keys(settings(tmp_path))[digest("k2")] == "beta"
+    path.write_text(json.dumps({"keys": {"k": "acme"}}))
+    assert digest("k2") not in load_keys(settings(tmp_path))
+    assert len(parses) == 3
+
+
 @pytest.mark.parametrize("content", ['{"keys": {"k": ', '{"keys": ["k"]}', "[1]"])
 def test_a_broken_file_is_a_keys_file_error(tmp_path: Path, content: str) -> None:
     keys_file(settings(tmp_path)).write_text(content)

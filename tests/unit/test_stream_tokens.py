@@ -70,6 +70,19 @@ def test_expired(tmp_path: Path) -> None:
     assert issuer.verify(issuer.issue(JOB, "acme", KID, now=time.time() - 50), JOB).tenant == "acme"
 
 
+def test_a_token_checked_once_still_expires_and_still_names_one_job(tmp_path: Path) -> None:
+    """Its signature is checked once (every viewer of a job brings the same token), its expiry and job on every
+    open."""
+    issuer = tokens(tmp_path, ttl_s=60)
+    token = issuer.issue(JOB, "acme", KID)
+    assert issuer.verify(token, JOB).tenant == "acme"
+    assert issuer.verify(token, JOB, now=time.time() + 50).tenant == "acme"
+    with pytest.raises(InvalidStreamToken, match="expired"):
+        issuer.verify(token, JOB, now=time.time() + 61 + CLOCK_SKEW_S)
+    with pytest.raises(InvalidStreamToken, match="another job"):
+        issuer.verify(token, OTHER_JOB)
+
+
 def test_clocks_that_differ_by_seconds_agree_on_a_token(tmp_path: Path) -> None:
     """A JobService whose clock runs ahead of the bridge's issues tokens the bridge takes."""
     issuer = tokens(tmp_path)
