@@ -1,6 +1,8 @@
 """Figure 4: fan-out, one SSE bridge process serving 1,000 and 5,000 concurrent streams.
 
-Each level submits J drill-slow jobs (50 ms/token) and opens S/J SSE connections to each, from one
+Each level submits J drill-slow jobs (50 ms/token; the 5,000 level drill-trickle, 500 ms/token, since 100
+watchers of each of 50 jobs at drill-slow's rate ask more events of one core than it has) and opens S/J SSE
+connections to each, from one
 asyncio process with a lean raw-socket client (bench/sse.py). The connections open in waves of 500, each
 wave waiting until its streams have answered 200 (or failed) before the next starts: thousands of
 connects at once would overflow the bridge's listen backlog and measure SYN retries, not the bridge.
@@ -65,7 +67,10 @@ FD_MARGIN = 64  # descriptors either side needs besides the streams (Kafka, Temp
 class LevelSize:
     streams: int
     jobs: int
-    tokens: int  # enough that the jobs outlast opening every stream (50 ms per token)
+    tokens: int  # enough that the jobs outlast opening every stream
+    # drill-slow (50 ms per token); drill-trickle (500 ms) for a level of many streams at an event rate one core
+    # can carry
+    pipeline: str = PIPELINE
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,8 @@ def _delays(before: Scrape, after: Scrape, histogram: str) -> dict[str, float | 
     return {name: None if value is None else value * 1000 for name, value in quantiles.items()}
 
 
-async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: float) -> Level:
+async def _level(ctx: Context, size: LevelSize, limit_s: float) -> Level:
+    streams, jobs = size.streams, size.jobs
     metrics_url = f"http://{ctx.settings.host}:{ctx.settings.bridge_metrics_port}/metrics"
     process = psutil.Process(ctx.bridge_pid())
     level = Level(streams, jobs, rss_mib_before=process.memory_info().rss / 2**20)
@@ -220,7 +226,7 @@ async def _level(ctx: Context, streams: int, jobs: int, tokens: int, limit_s: fl
     sampler = asyncio.create_task(_sample_rss(process, peak, stop))
     cpu_before = cpu_seconds(process)
     started = time.time()
-    replies = await asyncio.gather(*(ctx.submit(PIPELINE, tokens) for _ in range(jobs)))
+    replies = await asyncio.gather(*(ctx.submit(size.pipeline, size.tokens) for _ in range(jobs)))
     per_job = [streams // jobs + (1 if i < streams % jobs else 0) for i in range(jobs)]
     opened = [asyncio.Event() for _ in range(streams)]
     urls = [reply.events_url for reply, count in zip(replies, per_job, strict=True) for _ in range(count)]
@@ -338,7 +344,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     levels: list[Level] = []
     with raised_nofile() as own_limit, pinned(bridge_pid) as pinning:
         bridge_limit = nofile_limit(bridge_pid)
-        base = await _level(ctx, 1, 1, sizes.baseline_tokens, sizes.limit_s)
+        base = await _level(ctx, LevelSize(1, 1, sizes.baseline_tokens), sizes.limit_s)
         await ctx.drain(30.0)
         first = sizes.levels[0]
         tail_us = await _tail_us_per_record(ctx, first.jobs)
@@ -348,7 +354,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             if reason:
                 skipped.append((size, reason))
                 continue
-            levels.append(await _level(ctx, size.streams, size.jobs, size.tokens, sizes.limit_s))
+            levels.append(await _level(ctx, size, sizes.limit_s))
             await ctx.drain(60.0)
     assert base.latency_ms is not None
     send_us = hub_cost.loopback_send_us()
@@ -389,6 +395,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         "levels": [level.__dict__ for level in levels],
         "skipped": [{"streams": size.streams, "jobs": size.jobs, "reason": reason} for size, reason in skipped],
         "tokens_per_job": {str(size.streams): size.tokens for size in sizes.levels} | {"1": sizes.baseline_tokens},
+        "pipelines": {str(size.streams): size.pipeline for size in sizes.levels} | {"1": PIPELINE},
         "pinning": pinning,
         "cpu_split": {"tail_us_per_record": tail_us, "hub_us_per_event": hub_us, "send_us_per_write": send_us},
         "open_files": {"load_generator_soft_limit": own_limit, "bridge_soft_limit": bridge_limit},
