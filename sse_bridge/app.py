@@ -185,11 +185,12 @@ class _StreamProgress:
         metrics.WRITES.inc()
         first = batch[0]
         stamp = first.event.time
-        if stamp.seconds:
+        # Live events only: a replayed one is late by design (the stream began after it), and its lag would
+        # hide the delivery lag of everyone else.
+        if first.routed_at and stamp.seconds:
             stamped = stamp.ToNanoseconds() / 1e9
             metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamped))
-            if first.routed_at:
-                metrics.TAIL_DELAY.observe(max(0.0, first.routed_at - stamped))
+            metrics.TAIL_DELAY.observe(max(0.0, first.routed_at - stamped))
         if self.replaying:
             # Replayed (or rebuilt from the job's state) events carry no tail position; once one from the
             # tail comes, every later one does.

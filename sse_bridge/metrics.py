@@ -19,13 +19,13 @@ WRITES = Counter("jobstream_sse_writes", "Writes to SSE streams; each carries ev
 DELIVERY_LAG = Histogram(
     "jobstream_sse_delivery_lag_seconds",
     "From an event's timestamp (a token's: the GPU worker's, as Triton handed it over) to the write that sends it; "
-    "observed for the first event of each write.",
+    "observed for the first event of each write that carries live events (replays are late by design).",
     buckets=LAG_BUCKETS,
 )
 TAIL_DELAY = Histogram(
     "jobstream_sse_tail_delay_seconds",
     "From an event's timestamp to the bridge's Kafka tail handing its record to the hub (the log's part of "
-    "jobstream_sse_delivery_lag_seconds: producer, broker, fetch); observed for the first event of each write.",
+    "jobstream_sse_delivery_lag_seconds: producer, broker, fetch); observed with it.",
     buckets=LAG_BUCKETS,
 )
 REPLAYS = Counter(
