@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,9 +85,14 @@ def test_the_file_is_parsed_again_only_when_it_changed(tmp_path: Path, monkeypat
     (a key added or revoked) at once."""
     path = keys_file(settings(tmp_path))
     path.write_text(json.dumps({"keys": {"k": "acme"}}))
-    parses = []
+    parses: list[Path] = []
     read_text = Path.read_text
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: parses.append(self) or read_text(self, *a, **k))
+
+    def counted_read(self: Path, *args: Any, **kwargs: Any) -> str:
+        parses.append(self)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted_read)
     for _ in range(3):
         assert load_keys(settings(tmp_path)) == {digest("k"): "acme"}
     assert len(parses) == 1
