@@ -4,15 +4,17 @@ counters moved by exactly what the workload did. Parsed with prometheus_client's
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from devstack.stack import gpu_worker_metrics_ports
-from jobstream.settings import Settings
+from jobstream.settings import PROJECT_ROOT, Settings
 from jobstream.v1.job_pb2 import JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
 from tests.stack.helpers import Stub, follow_reconnecting, job_service, sse_client, submit, wait_terminal
@@ -172,3 +174,35 @@ async def test_a_stream_opened_after_the_job_counts_its_replay(
     assert len(followed.events) == EVENTS
     assert moved(before, after, "sse-bridge", "jobstream_sse_replays_total") == 1
     assert moved(before, after, "sse-bridge", "jobstream_sse_replayed_events_total") == EVENTS
+
+
+# The alert rules that docker-compose's Prometheus loads and the Helm chart renders as a PrometheusRule.
+ALERTS = PROJECT_ROOT / "deploy" / "helm" / "jobstream" / "files" / "alerts.yaml"
+# A metric name in PromQL: an identifier followed by a label matcher or a range, or alone before a comparison.
+METRIC = re.compile(r"\b((?:jobstream|temporal)_[a-z0-9_]+)\b")
+
+
+def alert_metrics() -> dict[str, set[str]]:
+    """Each alert's metric names (Prometheus's own `up` aside: no process exports it)."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return {rule["alert"]: set(METRIC.findall(rule["expr"])) for group in groups for rule in group["rules"]}
+
+
+def test_every_alert_names_metrics() -> None:
+    named = alert_metrics()
+    assert {"JobstreamJobsFailing", "JobstreamProcessDown", "JobstreamGpuQueueBackedUp"} <= set(named)
+    assert all(metrics for alert, metrics in named.items() if alert != "JobstreamProcessDown"), named
+
+
+async def test_every_metric_an_alert_names_is_scraped(
+    stub: Stub, api_key: str, stack: Settings, temporal_client: Client
+) -> None:
+    """A renamed metric would silently disable its alert: each must be in a live scrape after a job ran."""
+    reply = await submit(stub, api_key, pipeline="generate", max_tokens=TOKENS)
+    async with sse_client() as client:
+        await follow_reconnecting(client, reply.events_url)
+    await wait_terminal(stub, api_key, reply.job_id)
+    await idle(temporal_client)
+    scraped = {name for samples in (await scrape(stack)).values() for name, _ in samples}
+    missing = {alert: metrics - scraped for alert, metrics in alert_metrics().items() if metrics - scraped}
+    assert not missing, f"alerts naming metrics no process exports: {missing}"
