@@ -51,6 +51,8 @@ LOCAL_ONLY = {
     "model_repository": "the local Triton's model repository; in the chart, copied from the image by Triton's init",
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
+# The first test builds helm (`go install`, a few minutes on a cold Go module cache): more than the default limit.
+pytestmark = pytest.mark.timeout(900)
 
 
 @cache
