@@ -20,7 +20,7 @@ from devstack.service_set import register_namespace
 from devstack.stack import http_ok
 from devstack.supervisor import Child, Probe, Supervisor
 from devstack.temporal_server import DEV_SERVER_CONFIG
-from jobstream.auth import keys_file
+from jobstream.keys_store import keys_file
 from jobstream.settings import Settings, get_settings
 
 # Well away from the single-node stack's ports (7233, 9092, 9000, 8000-8002, 8080, 50051, 946x).

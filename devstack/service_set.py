@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from devstack import provision, stack
 from devstack.supervisor import Child, Supervisor
-from jobstream.auth import keys_file
+from jobstream.keys_store import keys_file
 from jobstream.settings import Settings
 from jobstream.stream_tokens import signing_secret
 

@@ -7,7 +7,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobstream.auth import KeysFile, KeysFileError, read_keys_file
+from jobstream.keys_store import KeysFile, KeysFileError, read_keys_file
 from jobstream.settings import Settings
 
 # Counted in each process's memory, so divided among replicas; 0 (no limit) stays 0.

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobstream.auth import KeysFile, KeysFileError, live_key_ids, read_keys_file
+from jobstream.auth import live_key_ids
+from jobstream.keys_store import KeysFile, KeysFileError, read_keys_file
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamGrant
 from jobstream.tenants import limits_in

@@ -27,11 +27,12 @@ from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors, tracing
-from jobstream.auth import KeysFileError, bearer_key
+from jobstream.auth import bearer_key
 from jobstream.event_hub import Delivery, EventHub, SlowConsumerError
 from jobstream.event_log import TERMINAL_TYPES
 from jobstream.job_directory import JobDirectory
 from jobstream.job_events import with_fresh_result_url
+from jobstream.keys_store import KeysFileError
 from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
 from jobstream.pipelines import load_pipelines
 from jobstream.stream_tokens import InvalidStreamToken, StreamTokens

@@ -30,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jobstream.auth import KeysFile, KeysFileError, bearer_key, caller_of
+from jobstream.auth import bearer_key, caller_of
+from jobstream.keys_store import KeysFile, KeysFileError
 from jobstream.v1 import job_service_pb2
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 
-from jobstream.auth import Caller, KeysFileError, bearer_key, caller_of, read_keys_file
+from jobstream.auth import Caller, bearer_key, caller_of
+from jobstream.keys_store import KeysFileError, read_keys_file
 from jobstream.settings import Settings
 from jobstream.tenants import limits_in
 from services.job_service.call_slots import CallRefused, CallSlots

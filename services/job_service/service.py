@@ -18,10 +18,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
-from jobstream.auth import KeysFileError
 from jobstream.event_hub import EventHub, SlowConsumerError
 from jobstream.job_events import set_result, usage_proto, with_fresh_result_url
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
+from jobstream.keys_store import KeysFileError
 from jobstream.logs import bind_job
 from jobstream.partitioning import partition_of
 from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore, StoredObject

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -33,8 +32,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
-from jobstream.auth import digest, keys_file, write_keys
 from jobstream.connections import job_service_channel
+from jobstream.keys_store import KeysDocument, digest, update
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
@@ -127,55 +126,41 @@ async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
 # -- tenants ------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _keys_locked(settings: Settings) -> Iterator[Path]:
-    path = keys_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield path
-
-
-def _read_keys(path: Path) -> dict[str, str]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    return {str(k): str(v) for k, v in data.get("keys", {}).items()}
-
-
 def add_api_key(settings: Settings, tenant: str) -> str:
     """Add a new key for `tenant` (any name, even one the service refuses) to the api-keys file, keeping every
     existing key; returns the key. Stored as its digest, as `jobstream keys add` stores one."""
     key = "js_test_" + secrets.token_urlsafe(18)
-    with _keys_locked(settings) as path:
-        keys = _read_keys(path)
-        keys[digest(key)] = tenant
-        write_keys(path, keys)
+
+    def add(document: KeysDocument) -> None:
+        document.keys[digest(key)] = tenant
+
+    update(settings, add)
     return key
 
 
 def remove_api_key(settings: Settings, key: str) -> None:
-    with _keys_locked(settings) as path:
-        keys = _read_keys(path)
-        if keys.pop(digest(key), None) is not None:
-            write_keys(path, keys)
+    def remove(document: KeysDocument) -> None:
+        document.keys.pop(digest(key), None)
+
+    update(settings, remove)
 
 
 @contextlib.contextmanager
 def tenant_with_limits(settings: Settings, prefix: str, **limits: int) -> Iterator[tuple[str, str]]:
     """(tenant, key) of a brand-new tenant whose own limits (the keys file's `tenants` section) are `limits`."""
     with tenant_key(settings, prefix) as (tenant, key):
-        with _keys_locked(settings) as path:
-            data = json.loads(path.read_text())
-            write_keys(path, data["keys"], {**data.get("tenants", {}), tenant: limits})
+
+        def limit(document: KeysDocument) -> None:
+            document.tenants[tenant] = limits
+
+        def unlimit(document: KeysDocument) -> None:
+            document.tenants.pop(tenant, None)
+
+        update(settings, limit)
         try:
             yield tenant, key
         finally:
-            with _keys_locked(settings) as path:
-                data = json.loads(path.read_text())
-                tenants = {name: own for name, own in data.get("tenants", {}).items() if name != tenant}
-                write_keys(path, data["keys"], tenants)
+            update(settings, unlimit)
 
 
 @contextlib.contextmanager

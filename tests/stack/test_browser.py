@@ -21,7 +21,8 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from devstack import chromium
 from devstack.reliability import Record
-from jobstream.auth import digest, key_id, load_keys, tenant_of
+from jobstream.auth import key_id, tenant_of
+from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1 import job_service_pb2 as api

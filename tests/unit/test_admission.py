@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from jobstream.auth import KeysFile, digest, key_id
+from jobstream.auth import key_id
+from jobstream.keys_store import KeysFile, digest
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamGrant
 from sse_bridge.admission import Admission, Refusal

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobstream.auth import keys_file, load_keys, tenant_of
+from jobstream.auth import tenant_of
+from jobstream.keys_store import keys_file, load_keys
 from jobstream.settings import PROJECT_ROOT, Settings
 
 

@@ -16,9 +16,10 @@ from starlette.types import Message
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
-from jobstream.auth import KeysFile, digest, key_id
+from jobstream.auth import key_id
 from jobstream.event_hub import Delivery, EventHub
 from jobstream.job_directory import JobDirectory
+from jobstream.keys_store import KeysFile, digest
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1.event_pb2 import JobEvent

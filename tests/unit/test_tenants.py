@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobstream.auth import KeysFileError, keys_file
+from jobstream.keys_store import KeysFileError, keys_file
 from jobstream.settings import Settings
 from jobstream.tenants import TenantLimits, tenant_limits
 

@@ -9,7 +9,7 @@ import grpc
 from aiokafka import AIOKafkaProducer
 
 from devstack.reliability import Record
-from jobstream.auth import keys_file
+from jobstream.keys_store import keys_file
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from devstack.reliability import Record
 from jobstream import cursors
-from jobstream.auth import digest, key_id, load_keys, tenant_of
+from jobstream.auth import key_id, tenant_of
+from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
 from tests.stack.faults.fuzzing import FuzzLog, examples, fuzz
