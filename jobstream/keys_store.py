@@ -126,6 +126,7 @@ def read_keys_file(settings: Settings) -> KeysFile:
         if good is None:
             raise
         log.error("%s cannot be parsed; the keys read before stay in force until it can", path)
+        _PARSED[path] = _Parsed(signature, now, good)  # said (and tried) again in REPARSE_S, not on every call
         return good
     _PARSED[path] = _Parsed(signature, now, document)
     _GOOD[path] = document

@@ -41,12 +41,13 @@ class Recorder:
 Served = tuple[grpc.aio.Channel, Recorder]
 
 
+KEYS = json.dumps({"keys": {"good-key": "acme", "other-key": "globex"}, "tenants": {"acme": {"max_calls": 3}}})
+
+
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Served]:
+async def serving(settings: Settings, keys: str = KEYS) -> AsyncIterator[Served]:
     settings.state_dir.mkdir(exist_ok=True)
-    (settings.state_dir / "api-keys.json").write_text(
-        json.dumps({"keys": {"good-key": "acme", "other-key": "globex"}, "tenants": {"acme": {"max_calls": 3}}})
-    )
+    (settings.state_dir / "api-keys.json").write_text(keys)
     recorder = Recorder()
     handlers = {
         "SubmitJob": grpc.unary_unary_rpc_method_handler(
@@ -103,6 +104,20 @@ async def test_the_handler_learns_the_callers_tenant(server: tuple[grpc.aio.Chan
     assert (recorder.parsed, recorder.tenants) == (1, ["acme"])
     # Outside the JobService (health, reflection) no key is asked for.
     assert await call(channel, OPEN_METHOD, request, None) == grpc.StatusCode.OK
+
+
+async def test_a_broken_keys_file_is_unavailable_and_a_half_written_one_keeps_the_keys_read_before(
+    tmp_path: Path,
+) -> None:
+    """An operator's broken edit: calls go on with the keys read before it; a process that never read the file
+    whole says UNAVAILABLE (retryable), never UNKNOWN."""
+    request = api.SubmitJobRequest(prompt="Hi").SerializeToString()
+    async with serving(Settings(state_dir=tmp_path / "a")) as (channel, _):
+        assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.OK
+        (tmp_path / "a" / "api-keys.json").write_text(KEYS[: len(KEYS) // 2])
+        assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.OK
+    async with serving(Settings(state_dir=tmp_path / "b"), KEYS[: len(KEYS) // 2]) as (channel, _):
+        assert await call(channel, METHOD, request, "good-key") == grpc.StatusCode.UNAVAILABLE
 
 
 def test_the_server_bounds_what_a_client_can_hold() -> None:
