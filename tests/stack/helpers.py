@@ -40,6 +40,7 @@ from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 from jobstream.workflow_io import GenerationParams as StageParams
 from jobstream.workflow_io import LocalStageResult
+from tests.eventually import eventually
 from workers.pipeline.activities.inference import model_inputs
 
 Metadata = tuple[tuple[str, str], ...]
@@ -100,14 +101,13 @@ async def get_job(stub: Stub, api_key: str, job_id: str) -> Job:
 
 async def wait_terminal(stub: Stub, api_key: str, job_id: str, timeout_s: float = 90.0) -> Job:
     """Poll GetJob until the job is SUCCEEDED, FAILED or CANCELLED."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = await get_job(stub, api_key, job_id)
-        if job.status in TERMINAL:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} not terminal after {timeout_s}s: {job}")
-        await asyncio.sleep(0.1)
+    return await eventually(
+        lambda: get_job(stub, api_key, job_id),
+        lambda job: job.status in TERMINAL,
+        within_s=timeout_s,
+        every_s=0.1,
+        what=f"job {job_id} terminal",
+    )
 
 
 async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
@@ -682,13 +682,25 @@ def add_audit(record: Any, audit: StreamAudit) -> None:
     record.misrouted += audit.misrouted
 
 
+TRITON_STREAM_LINE = re.compile(r"stream '(?P<request>[^']+)' (?P<what>start|cancelled after|done)")
+
+
+def triton_streams(settings: Settings, job_id: str) -> dict[str, str]:
+    """Each model stream Triton started for this job (by request id) -> how it ended as far as Triton's log
+    says: "start" (still running), "cancelled after" or "done"."""
+    streams: dict[str, str] = {}
+    for match in TRITON_STREAM_LINE.finditer((settings.logs_dir / "triton.log").read_text(errors="replace")):
+        if match["request"].startswith(f"{job_id}/"):
+            streams[match["request"]] = match["what"]
+    return streams
+
+
 async def triton_log_match(settings: Settings, job_id: str, pattern: str, timeout_s: float = 10.0) -> re.Match[str]:
     """The first line of Triton's log about this job's model stream that matches `pattern`."""
     log = settings.logs_dir / "triton.log"
     regex = re.compile(rf"stream '{job_id}/[^']*' {pattern}")
-    async with asyncio.timeout(timeout_s):
-        while True:
-            match = regex.search(log.read_text(errors="replace"))
-            if match:
-                return match
-            await asyncio.sleep(0.2)
+    match = await eventually(
+        lambda: regex.search(log.read_text(errors="replace")), within_s=timeout_s, every_s=0.2, what=regex.pattern
+    )
+    assert match is not None
+    return match

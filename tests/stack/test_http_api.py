@@ -3,7 +3,6 @@ as JSON naming the field, CORS for the local stack's loopback origins, and SSE t
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 import uuid
@@ -16,6 +15,7 @@ import pytest
 from jobstream import cursors
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
+from tests.eventually import eventually
 from tests.stack.helpers import Stub, auth, job_service, read_stream, sse_client
 
 PROMPT = "It is a truth universally acknowledged"
@@ -27,20 +27,21 @@ async def http(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+TERMINAL = ("JOB_STATUS_SUCCEEDED", "JOB_STATUS_FAILED", "JOB_STATUS_CANCELLED")
+
+
 def bearer(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
 async def finished(http: httpx.AsyncClient, api_key: str, location: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
+    async def job() -> dict[str, Any]:
         reply = await http.get(location, headers=bearer(api_key))
         assert reply.status_code == 200, reply.text
-        job: dict[str, Any] = reply.json()["job"]
-        if job["status"] in ("JOB_STATUS_SUCCEEDED", "JOB_STATUS_FAILED", "JOB_STATUS_CANCELLED"):
-            return job
-        assert time.monotonic() < deadline, job
-        await asyncio.sleep(0.2)
+        found: dict[str, Any] = reply.json()["job"]
+        return found
+
+    return await eventually(job, lambda job: job["status"] in TERMINAL, within_s=60, every_s=0.2, what="the job ended")
 
 
 def refused(reply: httpx.Response, status: int, code: str, field: str | None = None) -> None:

@@ -6,9 +6,8 @@ import asyncio
 import base64
 import math
 import secrets
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,6 +23,7 @@ from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS, WORKFLOW_TYPE
 from services.job_service import listing
 from services.job_service.listing import Cursor
+from tests.eventually import eventually
 from tests.stack.helpers import (
     Stub,
     auth,
@@ -74,14 +74,17 @@ async def all_job_ids(stub: Stub, key: str, page_size: int = 2, status: int = 0)
         assert len(pages) < 50, "ListJobs paging never ends"
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], expected: Any, timeout_s: float = 20.0) -> Any:
-    """Poll until `check()` returns `expected` (Temporal's visibility store lags a little); return the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value == expected or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.2)
+async def listed_once(
+    stub: Stub, key: str, expected: list[list[str]], page_size: int, status: int = 0
+) -> list[list[str]]:
+    """ListJobs answers from Temporal's visibility store, which lags a little: its pages once they are `expected`."""
+    return await eventually(
+        lambda: all_job_ids(stub, key, page_size=page_size, status=status),
+        lambda pages: pages == expected,
+        within_s=20,
+        every_s=0.2,
+        what="ListJobs' pages",
+    )
 
 
 # -- 8. idempotency ----------------------------------------------------------------------------------------
@@ -162,19 +165,15 @@ async def test_tenants_see_only_their_own_jobs_newest_first_filtered_and_paged(
         await wait_terminal(stub, a, job_id)
 
     newest_first = [slow, *reversed(done)]
-    pages = await eventually(lambda: all_job_ids(stub, a, page_size=2), [newest_first[:2], newest_first[2:]])
+    pages = await listed_once(stub, a, [newest_first[:2], newest_first[2:]], 2)
     assert [job_id for page in pages for job_id in page] == newest_first
     assert pages[0] == newest_first[:2]
     assert all(len(page) <= 2 for page in pages)
-    assert await eventually(lambda: all_job_ids(stub, b, page_size=10), [[theirs]]) == [[theirs]]
+    assert await listed_once(stub, b, [[theirs]], 10) == [[theirs]]
 
-    succeeded = await eventually(
-        lambda: all_job_ids(stub, a, page_size=10, status=JobStatus.JOB_STATUS_SUCCEEDED), [newest_first[1:]]
-    )
+    succeeded = await listed_once(stub, a, [newest_first[1:]], 10, JobStatus.JOB_STATUS_SUCCEEDED)
     assert succeeded == [newest_first[1:]]
-    cancelled = await eventually(
-        lambda: all_job_ids(stub, a, page_size=10, status=JobStatus.JOB_STATUS_CANCELLED), [[slow]]
-    )
+    cancelled = await listed_once(stub, a, [[slow]], 10, JobStatus.JOB_STATUS_CANCELLED)
     assert cancelled == [[slow]]
     failed = await all_job_ids(stub, a, page_size=10, status=JobStatus.JOB_STATUS_FAILED)
     assert failed == [[]]
@@ -288,7 +287,7 @@ async def test_bad_submissions_name_the_field_and_start_nothing(
 
     # Nothing started: a good job submitted after them is the tenant's only job once it is listed.
     good = (await submit(stub, key, "a good one", max_tokens=8)).job_id
-    assert await eventually(lambda: all_job_ids(stub, key, page_size=50), [[good]]) == [[good]]
+    assert await listed_once(stub, key, [[good]], 50) == [[good]]
 
 
 async def test_bad_job_ids_cursors_and_pages_name_the_field(stub: Stub, api_key: str) -> None:

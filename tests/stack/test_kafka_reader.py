@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
@@ -19,6 +19,7 @@ from jobstream.log_reader import LogExpired, LogRecord
 from jobstream.partitioning import partition_of
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
+from tests.eventually import eventually
 
 PARTITIONS = 4
 
@@ -59,13 +60,6 @@ async def publish(settings: Settings, events: list[JobEvent]) -> None:
         await log.stop()
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_replica_reads_only_what_it_owns_and_follows_others_while_asked(
     topic: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,7 +73,7 @@ async def test_a_replica_reads_only_what_it_owns_and_follows_others_while_asked(
         assert reader.tailed == {0, 2}
         jobs = [job_in(partition) for partition in range(PARTITIONS)]
         await publish(settings, [token(job_id, 0) for job_id in jobs])
-        await until(lambda: len(received) == 2)
+        await eventually(lambda: len(received) == 2, what="two records")
         await asyncio.sleep(0.5)
         assert sorted(record.partition for record in received) == [0, 2]
         assert reader.records_read == 2  # the others were not even read
@@ -89,14 +83,14 @@ async def test_a_replica_reads_only_what_it_owns_and_follows_others_while_asked(
         assert boundary == 1  # what partition 3 held when it was joined is replayed, not routed
         assert reader.tailed == {0, 2, 3}
         await publish(settings, [token(jobs[3], 1), token(jobs[1], 1)])
-        await until(lambda: any(record.partition == 3 for record in received))
+        await eventually(lambda: any(record.partition == 3 for record in received), what="a record of partition 3")
         assert [(record.partition, record.offset) for record in received if record.partition == 3] == [(3, 1)]
         # Its story before the boundary, from memory: the tail read it back when it joined.
         replayed = [record async for record in reader.replay(jobs[3], 3, 0, boundary, "tenant")]
         assert [record.offset for record in replayed] == [0]
 
         reader.unfollow(3)
-        await until(lambda: reader.tailed == {0, 2}, within=5.0)
+        await eventually(lambda: reader.tailed == {0, 2}, within_s=5.0, what="tailing partitions 0 and 2")
         assert not any(record.partition == 1 for record in received)
     finally:
         await reader.stop()

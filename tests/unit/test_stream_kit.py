@@ -107,7 +107,8 @@ class Sender:
 
 
 def respond(kit: types.ModuleType, words: list[str], request: Request) -> list[tuple[dict[str, Any], int]]:
-    """What a model that generates `words` sends for `request` (initialize() skipped: no Triton here)."""
+    """What a model that generates `words` sends for `request` (initialize() skipped: no Triton here): each
+    response's outputs (or its error) and flags."""
 
     class Words(kit.StreamingModel):  # type: ignore[misc, name-defined]
         def load(self, args: dict[str, str], parameters: dict[str, str]) -> str:
@@ -122,7 +123,17 @@ def respond(kit: types.ModuleType, words: list[str], request: Request) -> list[t
     parsed = model.parse(request)
     sender = Sender()
     model._respond(sender, parsed, model.generate(parsed))
-    return [(response.outputs if response else {}, flags) for response, flags in sender.sent]
+    return [(_what(response), flags) for response, flags in sender.sent]
+
+
+def _what(response: Response | None) -> dict[str, Any]:
+    """A response's outputs, or {"error": (code, message)} for an error response: an injected OOM and a normal
+    end must not look alike."""
+    if response is None:
+        return {}
+    if response.error is not None:
+        return {"error": (response.error.code, response.error.message)}
+    return response.outputs
 
 
 RETURNS: dict[str, Any] = {
@@ -165,7 +176,16 @@ def test_an_injected_failure_comes_after_the_tokens_before_it(kit: types.ModuleT
     request = Request("x", {"fail_at_token": 2, "fail_attempts": 1}, stream=True, sampling_parameters={})
     sent = respond(kit, [" a", " b", " c"], request)
     assert [o.get("text_output") for o, _ in sent[:-1]] == [b" a", b" b"]
-    assert sent[-1][1] == FINAL
+    outputs, flags = sent[-1]
+    assert flags == FINAL
+    code, message = outputs["error"]
+    assert code == Error.UNAVAILABLE  # retryable, as vLLM's out-of-memory is
+    assert "out of memory (injected at token 2" in message
+
+
+def test_a_normal_end_is_no_error(kit: types.ModuleType) -> None:
+    sent = respond(kit, [" a", " b"], Request("x", stream=True, sampling_parameters={"max_tokens": 2}, **RETURNS))
+    assert not [outputs for outputs, _ in sent if "error" in outputs]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from devstack import supervisor as supervisor_module
 from devstack.supervisor import Child, PortInUseError, Probe, StartError, Supervisor
+from tests.eventually import eventually
 
 # One script for every child: announce readiness by writing its pid (atomically) to the file named by argv[1].
 CHILD = """
@@ -50,13 +51,8 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def wait_gone(pid: int, within_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def wait_gone(pid: int, within_s: float = 5.0) -> None:
+    await eventually(lambda: not alive(pid), within_s=within_s, what=f"process {pid} gone")
 
 
 def pid_file_probe(path: Path) -> Probe:
@@ -103,13 +99,6 @@ class _FastBackoff:
         await asyncio.sleep(delay)
 
 
-async def wait_for(condition: Callable[[], bool], within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_start_returns_once_the_child_is_ready(harness: Harness) -> None:
     child = harness.child("slow-starter", "slow")
     await harness.supervisor.start(child)
@@ -133,7 +122,7 @@ async def test_a_child_that_dies_is_restarted_with_backoff_and_said(
 
     for round_ in (1, 2, 3):
         os.kill(pids[-1], signal.SIGKILL)
-        await wait_for(lambda: restarts() >= round_)  # noqa: B023 - awaited before the loop moves on
+        await eventually(lambda: restarts() >= round_, what=f"restart {round_}")  # noqa: B023 - awaited at once
         pids.append(harness.supervisor.pid("crashy"))
     assert fast.backoffs == [1.0, 2.0, 4.0]  # doubling from 1 s
     exits = [line for line in harness.said if "exited" in line]
@@ -156,10 +145,10 @@ async def test_stop_ends_children_and_their_process_groups(harness: Harness) -> 
     grandchild = int((harness.tmp_path / "forker.ready.grandchild").read_text())
     assert alive(grandchild)
     await harness.supervisor.stop(timeout_s=5.0)
-    assert await wait_gone(forker)
-    assert await wait_gone(plain)
+    await wait_gone(forker)
+    await wait_gone(plain)
     # It ignores SIGTERM and its parent is gone, yet it is killed with the group.
-    assert await wait_gone(grandchild), "the grandchild outlived stop()"
+    await wait_gone(grandchild)  # the grandchild must not outlive stop()
     assert not any("exited" in line for line in harness.said)  # a stop is not a crash
 
 
@@ -177,7 +166,7 @@ async def test_a_dead_childs_group_is_cleared_before_its_restart(
     await harness.supervisor.start(harness.child("forker", "fork", after_exit=after_exit))
     leader, grandchild = harness.supervisor.pid("forker"), int(grandchild_file.read_text())
     os.kill(leader, signal.SIGKILL)
-    await wait_for(lambda: any("restarted" in line for line in harness.said))
+    await eventually(lambda: any("restarted" in line for line in harness.said), what="a restart said")
     assert cleared == [True]
     assert not alive(grandchild)
     assert supervisor_module.group_members(leader) == []
@@ -222,7 +211,7 @@ async def test_a_child_that_never_becomes_ready(harness: Harness) -> None:
     assert "hello from the child" in message
     pid = harness.supervisor.pid("sleepy")
     await harness.supervisor.stop(timeout_s=2.0)  # what `jobstream up` does after a failed start
-    assert await wait_gone(pid)
+    await wait_gone(pid)
 
 
 async def test_a_child_that_exits_before_ready(harness: Harness) -> None:
