@@ -1,7 +1,7 @@
 """The baseline: tinylm streamed straight from Triton (aio `stream_infer`), stamped at the client.
 
 Same model, prompt, seed, temperature and token count as the pipeline's model stage, and the same tensor
-types the GPU worker sends (workers/pipeline/activities/inference.py), so both paths stream identical
+types the GPU worker sends (workers/pipeline/activities/model/triton_vllm.py), so both paths stream identical
 tokens at the same emulated GPU pace.
 """
 
@@ -16,7 +16,7 @@ import tritonclient.grpc.aio as triton
 
 from bench.common import SEED, TEMPERATURE
 from jobstream.workflow_io import GenerationParams
-from workers.pipeline.activities.inference import OUTPUTS, model_inputs
+from workers.pipeline.activities.model.triton_vllm import OUTPUTS, model_inputs
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -164,3 +164,41 @@ def readable_event(value: bytes) -> JobEvent | None:
         log.warning("skipped a JobEvent without a valid id (%r)", event.id[:32])
         return None
     return event
+
+
+async def job_records(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, job_id: str, start: int, end: int, poll_ms: int = 500
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """One job's records in [start, end) of one partition, in order: the one read-back loop, shared by the
+    fan-out's replay and a retried model stage. The caller has assigned `tp` to `consumer`."""
+    key = job_id.encode()
+    consumer.seek(tp, start)
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=poll_ms)
+        for record in batch.get(tp, []):
+            if record.offset >= end:
+                return
+            if record.key == key:
+                yield record
+
+
+async def delivered_tokens(settings: Settings, job_id: str, stage_index: int, first: LogLocator) -> list[str]:
+    """The tokens a stage's earlier attempts published, read back from its first token's place in the log to
+    the partition's end: only the gap-free prefix counts (the model regenerates anything after a gap)."""
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    found: dict[int, str] = {}
+    try:
+        tp = TopicPartition(settings.events_topic, first.partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        async for record in job_records(consumer, tp, job_id, first.offset, end):
+            event = readable_event(record.value) if record.value is not None else None
+            if event is not None and event.type == "token" and cursors.is_token_of(event.id, stage_index):
+                found.setdefault(event.token.index, event.token.text)
+    finally:
+        await consumer.stop()
+    prefix: list[str] = []
+    while len(prefix) in found:
+        prefix.append(found[len(prefix)])
+    return prefix

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from jobstream.connections import kafka_options
+from jobstream.event_log import job_records
 from jobstream.log_reader import LogExpired, LogRecord, Sink
 from jobstream.partitioning import owned_partitions
 from jobstream.recent_records import RecentRecords
@@ -260,16 +261,8 @@ class KafkaLogReader:
             consumer.assign([tp])
             if offset < (await consumer.beginning_offsets([tp]))[tp]:
                 raise LogExpired(job_id)
-            consumer.seek(tp, offset)
-            while True:
-                if await consumer.position(tp) >= boundary:
-                    return
-                batch = await consumer.getmany(tp, timeout_ms=POLL_MS)
-                for record in batch.get(tp, []):
-                    if record.offset >= boundary:
-                        return
-                    if record.key == key:
-                        yield record
+            async for record in job_records(consumer, tp, job_id, offset, boundary, POLL_MS):
+                yield record
         finally:
             self.replays.give_back(consumer, owner)
 

@@ -13,7 +13,7 @@ from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import load_pipelines, model_queue
 from jobstream.settings import get_settings
 from jobstream.temporal_client import connect, metrics_runtime
-from workers.pipeline.activities.inference import InferenceActivities
+from workers.pipeline.activities.model.stage import ModelActivities
 from workers.worker_process import run_workers, start_process, worker_options
 
 
@@ -22,14 +22,14 @@ async def main(model: str, metrics_port: int | None) -> None:
     start_process(f"gpu-worker-{model}", settings)
     log = EventLog(settings)
     await log.start()
-    inference = InferenceActivities(settings, log, PayloadStore(settings))
+    stage = ModelActivities(settings, log, PayloadStore(settings))
 
     def make(client: Client) -> list[Worker]:
         return [
             Worker(
                 client,
                 task_queue=model_queue(model),
-                activities=[inference.run_model],
+                activities=[stage.run_model],
                 max_concurrent_activities=256,
                 **worker_options(),
             )
@@ -40,7 +40,7 @@ async def main(model: str, metrics_port: int | None) -> None:
         client = await connect(settings, metrics_runtime(settings, port))
         await run_workers(f"gpu-worker-{model}", client, make)
     finally:
-        await inference.close()
+        await stage.close()
         await log.stop()
 
 

@@ -41,7 +41,7 @@ from jobstream.v1.job_service_pb2_grpc import JobServiceStub
 from jobstream.workflow_io import GenerationParams as StageParams
 from jobstream.workflow_io import LocalStageResult
 from tests.eventually import eventually
-from workers.pipeline.activities.inference import model_inputs
+from workers.pipeline.activities.model.triton_vllm import model_inputs
 
 Metadata = tuple[tuple[str, str], ...]
 # The generated stub is generic only for type checkers; at run time it is a plain class.

@@ -24,7 +24,7 @@ from jobstream.settings import Settings
 from jobstream.workflow_io import GenerationParams as StageParams
 from tests.stack.helpers import triton_responses, triton_stream
 from tests.stack.smoke_workflow import ShoutWorkflow, shout
-from workers.pipeline.activities.inference import model_inputs
+from workers.pipeline.activities.model.triton_vllm import model_inputs
 
 
 async def test_temporal_round_trips_a_workflow_with_an_activity(temporal_client: Client) -> None:

@@ -15,7 +15,6 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
 
 import grpc
 import httpx
@@ -29,11 +28,10 @@ from devstack import stack as stack_probes
 from devstack.provision import provision_store
 from devstack.service_set import service_set
 from jobstream.connections import job_service_channel
-from jobstream.event_log import EventLog
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from tests.stack.helpers import read_stream
-from workers.pipeline.activities.inference import InferenceActivities
+from workers.pipeline.activities.model.triton_vllm import triton_models
 
 NAMESPACE = "jobstream-tls"
 PORT_BASE = 18_600
@@ -162,18 +160,16 @@ async def test_the_model_stage_reaches_triton_over_tls(stack: Settings, tmp_path
         update={"triton_grpc_port": TRITON_TLS_PORTS[1], "triton_ssl": True, "triton_ca_file": certificate.ca}
     )
     try:
-        activities = InferenceActivities(settings, cast(EventLog, None), cast(PayloadStore, None))
+        models = triton_models(settings)
         for _ in range(100):
             with contextlib.suppress(Exception):
-                if await activities.client.is_server_live():
+                if await models.client.is_server_live():
                     break
             await asyncio.sleep(0.2)
         else:
             raise AssertionError("Triton over TLS never answered the model stage's client")
-        await activities.close()
-        untrusting = InferenceActivities(
-            settings.model_copy(update={"triton_ca_file": None}), cast(EventLog, None), cast(PayloadStore, None)
-        )
+        await models.close()
+        untrusting = triton_models(settings.model_copy(update={"triton_ca_file": None}))
         with pytest.raises(InferenceServerException):
             await asyncio.wait_for(untrusting.client.is_server_live(client_timeout=5), 10)
         await untrusting.close()

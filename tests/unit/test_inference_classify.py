@@ -1,11 +1,11 @@
-"""workers/pipeline/activities/inference.py classify(): Triton errors onto the retry policy's vocabulary."""
+"""workers/pipeline/activities/model/triton_vllm.py classify(): Triton errors onto the retry policy's vocabulary."""
 
 from __future__ import annotations
 
 import pytest
 
 from jobstream.pipelines import load_pipelines
-from workers.pipeline.activities.inference import GPU_OUT_OF_MEMORY, TRITON_UNAVAILABLE, classify
+from workers.pipeline.activities.model.triton_vllm import GPU_OUT_OF_MEMORY, TRITON_UNAVAILABLE, classify
 from workers.pipeline.activities.text import INVALID_INPUT
 
 

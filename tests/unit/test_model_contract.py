@@ -13,7 +13,7 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInput
 from jobstream.pipelines import load_pipelines
 from jobstream.settings import PROJECT_ROOT
 from jobstream.workflow_io import GenerationParams
-from workers.pipeline.activities.inference import OUTPUTS, model_inputs, sampling_parameters
+from workers.pipeline.activities.model.triton_vllm import OUTPUTS, model_inputs, sampling_parameters
 
 REPOSITORY = PROJECT_ROOT / "workers" / "model_repository"
 # As vllm_backend's auto_complete_config declares them (triton-inference-server/vllm_backend, src/model.py).

@@ -27,7 +27,7 @@ from tests.stack.helpers import (
     triton_stream,
     wait_terminal,
 )
-from workers.pipeline.activities.inference import model_inputs
+from workers.pipeline.activities.model.triton_vllm import model_inputs
 
 PROMPT = "It is a truth universally acknowledged, that a single man"
 TOKENS = 40

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -12,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from jobstream import untrusted_text
 from jobstream.payload_store import PayloadStore
 from jobstream.workflow_io import StageInput, StageOutput
+from workers.pipeline.activities.heartbeat import heartbeat_ticker
 
 INVALID_INPUT = "InvalidInput"
 
@@ -70,28 +70,10 @@ class TextActivities:
         return StageOutput(ref=await self.store.put(prefix, data, "text/plain; charset=utf-8"), attempt=attempt)
 
 
-@contextlib.asynccontextmanager
-async def heartbeating(interval_s: float = 1.0) -> AsyncIterator[None]:
+def heartbeating() -> contextlib.AbstractAsyncContextManager[None]:
     """Heartbeat while a CPU stage runs, so its heartbeat timeout (seconds) notices a dead worker instead
     of its start-to-close timeout; a CPU stage makes no progress worth reporting, only that it is alive."""
-
-    if activity.info().is_local:
-        # A local activity cannot heartbeat: its workflow task's timeout is what notices a dead worker.
-        yield
-        return
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(interval_s)
-
-    beating = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+    return heartbeat_ticker(lambda: (), every_s=1.0)
 
 
 async def drill_delay(stage: StageInput) -> None:
