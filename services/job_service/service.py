@@ -89,9 +89,9 @@ class JobService(JobServiceServicer):
         assert caller is not None
         return caller.tenant
 
-    async def owned_handle(
+    async def owned(
         self, context: grpc.aio.ServicerContext[Any, Any], tenant: str, job_id: str
-    ) -> tuple[WorkflowHandle[Any, Any], Job, WorkflowExecutionDescription]:
+    ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
         """The job's workflow, if it exists and belongs to the caller; NOT_FOUND otherwise (no leak)."""
         try:
             validation.check_job_id(job_id)
@@ -107,6 +107,11 @@ class JobService(JobServiceServicer):
             raise
         if job_view.tenant_of(description) != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
+        return handle, description
+
+    async def view(self, job_id: str, description: WorkflowExecutionDescription) -> Job:
+        """What GetJob and CancelJob answer: the job's state, its running stage's progress and, once it
+        succeeded, its result (read from the workflow's result; a claim-checked one as a fresh URL)."""
         job = await job_view.job_view(description)
         job_view.add_live_details(job, description, await self.stage_progress(description))
         if description.status == WorkflowExecutionStatus.COMPLETED:
@@ -115,7 +120,7 @@ class JobService(JobServiceServicer):
             job.usage.CopyFrom(usage_proto(result.usage))
             job.finish_reason = result.finish_reason
             await set_result(job, result.text, result.ref, self.store)
-        return handle, job, description
+        return job
 
     async def stage_progress(self, description: WorkflowExecutionDescription) -> StageProgress | None:
         """The running model stage's heartbeat details (CPU stages heartbeat without any)."""
@@ -330,7 +335,8 @@ class JobService(JobServiceServicer):
         self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.GetJobResponse:
         tenant = await self.authenticate(context)
-        _, job, _ = await self.owned_handle(context, tenant, request.job_id)
+        _, description = await self.owned(context, tenant, request.job_id)
+        job = await self.view(request.job_id, description)
         events_url, token = self.stream_grant(request.job_id, tenant)
         return api.GetJobResponse(job=job, events_url=events_url, stream_token=token)
 
@@ -340,7 +346,8 @@ class JobService(JobServiceServicer):
         tenant = await self.authenticate(context)
         if len(request.reason) > 1024:
             await abort(context, invalid("reason", "must be at most 1024 characters"))
-        handle, job, description = await self.owned_handle(context, tenant, request.job_id)
+        handle, description = await self.owned(context, tenant, request.job_id)
+        job = await self.view(request.job_id, description)
         # Not once the workflow has recorded its verdict: it is only publishing the terminal event then.
         if not verdict_recorded(description.status, JobMemo.parse(await description.memo())):
             if request.reason:
@@ -399,7 +406,7 @@ class JobService(JobServiceServicer):
         tenant = await self.authenticate(context)
         if request.after and not cursors.is_valid(request.after):
             await abort(context, invalid("after", "is not an event id from this job's stream"))
-        await self.owned_handle(context, tenant, request.job_id)
+        await self.owned(context, tenant, request.job_id)  # the stream says everything else
         try:
             async for event in self.hub.watch(request.job_id, request.after, owner=tenant):
                 yield api.WatchJobResponse(event=await with_fresh_result_url(event, self.store))
