@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from jobstream import cursors
 from jobstream.event_hub import EventHub
 from jobstream.event_log import LogLocator
+from jobstream.event_types import EventType
 from jobstream.log_reader import LogRecord, Sink
 from jobstream.partitioning import partition_of
 from jobstream.v1.event_pb2 import JobEvent, JobStarted, TokenEvent
@@ -73,9 +74,11 @@ class _LogInMemory:
 
 def _records(tokens: int) -> list[_Record]:
     partition = partition_of(JOB, PARTITIONS)
-    events = [JobEvent(id=cursors.job_started(), job_id=JOB, type="job.started", job_started=JobStarted())]
+    events = [JobEvent(id=cursors.job_started(), job_id=JOB, type=EventType.JOB_STARTED, job_started=JobStarted())]
     for index in range(tokens):
-        token = JobEvent(id=cursors.token(0, index), job_id=JOB, type="token", token=TokenEvent(index=index, text=" t"))
+        token = JobEvent(
+            id=cursors.token(0, index), job_id=JOB, type=EventType.TOKEN, token=TokenEvent(index=index, text=" t")
+        )
         token.time.GetCurrentTime()
         events.append(token)
     key = JOB.encode()

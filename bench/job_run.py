@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bench.common import Context, stamp_of
 from bench.sse import Received, read_events
+from jobstream.event_types import EventType
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ class JobRun:
     def tokens(self) -> list[Token]:
         tokens = []
         for event in self.events:
-            if event.event == "token":
+            if event.event == EventType.TOKEN:
                 data = event.json
                 tokens.append(Token(int(data["index"]), stamp_of(data["time"]), event.received, event.id))
         return tokens
 
     @property
     def succeeded(self) -> bool:
-        return bool(self.events) and self.events[-1].event == "job.completed"
+        return bool(self.events) and self.events[-1].event == EventType.JOB_COMPLETED
 
 
 async def run_job(

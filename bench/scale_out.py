@@ -39,6 +39,7 @@ from bench.scrape import scrape
 from bench.sse import Received, SseError, read_events
 from devstack.stack import LOCAL_LIMITS
 from jobstream.connections import kafka_options
+from jobstream.event_types import EventType
 from jobstream.settings import Settings
 
 BRIDGE_PORT = 18180
@@ -208,7 +209,7 @@ async def _level(ctx: Context, size: LevelSize, limit_s: float, logs: str) -> Le
             continue
         owner.delivered += len(result)
         for event in result:
-            if event.event == "token" and (stamped := stamp_of(event.json["time"])) >= all_open:
+            if event.event == EventType.TOKEN and (stamped := stamp_of(event.json["time"])) >= all_open:
                 latencies.append((event.received - stamped) * 1000)
                 stamps.append(stamped)
                 produced.add((event.json["job_id"], event.id))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-TERMINAL = frozenset({"job.completed", "job.failed", "job.cancelled"})
+from jobstream.event_types import TERMINAL_TYPES as TERMINAL
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from google.protobuf import json_format
 
 from jobstream.auth import add_key, dev_key, remove_key
 from jobstream.connections import job_service_channel
-from jobstream.event_log import TERMINAL_TYPES, event_data
+from jobstream.event_log import event_data
+from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.job_state import Status
 from jobstream.settings import get_settings
 from jobstream.subcommands import Subcommand, subcommands
@@ -57,7 +58,11 @@ def metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key()}"),)
 
 
-FINAL_STATUS = {"job.completed": Status.SUCCEEDED, "job.failed": Status.FAILED, "job.cancelled": Status.CANCELLED}
+FINAL_STATUS = {
+    EventType.JOB_COMPLETED: Status.SUCCEEDED,
+    EventType.JOB_FAILED: Status.FAILED,
+    EventType.JOB_CANCELLED: Status.CANCELLED,
+}
 
 
 def status_name(status: int) -> str:
@@ -106,7 +111,7 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
         event = response.event
         if as_json:
             print(json.dumps({"id": event.id, **event_data(event)}), flush=True)
-        elif event.type == "token":
+        elif event.type == EventType.TOKEN:
             print(event.token.text, end="", flush=True)
         if event.type in TERMINAL_TYPES:
             final = event
@@ -116,14 +121,16 @@ async def follow(stub: JobServiceStub[grpc.aio.Channel], job_id: str, as_json: b
             # The terminal event is the verdict: GetJob reports RUNNING until the workflow has closed, a
             # moment after it published this event.
             error = final.job_failed.error
-            print(FINAL_STATUS[final.type].value + (f": {error.code}: {error.message}" if error.code else ""))
+            print(
+                FINAL_STATUS[EventType(final.type)].value + (f": {error.code}: {error.message}" if error.code else "")
+            )
         else:
             job = (await stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=metadata())).job
             print(f"{status_name(job.status)}", end="")
             if job.error.code:
                 print(f": {job.error.code}: {job.error.message}", end="")
             print()
-    return 0 if final is not None and final.type == "job.completed" else 1
+    return 0 if final is not None and final.type == EventType.JOB_COMPLETED else 1
 
 
 SUBMIT_ATTEMPTS = 4

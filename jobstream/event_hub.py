@@ -20,7 +20,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from jobstream import cursors
-from jobstream.event_log import TERMINAL_TYPES, LogLocator, readable_event
+from jobstream.event_log import LogLocator, readable_event
+from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.log_reader import LogExpired, LogReader, LogRecord
 from jobstream.partitioning import partition_of
 from jobstream.shared_calls import SharedCalls
@@ -309,7 +310,7 @@ class _Sequence:
         event = delivery.event
         if event.id <= self.last:
             return []  # re-sent by a retried activity, or before the watcher's cursor
-        if event.type == "token" and event.token.index > 0 and self.last != delivery.token_before:
+        if event.type == EventType.TOKEN and event.token.index > 0 and self.last != delivery.token_before:
             self._held[event.id] = delivery
             return []
         ready = [delivery]

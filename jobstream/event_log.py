@@ -19,11 +19,11 @@ from google.protobuf.message import DecodeError
 
 from jobstream import cursors, tracing
 from jobstream.connections import kafka_options
+from jobstream.event_types import EventType
 from jobstream.settings import Settings
 from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
 
-TERMINAL_TYPES = frozenset({"job.completed", "job.failed", "job.cancelled"})
 log = logging.getLogger(__name__)
 
 
@@ -194,7 +194,7 @@ async def delivered_tokens(settings: Settings, job_id: str, stage_index: int, fi
         end = (await consumer.end_offsets([tp]))[tp]
         async for record in job_records(consumer, tp, job_id, first.offset, end):
             event = readable_event(record.value) if record.value is not None else None
-            if event is not None and event.type == "token" and cursors.is_token_of(event.id, stage_index):
+            if event is not None and event.type == EventType.TOKEN and cursors.is_token_of(event.id, stage_index):
                 found.setdefault(event.token.index, event.token.text)
     finally:
         await consumer.stop()

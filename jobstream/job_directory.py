@@ -18,7 +18,7 @@ from jobstream.payload_store import PayloadStore
 from jobstream.search_attributes import JOB_TENANT
 from jobstream.shared_calls import SharedCalls
 from jobstream.v1.event_pb2 import JobEvent
-from jobstream.workflow_io import EventSpec, JobResult
+from jobstream.workflow_io import EventSpec, JobCancelledSpec, JobCompletedSpec, JobFailedSpec, JobResult
 
 _V = TypeVar("_V")
 CACHE_SIZE = 10_000  # jobs whose tenant (and, once started, first offset) a process remembers
@@ -79,12 +79,12 @@ class JobDirectory:
         if description is None or description.status == WorkflowExecutionStatus.RUNNING:
             return None
         memo = JobMemo.parse(await description.memo())
-        end = {"job_id": job_id, "cursor": cursors.terminal(), "time": description.close_time, "stage": memo.stage}
+        end = {"job_id": job_id, "cursor": cursors.terminal(), "time": description.close_time}
         status = job_status(description.status, memo)
+        spec: EventSpec
         if status == Status.SUCCEEDED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
-            spec = EventSpec(
-                type="job.completed",
+            spec = JobCompletedSpec(
                 result_text=result.text,
                 result_ref=result.ref,
                 tokens=result.tokens,
@@ -93,8 +93,8 @@ class JobDirectory:
                 **end,
             )
         elif status == Status.CANCELLED:
-            spec = EventSpec(
-                type="job.cancelled",
+            spec = JobCancelledSpec(
+                stage=memo.stage,
                 tokens=memo.tokens_generated,
                 reason=memo.cancel_reason,
                 usage=memo.usage(),
@@ -103,7 +103,7 @@ class JobDirectory:
             )
         else:
             code, message = memo.error_or_default(description.status)
-            spec = EventSpec(type="job.failed", error_code=code, error_message=message, usage=memo.usage(), **end)
+            spec = JobFailedSpec(stage=memo.stage, error_code=code, error_message=message, usage=memo.usage(), **end)
         return await build_event(spec, self.store)
 
 

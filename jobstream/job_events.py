@@ -3,13 +3,24 @@ activity and by the readers that rebuild a finished job's terminal event from it
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobstream.payload_store import PayloadStore
 from jobstream.v1.event_pb2 import JobCancelled, JobCompleted, JobEvent, JobFailed, JobStarted, StageEvent
 from jobstream.v1.job_pb2 import Job, JobError
 from jobstream.v1.job_pb2 import Usage as UsageProto
-from jobstream.workflow_io import EventSpec, Usage
+from jobstream.workflow_io import (
+    EventSpec,
+    JobCancelledSpec,
+    JobCompletedSpec,
+    JobFailedSpec,
+    JobStartedSpec,
+    StageCompletedSpec,
+    StageStartedSpec,
+    Usage,
+)
 
 
 def usage_proto(usage: Usage) -> UsageProto:
@@ -45,35 +56,33 @@ async def build_event(spec: EventSpec, store: PayloadStore) -> JobEvent:
     else:
         stamp.FromDatetime(spec.time)
     event = JobEvent(id=spec.cursor, job_id=spec.job_id, type=spec.type, time=stamp)
-    if spec.type == "job.started":
-        event.job_started.CopyFrom(JobStarted(pipeline=spec.pipeline, stages=spec.stages))
-    elif spec.type in ("stage.started", "stage.completed"):
-        event.stage.CopyFrom(
-            StageEvent(
-                stage=spec.stage,
-                stage_index=spec.stage_index,
-                stage_count=spec.stage_count,
-                attempt=max(spec.attempt, 1),
+    match spec:
+        case JobStartedSpec():
+            event.job_started.CopyFrom(JobStarted(pipeline=spec.pipeline, stages=spec.stages))
+        case StageStartedSpec() | StageCompletedSpec():
+            attempt = max(spec.attempt, 1)
+            stage = StageEvent(
+                stage=spec.stage, stage_index=spec.stage_index, stage_count=spec.stage_count, attempt=attempt
             )
-        )
-    elif spec.type == "job.completed":
-        completed = JobCompleted(
-            tokens_generated=spec.tokens, usage=usage_proto(spec.usage), finish_reason=spec.finish_reason
-        )
-        await set_result(completed, spec.result_text, spec.result_ref, store)
-        event.job_completed.CopyFrom(completed)
-    elif spec.type == "job.failed":
-        error = JobError(code=spec.error_code, message=spec.error_message)
-        event.job_failed.CopyFrom(JobFailed(error=error, stage=spec.stage, usage=usage_proto(spec.usage)))
-    elif spec.type == "job.cancelled":
-        cancelled = JobCancelled(
-            reason=spec.reason,
-            stage=spec.stage,
-            tokens_generated=spec.tokens,
-            usage=usage_proto(spec.usage),
-            finish_reason=spec.finish_reason,
-        )
-        event.job_cancelled.CopyFrom(cancelled)
-    else:
-        raise ValueError(f"unknown event type {spec.type!r}")
+            event.stage.CopyFrom(stage)
+        case JobCompletedSpec():
+            completed = JobCompleted(
+                tokens_generated=spec.tokens, usage=usage_proto(spec.usage), finish_reason=spec.finish_reason
+            )
+            await set_result(completed, spec.result_text, spec.result_ref, store)
+            event.job_completed.CopyFrom(completed)
+        case JobFailedSpec():
+            error = JobError(code=spec.error_code, message=spec.error_message)
+            event.job_failed.CopyFrom(JobFailed(error=error, stage=spec.stage, usage=usage_proto(spec.usage)))
+        case JobCancelledSpec():
+            cancelled = JobCancelled(
+                reason=spec.reason,
+                stage=spec.stage,
+                tokens_generated=spec.tokens,
+                usage=usage_proto(spec.usage),
+                finish_reason=spec.finish_reason,
+            )
+            event.job_cancelled.CopyFrom(cancelled)
+        case _:
+            assert_never(spec)
     return event

@@ -5,8 +5,9 @@ by design): the workflow's input and result, each stage's input and output, the 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobstream.event_log import LogLocator
 from jobstream.pipelines import ResolvedStage
@@ -102,27 +103,67 @@ class StageProgress(_Model):
     prompt_tokens: int = 0
 
 
-class EventSpec(_Model):
-    """An event the workflow asks an activity to publish; the activity stamps the time unless it is given."""
+class _EventSpec(_Model):
+    """An event the workflow asks an activity to publish; the activity stamps the time unless it is given. One
+    class per event type, told apart by `type` (an old worker's all-fields spec still reads as one of them)."""
 
     job_id: str
-    type: str
     cursor: str
     time: datetime | None = None
-    pipeline: str = ""
-    stages: list[str] = []
-    stage: str = ""
-    stage_index: int = 0
-    stage_count: int = 0
+
+
+class JobStartedSpec(_EventSpec):
+    type: Literal["job.started"] = "job.started"
+    pipeline: str
+    stages: list[str]
+
+
+class _StageSpec(_EventSpec):
+    stage: str
+    stage_index: int
+    stage_count: int
     attempt: int = 0
+
+
+class StageStartedSpec(_StageSpec):
+    type: Literal["stage.started"] = "stage.started"
+
+
+class StageCompletedSpec(_StageSpec):
+    type: Literal["stage.completed"] = "stage.completed"
+
+
+class JobCompletedSpec(_EventSpec):
+    type: Literal["job.completed"] = "job.completed"
     result_text: str | None = None
     result_ref: str | None = None
     tokens: int = 0
-    error_code: str = ""
-    error_message: str = ""
-    reason: str = ""
     usage: Usage = Usage()
     finish_reason: str = ""
+
+
+class JobFailedSpec(_EventSpec):
+    type: Literal["job.failed"] = "job.failed"
+    stage: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    usage: Usage = Usage()
+
+
+class JobCancelledSpec(_EventSpec):
+    type: Literal["job.cancelled"] = "job.cancelled"
+    reason: str = ""
+    stage: str = ""
+    tokens: int = 0
+    usage: Usage = Usage()
+    finish_reason: str = ""
+
+
+# Tokens are not here: the model stage publishes them itself, never through the workflow.
+EventSpec = Annotated[
+    JobStartedSpec | StageStartedSpec | StageCompletedSpec | JobCompletedSpec | JobFailedSpec | JobCancelledSpec,
+    Field(discriminator="type"),
+]
 
 
 class LocalStage(_Model):

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobstream import cursors, tracing
 from jobstream.auth import bearer_key
 from jobstream.event_hub import Delivery, EventHub, SlowConsumerError
-from jobstream.event_log import TERMINAL_TYPES
+from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.job_directory import JobDirectory
 from jobstream.job_events import with_fresh_result_url
 from jobstream.keys_store import KeysFileError
@@ -139,7 +139,7 @@ class Bridge:
             async with batches as watch:
                 async for watched in watch:
                     # Only a job.completed carries a URL: the common batch (tokens) is not awaited on.
-                    done = watched[-1].event.type == "job.completed"
+                    done = watched[-1].event.type == EventType.JOB_COMPLETED
                     batch = await self._with_fresh_result_url(watched) if done else watched
                     if self.metrics:
                         progress.count(batch)
@@ -211,7 +211,7 @@ class _StreamProgress:
             return _delivery_span("sse.deliver job end", self.job_id, last)
         if not self.first_token:
             for delivery in batch:
-                if delivery.event.type == "token":
+                if delivery.event.type == EventType.TOKEN:
                     self.first_token = True
                     return _delivery_span("sse.deliver first token", self.job_id, delivery)
         return None

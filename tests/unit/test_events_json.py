@@ -7,7 +7,8 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobstream import cursors
-from jobstream.event_log import TERMINAL_TYPES, event_data, event_json, parse_event
+from jobstream.event_log import event_data, event_json, parse_event
+from jobstream.event_types import TERMINAL_TYPES
 from jobstream.v1.event_pb2 import (
     JobCancelled,
     JobCompleted,

@@ -40,8 +40,12 @@ from jobstream.workflow_io import (
     CANCEL_REASON_SIGNAL,
     EventSpec,
     GenerationParams,
+    JobCancelledSpec,
+    JobCompletedSpec,
+    JobFailedSpec,
     JobInput,
     JobResult,
+    JobStartedSpec,
     LocalStage,
     LocalStageResult,
     StageInput,
@@ -119,13 +123,17 @@ class Events:
         return LogLocator(PARTITION, FIRST_OFFSET + len(self.specs) - 1)
 
     def story(self) -> list[tuple[str, str, str, int, int]]:
-        return [(s.type, s.cursor, s.stage, s.stage_index, s.stage_count) for s in self.specs]
+        # Each event type carries its own fields: a job event has no stage.
+        return [
+            (s.type, s.cursor, getattr(s, "stage", ""), getattr(s, "stage_index", 0), getattr(s, "stage_count", 0))
+            for s in self.specs
+        ]
 
     async def wait_for(self, type_: str, stage: str = "") -> EventSpec:
         async def seen() -> EventSpec:
             while True:
                 for spec in self.specs:
-                    if spec.type == type_ and spec.stage == stage:
+                    if spec.type == type_ and getattr(spec, "stage", "") == stage:
                         return spec
                 self.changed.clear()
                 await self.changed.wait()
@@ -315,6 +323,8 @@ async def test_generate_succeeds(client: Client) -> None:
             ("job.completed", cursors.terminal(), "", 0, 0),
         ]
         first, last = j.events.specs[0], j.events.specs[-1]
+        assert isinstance(first, JobStartedSpec)
+        assert isinstance(last, JobCompletedSpec)
         assert (first.job_id, first.pipeline, first.stages) == (
             j.input.job_id,
             "generate",
@@ -485,6 +495,7 @@ async def test_non_retryable_failure_fails_the_job(client: Client) -> None:
             ("job.failed", cursors.terminal(), "generate", 0, 0),
         ]
         failed = j.events.specs[-1]
+        assert isinstance(failed, JobFailedSpec)
         assert (failed.error_code, failed.error_message) == ("InvalidInput", "prompt has no tokens the model knows")
 
         memo = await memo_of(handle)
@@ -556,7 +567,9 @@ async def test_cancel_before_a_stage_starts(client: Client) -> None:
             started("preprocess", 0),
             ("job.cancelled", cursors.terminal(), "preprocess", 0, 0),
         ]
-        assert j.events.specs[-1].tokens == 0
+        ended = j.events.specs[-1]
+        assert isinstance(ended, JobCancelledSpec)
+        assert ended.tokens == 0
         memo = await memo_of(handle)
         assert (memo["status"], memo["stage"], memo.get("stages_completed")) == ("CANCELLED", "preprocess", None)
 
@@ -602,7 +615,9 @@ async def test_cancel_during_a_stage(client: Client) -> None:
         await handle.signal(CANCEL_REASON_SIGNAL, "the user closed the tab")
         await handle.cancel()
         await assert_cancelled(handle)
-        assert j.events.specs[-1].reason == "the user closed the tab"
+        ended = j.events.specs[-1]
+        assert isinstance(ended, JobCancelledSpec)
+        assert ended.reason == "the user closed the tab"
         assert (await memo_of(handle))["cancel_reason"] == "the user closed the tab"
         assert await records_of(handle) == [
             ("preprocess", "preprocess", StageState.SUCCEEDED, 1, 0),
@@ -715,6 +730,7 @@ async def test_result_over_threshold_travels_by_reference(client: Client) -> Non
         result = await handle.result()
         assert (result.text, result.ref, result.tokens) == (None, RESULT_REF, 2)
         done = j.events.specs[-1]
+        assert isinstance(done, JobCompletedSpec)
         assert (done.type, done.result_text, done.result_ref, done.tokens) == ("job.completed", None, RESULT_REF, 2)
         assert (await memo_of(handle))["status"] == "SUCCEEDED"
 
@@ -746,6 +762,7 @@ async def test_a_cancelled_model_stage_reports_what_it_delivered(client: Client)
         await handle.cancel()
         await assert_cancelled(handle)
         cancelled = j.events.specs[-1]
+        assert isinstance(cancelled, JobCancelledSpec)
         assert (cancelled.type, cancelled.tokens, cancelled.finish_reason) == ("job.cancelled", 3, "cancelled")
         assert cancelled.usage == Usage(prompt_tokens=4, output_tokens=3)
         # The cut-short stage is cancelled, not completed: no stage.completed, its record says so.

@@ -10,7 +10,15 @@ from temporalio import activity
 from jobstream.event_log import EventLog, LogLocator
 from jobstream.job_events import build_event
 from jobstream.payload_store import PayloadStore
-from jobstream.workflow_io import EventSpec, LocalStage, LocalStageResult, StageInput, StageOutput
+from jobstream.workflow_io import (
+    EventSpec,
+    JobCompletedSpec,
+    LocalStage,
+    LocalStageResult,
+    StageCompletedSpec,
+    StageInput,
+    StageOutput,
+)
 from workers.pipeline.activities.text import TextActivities
 
 
@@ -59,8 +67,8 @@ class EventActivities:
 def after_stage(spec: EventSpec, output: StageOutput) -> EventSpec:
     """An event published after a local stage, with what only the stage knows: the attempt that succeeded
     (stage.completed) or the job's result (job.completed)."""
-    if spec.type == "stage.completed":
+    if isinstance(spec, StageCompletedSpec):
         return spec.model_copy(update={"attempt": output.attempt})
-    if spec.type == "job.completed":
+    if isinstance(spec, JobCompletedSpec):
         return spec.model_copy(update={"result_text": output.text, "result_ref": output.ref})
     return spec

@@ -30,10 +30,16 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_REASON_SIGNAL,
         LEGACY_WORKFLOW_TYPE,
         EventSpec,
+        JobCancelledSpec,
+        JobCompletedSpec,
+        JobFailedSpec,
         JobInput,
         JobResult,
+        JobStartedSpec,
+        StageCompletedSpec,
         StageInput,
         StageOutput,
+        StageStartedSpec,
         Usage,
     )
 
@@ -71,9 +77,8 @@ class LegacyPipelineWorkflow:
             # Inside the try: a cancel that arrives with the workflow's first task interrupts this publish,
             # and the job must still end CANCELLED and say so.
             locator = await self._publish(
-                EventSpec(
+                JobStartedSpec(
                     job_id=job.job_id,
-                    type="job.started",
                     cursor=cursors.job_started(),
                     pipeline=job.pipeline,
                     stages=stage_names,
@@ -98,9 +103,8 @@ class LegacyPipelineWorkflow:
             self._end_stage(StageState.FAILED, attempts=_attempts_used(error, job, self._stage))
             self._set_status(Status.FAILED, error_code=code, error_message=message)
             await self._publish(
-                EventSpec(
+                JobFailedSpec(
                     job_id=job.job_id,
-                    type="job.failed",
                     cursor=cursors.terminal(),
                     stage=self._stage,
                     error_code=code,
@@ -114,9 +118,8 @@ class LegacyPipelineWorkflow:
         )
         self._set_status(Status.SUCCEEDED)
         await self._publish(
-            EventSpec(
+            JobCompletedSpec(
                 job_id=job.job_id,
-                type="job.completed",
                 cursor=cursors.terminal(),
                 result_text=data.text,
                 result_ref=data.ref,
@@ -132,9 +135,8 @@ class LegacyPipelineWorkflow:
         self._stage = stage.name
         self._update_record(index, state=StageState.RUNNING, attempts=1, start_time=workflow.now())
         workflow.upsert_memo(JobMemo(stage=stage.name).changes() | self._records_changes())
-        event = EventSpec(
+        event = StageStartedSpec(
             job_id=job.job_id,
-            type="stage.started",
             cursor=cursors.stage_started(index),
             stage=stage.name,
             stage_index=index,
@@ -176,10 +178,9 @@ class LegacyPipelineWorkflow:
         )
         memo = JobMemo(stages_completed=index + 1, tokens_generated=self._tokens, attempt=output.attempt)
         workflow.upsert_memo(memo.changes() | self._records_changes())
-        completed: dict[str, object] = {"type": "stage.completed", "cursor": cursors.stage_completed(index)}
-        if self._keeps_records:
-            completed["attempt"] = output.attempt
-        await self._publish(event.model_copy(update=completed))
+        completed = event.model_dump(exclude={"type", "cursor", "attempt"})
+        attempt = output.attempt if self._keeps_records else 0
+        await self._publish(StageCompletedSpec(**completed, cursor=cursors.stage_completed(index), attempt=attempt))
         return output
 
     def _update_record(self, index: int, **changes: object) -> None:
@@ -202,9 +203,8 @@ class LegacyPipelineWorkflow:
         self._end_stage(StageState.CANCELLED)
         self._set_status(Status.CANCELLED)
         await self._publish(
-            EventSpec(
+            JobCancelledSpec(
                 job_id=job.job_id,
-                type="job.cancelled",
                 cursor=cursors.terminal(),
                 stage=self._stage,
                 tokens=self._tokens,

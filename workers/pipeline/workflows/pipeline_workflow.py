@@ -33,12 +33,18 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_REASON_SIGNAL,
         WORKFLOW_TYPE,
         EventSpec,
+        JobCancelledSpec,
+        JobCompletedSpec,
+        JobFailedSpec,
         JobInput,
         JobResult,
+        JobStartedSpec,
         LocalStage,
         LocalStageResult,
+        StageCompletedSpec,
         StageInput,
         StageOutput,
+        StageStartedSpec,
         Usage,
     )
 
@@ -82,10 +88,9 @@ class PipelineWorkflow:
         self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
         self._verdict_first = workflow.patched(VERDICT_FIRST_PATCH)
         self._set_status(Status.RUNNING)
-        outbox = [
-            EventSpec(
+        outbox: list[EventSpec] = [
+            JobStartedSpec(
                 job_id=job.job_id,
-                type="job.started",
                 cursor=cursors.job_started(),
                 pipeline=job.pipeline,
                 stages=[stage.name for stage in job.stages],
@@ -110,9 +115,8 @@ class PipelineWorkflow:
             attempts = _attempts_used(error, job, self._stage) if isinstance(error, ActivityError) else 0
             self._end_stage(StageState.FAILED, attempts=attempts)
             self._set_status(Status.FAILED, error_code=code, error_message=message)
-            failed = EventSpec(
+            failed = JobFailedSpec(
                 job_id=job.job_id,
-                type="job.failed",
                 cursor=cursors.terminal(),
                 stage=self._stage,
                 error_code=code,
@@ -140,7 +144,9 @@ class PipelineWorkflow:
         self._update_record(index, state=StageState.RUNNING, attempts=1, start_time=workflow.now())
         self._upsert_memo(JobMemo(stage=stage.name).changes() | self._records_changes())
         started = _stage_started(job, index)
-        completed = started.model_copy(update={"type": "stage.completed", "cursor": cursors.stage_completed(index)})
+        completed = StageCompletedSpec(
+            **started.model_dump(exclude={"type", "cursor"}), cursor=cursors.stage_completed(index)
+        )
         if index not in self._announced:
             outbox.append(started)
         stage_input = StageInput(
@@ -160,7 +166,7 @@ class PipelineWorkflow:
                 # ends inside it sends them again with its end (same ids: readers keep one copy), so that
                 # replay has a start to seek to.
                 self._unconfirmed = before
-            after = [completed]
+            after: list[EventSpec] = [completed]
             if index + 1 == count:
                 if not self._verdict_first:
                     # Before VERDICT_FIRST_PATCH the job's end went out with its last stage (the activity filled
@@ -213,10 +219,9 @@ class PipelineWorkflow:
             outbox.append(completed.model_copy(update={"attempt": output.attempt}))
         return output
 
-    def _job_completed(self, job: JobInput) -> EventSpec:
-        return EventSpec(
+    def _job_completed(self, job: JobInput) -> JobCompletedSpec:
+        return JobCompletedSpec(
             job_id=job.job_id,
-            type="job.completed",
             cursor=cursors.terminal(),
             tokens=self._tokens,
             usage=self._usage,
@@ -234,16 +239,15 @@ class PipelineWorkflow:
     def _record_start(self, published: list[EventSpec], locators: list[LogLocator]) -> None:
         """Where the job's story starts in the log, once job.started is out: replay seeks there."""
         for spec, locator in zip(published, locators, strict=False):
-            if spec.type == "job.started":
+            if isinstance(spec, JobStartedSpec):
                 self._upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
                 self._start_recorded = True
 
     async def _finish_cancelled(self, job: JobInput, outbox: list[EventSpec]) -> None:
         self._end_stage(StageState.CANCELLED)
         self._set_status(Status.CANCELLED)
-        cancelled = EventSpec(
+        cancelled = JobCancelledSpec(
             job_id=job.job_id,
-            type="job.cancelled",
             cursor=cursors.terminal(),
             stage=self._stage,
             tokens=self._tokens,
@@ -323,10 +327,9 @@ class PipelineWorkflow:
         return locators
 
 
-def _stage_started(job: JobInput, index: int) -> EventSpec:
-    return EventSpec(
+def _stage_started(job: JobInput, index: int) -> StageStartedSpec:
+    return StageStartedSpec(
         job_id=job.job_id,
-        type="stage.started",
         cursor=cursors.stage_started(index),
         stage=job.stages[index].name,
         stage_index=index,

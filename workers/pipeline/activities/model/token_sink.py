@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from jobstream import cursors, tracing
 from jobstream.event_log import LogLocator
+from jobstream.event_types import EventType
 from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
 from jobstream.workflow_io import StageInput
@@ -41,7 +42,7 @@ def token_event(stage: StageInput, index: int, text: str) -> JobEvent:
     return JobEvent(
         id=cursors.token(stage.stage_index, index),
         job_id=stage.job_id,
-        type="token",
+        type=EventType.TOKEN,
         time=Timestamp(seconds=seconds, nanos=nanos),
         token=TokenEvent(index=index, text=text, stage=stage.stage.name),
     )
