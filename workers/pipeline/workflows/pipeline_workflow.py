@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         StageStartedSpec,
         Usage,
     )
+    from workers.pipeline.workflows.outbox import Outbox
 
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
 PUBLISH_TIMEOUT = timedelta(seconds=10)
@@ -67,13 +68,6 @@ class PipelineWorkflow:
         self._meter = workflow.metric_meter()
         # Memo changes not yet upserted: they go in one upsert as the workflow task ends.
         self._memo: dict[str, Any] = {}
-        # Stages whose stage.started went out with an earlier trip; whether job.completed went out with the
-        # last stage; whether the memo knows where job.started landed, and the events a running local stage
-        # sent that are not confirmed yet.
-        self._announced: set[int] = set()
-        self._ended = False
-        self._start_recorded = False
-        self._unconfirmed: list[EventSpec] = []
         self._verdict_first = False
 
     @workflow.signal(name=CANCEL_REASON_SIGNAL)
@@ -88,20 +82,20 @@ class PipelineWorkflow:
         self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
         self._verdict_first = workflow.patched(VERDICT_FIRST_PATCH)
         self._set_status(Status.RUNNING)
-        outbox: list[EventSpec] = [
+        outbox = Outbox(
             JobStartedSpec(
                 job_id=job.job_id,
                 cursor=cursors.job_started(),
                 pipeline=job.pipeline,
                 stages=[stage.name for stage in job.stages],
             )
-        ]
+        )
         data = StageOutput(text=job.prompt, ref=job.input_ref)
         try:
             for index, stage in enumerate(job.stages):
                 data = await self._run_stage(job, index, stage, data, outbox)
                 # A cancel that arrives after job.completed went out is too late: the job did complete.
-                if _cancel_requested() and not self._ended:
+                if _cancel_requested() and not outbox.ended:
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             await self._finish_cancelled(job, outbox)
@@ -123,20 +117,20 @@ class PipelineWorkflow:
                 error_message=message,
                 usage=self._usage,
             )
-            await self._publish_verdict([*self._unconfirmed, *outbox, failed])
+            await self._publish_verdict(outbox, failed)
             self._flush_memo()
             raise ApplicationError(message, type=code, non_retryable=True) from error
         self._set_status(Status.SUCCEEDED)
-        if not self._ended:
+        if not outbox.ended:
             completed = self._job_completed(job).model_copy(update={"result_text": data.text, "result_ref": data.ref})
-            await self._publish_verdict([*outbox, completed])
+            await self._publish_verdict(outbox, completed)
         self._flush_memo()
         return JobResult(
             text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
         )
 
     async def _run_stage(
-        self, job: JobInput, index: int, stage: ResolvedStage, data: StageOutput, outbox: list[EventSpec]
+        self, job: JobInput, index: int, stage: ResolvedStage, data: StageOutput, outbox: Outbox
     ) -> StageOutput:
         """Run one stage; `outbox` holds the events still to publish, and this stage's stage.completed after."""
         count = len(job.stages)
@@ -147,8 +141,7 @@ class PipelineWorkflow:
         completed = StageCompletedSpec(
             **started.model_dump(exclude={"type", "cursor"}), cursor=cursors.stage_completed(index)
         )
-        if index not in self._announced:
-            outbox.append(started)
+        outbox.stage_starts(index, started)
         stage_input = StageInput(
             job_id=job.job_id,
             stage=stage,
@@ -159,25 +152,18 @@ class PipelineWorkflow:
             params=job.params,
         )
         if stage.local:
-            before = list(outbox)
-            outbox.clear()
-            if not self._start_recorded:
-                # Sent by the stage's activity, but where they landed is known only if it succeeds; a job that
-                # ends inside it sends them again with its end (same ids: readers keep one copy), so that
-                # replay has a start to seek to.
-                self._unconfirmed = before
+            before = outbox.take_for_local_stage()
             after: list[EventSpec] = [completed]
             if index + 1 == count:
                 if not self._verdict_first:
                     # Before VERDICT_FIRST_PATCH the job's end went out with its last stage (the activity filled
                     # in the result): no trip of its own, but sent before the verdict was recorded.
                     after.append(self._job_completed(job))
-                    self._ended = True
+                    outbox.ended = True
             elif not job.stages[index + 1].local:
                 # The remote stage after this one is scheduled in this same workflow task: announce it now,
                 # or its stage.started would cost a trip of its own.
-                after.append(_stage_started(job, index + 1))
-                self._announced.add(index + 1)
+                after.append(outbox.announce(index + 1, _stage_started(job, index + 1)))
             result: LocalStageResult = await workflow.execute_local_activity(
                 "run_local_stage",
                 LocalStage(stage=stage_input, publish_before=before, publish_after=after),
@@ -185,11 +171,12 @@ class PipelineWorkflow:
                 start_to_close_timeout=stage.timeouts.start_to_close,
                 retry_policy=_retry_policy(stage),
             )
-            self._record_start(before, result.published_before)
-            self._unconfirmed = []
+            self._record_start(outbox.published(before, result.published_before))
             output = result.output
         else:
-            await self._flush_outbox(outbox)
+            if outbox.pending:
+                events = outbox.take()
+                self._record_start(outbox.published(events, await self._publish_all(events)))
             self._flush_memo()  # the workflow task ends here, while the stage runs
             output = await workflow.execute_activity(
                 ACTIVITY_BY_KIND[stage.kind],
@@ -216,7 +203,7 @@ class PipelineWorkflow:
         memo = JobMemo(stages_completed=index + 1, tokens_generated=self._tokens, attempt=output.attempt)
         self._upsert_memo(memo.changes() | self._records_changes())
         if not stage.local:
-            outbox.append(completed.model_copy(update={"attempt": output.attempt}))
+            outbox.add(completed.model_copy(update={"attempt": output.attempt}))
         return output
 
     def _job_completed(self, job: JobInput) -> JobCompletedSpec:
@@ -228,22 +215,12 @@ class PipelineWorkflow:
             finish_reason=self._finish_reason,
         )
 
-    async def _flush_outbox(self, outbox: list[EventSpec]) -> None:
-        if outbox:
-            await self._publish_and_record(outbox)
-            outbox.clear()
-
-    async def _publish_and_record(self, events: list[EventSpec]) -> None:
-        self._record_start(events, await self._publish_all(events))
-
-    def _record_start(self, published: list[EventSpec], locators: list[LogLocator]) -> None:
+    def _record_start(self, started: LogLocator | None) -> None:
         """Where the job's story starts in the log, once job.started is out: replay seeks there."""
-        for spec, locator in zip(published, locators, strict=False):
-            if isinstance(spec, JobStartedSpec):
-                self._upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
-                self._start_recorded = True
+        if started is not None:
+            self._upsert_memo(JobMemo(log_partition=started.partition, log_offset=started.offset).changes())
 
-    async def _finish_cancelled(self, job: JobInput, outbox: list[EventSpec]) -> None:
+    async def _finish_cancelled(self, job: JobInput, outbox: Outbox) -> None:
         self._end_stage(StageState.CANCELLED)
         self._set_status(Status.CANCELLED)
         cancelled = JobCancelledSpec(
@@ -255,11 +232,11 @@ class PipelineWorkflow:
             usage=self._usage,
             finish_reason=self._finish_reason or "cancelled",
         )
-        await self._publish_verdict([*self._unconfirmed, *outbox, cancelled])
+        await self._publish_verdict(outbox, cancelled)
         self._flush_memo()
 
-    async def _publish_verdict(self, events: list[EventSpec]) -> None:
-        """Publish the events that end with the job's terminal one, once the verdict is recorded.
+    async def _publish_verdict(self, outbox: Outbox, terminal: EventSpec) -> None:
+        """Publish what is left in the outbox and the job's terminal event, once the verdict is recorded.
 
         Everything a workflow task does in its worker (local activities included) is undone if the task times
         out and runs again, but its side effects are not: a worker stalled in its last local stage while a
@@ -269,7 +246,8 @@ class PipelineWorkflow:
         event can come from no task but the one whose verdict stands."""
         if self._verdict_first:
             self._flush_memo()  # the verdict goes with the completion that schedules the publish
-        self._record_start(events, await self._publish_all(events, scheduled=self._verdict_first))
+        events = outbox.ending_with(terminal)
+        self._record_start(outbox.published(events, await self._publish_all(events, scheduled=self._verdict_first)))
 
     def _update_record(self, index: int, **changes: object) -> None:
         self._records[index] = self._records[index].model_copy(update=changes)
