@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+import triton_python_backend_utils as pb_utils
 
 MAX_TOKENS_LIMIT = 4096
 KNOBS = ("token_delay_ms", "fail_at_token", "fail_attempts", "resample_per_attempt")
@@ -63,6 +63,19 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Drills:
+    """The fault-drill knobs of one request, apart from the contract: a real vLLM model has none of them."""
+
+    token_delay_s: float = 0.0  # emulated GPU time per token
+    fail_at_token: int = -1  # the request's own token count at which to fail (-1: never)
+    fail_attempts: int = 0  # attempts up to this one fail there
+    resample_per_attempt: bool = False  # the sampler also depends on the attempt (not reproducible)
+
+    def fails(self, sent: int, attempt: int) -> bool:
+        return sent == self.fail_at_token and attempt <= self.fail_attempts
+
+
+@dataclass(frozen=True)
 class Request:
     request_id: str
     text: str
@@ -70,11 +83,8 @@ class Request:
     stream: bool
     include_input: bool
     returns: frozenset[str]
-    attempt: int
-    token_delay_s: float
-    fail_at_token: int
-    fail_attempts: int
-    resample_per_attempt: bool
+    attempt: int  # 1-based, from the request parameter `attempt` (the model stage sends it)
+    drills: Drills
     # A digest of what the model was sent, logged so a test can check what a retry asked for.
     digest: str = field(default="")
 
@@ -182,10 +192,12 @@ class StreamingModel(ABC):
             include_input=include_input,
             returns=frozenset(name for name in RETURNS if _scalar(triton_request, name)),
             attempt=_int_knob("attempt", overrides.get("attempt", 1)),
-            token_delay_s=_float_knob("token_delay_ms", knobs["token_delay_ms"]) / 1000.0,
-            fail_at_token=_int_knob("fail_at_token", knobs["fail_at_token"]),
-            fail_attempts=_int_knob("fail_attempts", knobs["fail_attempts"]),
-            resample_per_attempt=_int_knob("resample_per_attempt", knobs["resample_per_attempt"]) != 0,
+            drills=Drills(
+                token_delay_s=_float_knob("token_delay_ms", knobs["token_delay_ms"]) / 1000.0,
+                fail_at_token=_int_knob("fail_at_token", knobs["fail_at_token"]),
+                fail_attempts=_int_knob("fail_attempts", knobs["fail_attempts"]),
+                resample_per_attempt=_int_knob("resample_per_attempt", knobs["resample_per_attempt"]) != 0,
+            ),
             digest=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
         )
 
@@ -202,8 +214,8 @@ class StreamingModel(ABC):
             reason = ""
             limit = request.sampling.max_tokens
             for text, stopped in _with_stop(itertools.islice(generation.tokens, limit), request.sampling):
-                if request.token_delay_s > 0:
-                    self.stopping.wait(request.token_delay_s)  # the emulated GPU time of this token
+                if request.drills.token_delay_s > 0:
+                    self.stopping.wait(request.drills.token_delay_s)  # the emulated GPU time of this token
                 if self.stopping.is_set():
                     _finish_with_error(sender, "UNAVAILABLE: Triton is shutting down", pb_utils.TritonError.UNAVAILABLE)
                     return
@@ -211,12 +223,12 @@ class StreamingModel(ABC):
                     pb_utils.Logger.log_info(f"{tag} cancelled after {sent} tokens")
                     sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                     return
-                if sent == request.fail_at_token and request.attempt <= request.fail_attempts:
+                if request.drills.fails(sent, request.attempt):
                     pb_utils.Logger.log_warn(f"{tag} injected OOM at token {sent} (attempt {request.attempt})")
                     _finish_with_error(
                         sender,
                         f"GPU out of memory (injected at token {sent}, attempt {request.attempt} of "
-                        f"{request.fail_attempts} failing)",
+                        f"{request.drills.fail_attempts} failing)",
                         pb_utils.TritonError.UNAVAILABLE,
                     )
                     return

@@ -171,7 +171,7 @@ class TritonPythonModel(StreamingModel):
         history = [self.lm.paragraph, *self.lm.encode(request.text)]
         sampling = request.sampling
         seed = sampling.seed if sampling.seed is not None else int(np.random.default_rng().integers(2**63))
-        key = (seed % 2**64, request.attempt) if request.resample_per_attempt else (seed % 2**64,)
+        key = (seed % 2**64, request.attempt) if request.drills.resample_per_attempt else (seed % 2**64,)
         if len(history) == 1:
             raise InvalidArgument("text_input has no words")
         tokens = self.lm.generate(
