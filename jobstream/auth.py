@@ -34,7 +34,7 @@ def bearer_key(header: str) -> str:
     return key.strip() if scheme.lower() == "bearer" else ""
 
 
-def tenant_of(keys: dict[str, str], key: str) -> str | None:
+def tenant_of_key(keys: dict[str, str], key: str) -> str | None:
     """The tenant of a presented key (None for an unknown one), found by its digest."""
     return keys.get(digest(key)) if key else None
 

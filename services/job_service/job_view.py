@@ -44,7 +44,7 @@ def idempotent_job_id(tenant: str, key: str) -> str:
     return "job_" + base64.b32encode(digest).decode().lower()[:26]
 
 
-def tenant_of(execution: WorkflowExecution) -> str | None:
+def owner_of(execution: WorkflowExecution) -> str | None:
     return execution.typed_search_attributes.get(JOB_TENANT)
 
 

@@ -105,7 +105,7 @@ class JobService(JobServiceServicer):
             if exc.status == RPCStatusCode.NOT_FOUND:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
             raise
-        if job_view.tenant_of(description) != tenant:
+        if job_view.owner_of(description) != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
         return handle, description
 

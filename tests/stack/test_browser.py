@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from devstack import chromium
 from devstack.reliability import Record
-from jobstream.auth import key_id, tenant_of
+from jobstream.auth import key_id, tenant_of_key
 from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
@@ -269,7 +269,7 @@ async def test_the_page_renews_an_expired_stream_token_and_misses_nothing(
             api.SubmitJobRequest(pipeline="drill-slow", prompt="It is a truth", params=GenerationParams(max_tokens=30)),
             metadata=auth(api_key),
         )
-    tenant = tenant_of(load_keys(stack), api_key)
+    tenant = tenant_of_key(load_keys(stack), api_key)
     assert tenant is not None
     expired = StreamTokens(stack).issue(reply.job_id, tenant, key_id(digest(api_key)), now=time.time() - 7200)
     await page.evaluate(

@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 
-from jobstream.auth import key_id, tenant_of
+from jobstream.auth import key_id, tenant_of_key
 from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
@@ -56,7 +56,7 @@ async def test_stream_token_problems_are_refused_with_json(
     stack: Settings, api_key: str, finished_jobs: tuple[api.SubmitJobResponse, api.SubmitJobResponse]
 ) -> None:
     first, second = finished_jobs
-    tenant = tenant_of(load_keys(stack), api_key)
+    tenant = tenant_of_key(load_keys(stack), api_key)
     assert tenant is not None
     kid = key_id(digest(api_key))
     tokens = StreamTokens(stack)
@@ -101,7 +101,7 @@ async def test_unknown_malformed_and_foreign_jobs_are_refused_with_json(
     stack: Settings, api_key: str, finished_jobs: tuple[api.SubmitJobResponse, api.SubmitJobResponse]
 ) -> None:
     first, _ = finished_jobs
-    tenant = tenant_of(load_keys(stack), api_key)
+    tenant = tenant_of_key(load_keys(stack), api_key)
     assert tenant is not None
     kid = key_id(digest(api_key))
     tokens = StreamTokens(stack)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobstream.auth import tenant_of
+from jobstream.auth import tenant_of_key
 from jobstream.keys_store import keys_file, load_keys
 from jobstream.settings import PROJECT_ROOT, Settings
 
@@ -33,10 +33,10 @@ def test_a_key_is_printed_once_and_stored_as_its_digest(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip()
     settings = Settings(state_dir=tmp_path)
-    assert tenant_of(load_keys(settings), key) == "acme"
+    assert tenant_of_key(load_keys(settings), key) == "acme"
     assert key not in keys_file(settings).read_text()
     assert jobstream(tmp_path, "keys", "revoke", key).returncode == 0
-    assert tenant_of(load_keys(settings), key) is None
+    assert tenant_of_key(load_keys(settings), key) is None
 
 
 def test_a_bad_tenant_name_is_refused_plainly(tmp_path: Path) -> None:

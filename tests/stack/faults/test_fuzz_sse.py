@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from devstack.reliability import Record
 from jobstream import cursors
-from jobstream.auth import key_id, tenant_of
+from jobstream.auth import key_id, tenant_of_key
 from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
@@ -231,7 +231,7 @@ async def test_fuzzed_sse_requests_get_documented_answers_and_only_their_own_eve
         other = await submit(stub, api_key, "Another tenant's stream", max_tokens=3)
         for reply, owner in ((own, key), (sibling, key), (other, api_key)):
             await wait_terminal(stub, owner, reply.job_id)
-        other_tenant = tenant_of(load_keys(stack), api_key)
+        other_tenant = tenant_of_key(load_keys(stack), api_key)
         assert other_tenant is not None
         assert other_tenant != tenant
         jobs = Jobs(own.job_id, own.stream_token, sibling.job_id, sibling.stream_token, other.job_id,
