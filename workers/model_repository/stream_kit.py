@@ -214,23 +214,7 @@ class StreamingModel(ABC):
             reason = ""
             limit = request.sampling.max_tokens
             for text, stopped in _with_stop(itertools.islice(generation.tokens, limit), request.sampling):
-                if request.drills.token_delay_s > 0:
-                    self.stopping.wait(request.drills.token_delay_s)  # the emulated GPU time of this token
-                if self.stopping.is_set():
-                    _finish_with_error(sender, "UNAVAILABLE: Triton is shutting down", pb_utils.TritonError.UNAVAILABLE)
-                    return
-                if sender.is_cancelled():
-                    pb_utils.Logger.log_info(f"{tag} cancelled after {sent} tokens")
-                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                    return
-                if request.drills.fails(sent, request.attempt):
-                    pb_utils.Logger.log_warn(f"{tag} injected OOM at token {sent} (attempt {request.attempt})")
-                    _finish_with_error(
-                        sender,
-                        f"GPU out of memory (injected at token {sent}, attempt {request.attempt} of "
-                        f"{request.drills.fail_attempts} failing)",
-                        pb_utils.TritonError.UNAVAILABLE,
-                    )
+                if self._interrupted(sender, request, sent, tag):
                     return
                 pieces.append(text)
                 sent += 1
@@ -258,6 +242,29 @@ class StreamingModel(ABC):
         finally:
             with self.lock:
                 self.streams.discard(threading.current_thread())
+
+    def _interrupted(self, sender: Any, request: Request, sent: int, tag: str) -> bool:
+        """Before token `sent`: its emulated GPU time, then whether the stream ended there (Triton shutting
+        down, the request cancelled, or an injected failure), its last response sent."""
+        if request.drills.token_delay_s > 0:
+            self.stopping.wait(request.drills.token_delay_s)
+        if self.stopping.is_set():
+            _finish_with_error(sender, "UNAVAILABLE: Triton is shutting down", pb_utils.TritonError.UNAVAILABLE)
+            return True
+        if sender.is_cancelled():
+            pb_utils.Logger.log_info(f"{tag} cancelled after {sent} tokens")
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return True
+        if request.drills.fails(sent, request.attempt):
+            pb_utils.Logger.log_warn(f"{tag} injected OOM at token {sent} (attempt {request.attempt})")
+            _finish_with_error(
+                sender,
+                f"GPU out of memory (injected at token {sent}, attempt {request.attempt} of "
+                f"{request.drills.fail_attempts} failing)",
+                pb_utils.TritonError.UNAVAILABLE,
+            )
+            return True
+        return False
 
     @staticmethod
     def _response(request: Request, generation: Generation, text: str, reason: str | None, tokens: int = 1) -> Any:
