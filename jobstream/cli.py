@@ -151,31 +151,48 @@ async def submit_retrying(stub: Any, request: api.SubmitJobRequest, call_metadat
     raise AssertionError("unreachable")
 
 
+def submit_request(args: argparse.Namespace) -> api.SubmitJobRequest:
+    params = GenerationParams(max_tokens=args.max_tokens)
+    if args.seed is not None:
+        params.seed = args.seed
+    if args.temperature is not None:
+        params.temperature = args.temperature
+    if args.top_p is not None:
+        params.top_p = args.top_p
+    params.stop.extend(args.stop)
+    return api.SubmitJobRequest(
+        pipeline=args.pipeline,
+        prompt=args.prompt,
+        params=params,
+        idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4().hex}",
+    )
+
+
+async def submit(stub: Any, args: argparse.Namespace) -> int:
+    reply = await submit_retrying(stub, submit_request(args), metadata())
+    if args.json:
+        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)), flush=True)
+    else:
+        print(reply.job_id, flush=True)
+    return await follow(stub, reply.job_id, args.json) if args.follow else 0
+
+
+async def list_jobs(stub: Any, args: argparse.Namespace) -> int:
+    status = (
+        getattr(JobStatus, f"JOB_STATUS_{args.status.upper()}") if args.status else JobStatus.JOB_STATUS_UNSPECIFIED
+    )
+    listing = await stub.ListJobs(api.ListJobsRequest(page_size=args.limit, status=status), metadata=metadata())
+    for job in listing.jobs:
+        print_job(job, args.json)
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     async with job_service_channel(settings) as channel:
         stub = JobServiceStub(channel)
         if args.command == "submit":
-            params = GenerationParams(max_tokens=args.max_tokens)
-            if args.seed is not None:
-                params.seed = args.seed
-            if args.temperature is not None:
-                params.temperature = args.temperature
-            if args.top_p is not None:
-                params.top_p = args.top_p
-            params.stop.extend(args.stop)
-            request = api.SubmitJobRequest(
-                pipeline=args.pipeline,
-                prompt=args.prompt,
-                params=params,
-                idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4().hex}",
-            )
-            reply = await submit_retrying(stub, request, metadata())
-            if args.json:
-                print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)), flush=True)
-            else:
-                print(reply.job_id, flush=True)
-            return await follow(stub, reply.job_id, args.json) if args.follow else 0
+            return await submit(stub, args)
         if args.command == "follow":
             return await follow(stub, args.job_id, args.json)
         if args.command == "status":
@@ -188,15 +205,7 @@ async def run(args: argparse.Namespace) -> int:
             print_job(job, args.json)
             return 0
         if args.command == "list":
-            status = (
-                getattr(JobStatus, f"JOB_STATUS_{args.status.upper()}")
-                if args.status
-                else JobStatus.JOB_STATUS_UNSPECIFIED
-            )
-            listing = await stub.ListJobs(api.ListJobsRequest(page_size=args.limit, status=status), metadata=metadata())
-            for job in listing.jobs:
-                print_job(job, args.json)
-            return 0
+            return await list_jobs(stub, args)
     raise AssertionError(args.command)
 
 
