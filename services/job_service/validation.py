@@ -79,7 +79,27 @@ def check_params(params: GenerationParams) -> ValidParams:
 
 
 def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> ValidSubmit:
-    pipeline = request.pipeline or DEFAULT_PIPELINE
+    pipeline = check_pipeline(request.pipeline or DEFAULT_PIPELINE, pipelines, settings)
+    which = request.WhichOneof("input")
+    prompt: str | None = None
+    input_ref: str | None = None
+    if which == "prompt":
+        prompt = check_prompt(request.prompt, pipeline, pipelines, settings)
+    elif which == "input_ref":
+        if not request.input_ref:
+            raise invalid("input_ref", "must not be empty")
+        input_ref = request.input_ref
+    else:
+        raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
+    params = check_params(request.params)
+    key = request.idempotency_key
+    if key and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
+    return ValidSubmit(pipeline, prompt, input_ref, params, key)
+
+
+def check_pipeline(pipeline: str, pipelines: Pipelines, settings: Settings) -> str:
+    """A pipeline this deployment runs: declared, not a drill unless drills are on, its models served."""
     if pipeline not in pipelines.names():
         raise invalid("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
     if pipelines.is_drill(pipeline) and not settings.drills:
@@ -92,34 +112,21 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
             f"{pipeline} needs the model {', '.join(missing)}, which this deployment does not serve "
             f"(it serves {', '.join(sorted(served))})",
         )
-    which = request.WhichOneof("input")
-    prompt: str | None = None
-    input_ref: str | None = None
-    if which == "prompt":
-        size = len(request.prompt.encode("utf-8"))
-        if size > settings.max_input_bytes:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "prompt",
-                f"is {size} bytes; the maximum is {settings.max_input_bytes}",
-            )
-        check_model_input("prompt", size, pipeline, pipelines)
-        if not request.prompt.strip():
-            raise invalid("prompt", "must not be empty")
-        if problem := untrusted_text.refusal(request.prompt):
-            raise invalid("prompt", problem)
-        prompt = request.prompt
-    elif which == "input_ref":
-        if not request.input_ref:
-            raise invalid("input_ref", "must not be empty")
-        input_ref = request.input_ref
-    else:
-        raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
-    params = check_params(request.params)
-    key = request.idempotency_key
-    if key and not IDEMPOTENCY_KEY.fullmatch(key):
-        raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
-    return ValidSubmit(pipeline, prompt, input_ref, params, key)
+    return pipeline
+
+
+def check_prompt(prompt: str, pipeline: str, pipelines: Pipelines, settings: Settings) -> str:
+    size = len(prompt.encode("utf-8"))
+    if size > settings.max_input_bytes:
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt", f"is {size} bytes; the maximum is {settings.max_input_bytes}"
+        )
+    check_model_input("prompt", size, pipeline, pipelines)
+    if not prompt.strip():
+        raise invalid("prompt", "must not be empty")
+    if problem := untrusted_text.refusal(prompt):
+        raise invalid("prompt", problem)
+    return prompt
 
 
 def check_model_input(field: str, size: int, pipeline: str, pipelines: Pipelines) -> None:
