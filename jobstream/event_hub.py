@@ -5,7 +5,7 @@ jobs, and joins each watcher's replay of what the log already holds with the liv
 replay of what is already in the log (from where the job's story starts) joins the live tail with no gap and no
 duplicate, because every event carries a cursor that sorts in story order and a watcher yields only events whose
 cursor sorts after the last one it yielded (and a token only after the token before it, so a gap in the log
-waits to be filled by the retry that re-publishes it; see `_Sequence`).
+waits to be filled by the retry that re-publishes it; see `jobstream.delivery.Sequence`).
 
 Used by the SSE bridge and by JobService.WatchJob, so both serve the same events with the same ids, each
 encoding them at its own edge. The bridge reads `watch_batches`: everything a watcher has pending at once, each
@@ -20,12 +20,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from jobstream import cursors
+from jobstream.delivery import Delivery, Told
 from jobstream.event_log import LogLocator, readable_event
-from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.log_reader import LogExpired, LogReader, LogRecord
 from jobstream.partitioning import partition_of
 from jobstream.shared_calls import SharedCalls
-from jobstream.tracing import RecordHeaders
 from jobstream.v1.event_pb2 import JobEvent
 
 # Where a job's story starts in the log, or None while it has not started.
@@ -44,44 +43,6 @@ class SlowConsumerError(Exception):
 
 class NotStartedYet(Exception):
     """Raised by a Locator for a job that exists but has not published its first event yet."""
-
-
-class Delivery:
-    """One event on its way to watchers: the hub routes one per record to every watcher of the job, so what is
-    derived from the event (its encoding at the edge, its neighbours' ids) is computed once, when first asked."""
-
-    __slots__ = ("_after", "_before", "encoded", "event", "headers", "locator", "routed_at")
-
-    def __init__(
-        self,
-        event: JobEvent,
-        locator: LogLocator | None = None,
-        headers: RecordHeaders | None = None,
-        routed_at: float = 0.0,
-    ) -> None:
-        self.event = event
-        self.locator = locator  # where the tail read it; None for a replayed or rebuilt event
-        self.headers = headers  # the record's (a producer's trace context, when traces are on)
-        # When the tail handed the record to the hub (Unix time; 0 for a replayed or rebuilt event): splits an
-        # event's delivery lag into the log's part and the edge's.
-        self.routed_at = routed_at
-        self.encoded: bytes | None = None  # the edge's wire form, cached there by the first watcher's encoder
-        self._before: str | None = None
-        self._after: str | None = None
-
-    @property
-    def token_before(self) -> str:
-        """The id of the token just before this one in its stage ("" if none)."""
-        if self._before is None:
-            self._before = cursors.next_token(self.event.id, -1) or ""
-        return self._before
-
-    @property
-    def token_after(self) -> str:
-        """The id the token after this one has, if this is a token ("" otherwise: no id matches it)."""
-        if self._after is None:
-            self._after = cursors.next_token(self.event.id) or ""
-        return self._after
 
 
 class _Subscriber:
@@ -207,13 +168,11 @@ class EventHub:
     async def _story(
         self, job_id: str, after: str, owner: str, subscriber: _Subscriber, boundary: int, followed: list[int]
     ) -> AsyncGenerator[list[Delivery], None]:
-        last = after
-        sequence = _Sequence(after)
+        story = Told(after)
         start = await self._wait_for_start(job_id, subscriber)
         if start is None:
-            event = await self.fallback(job_id)
-            if event is not None and event.id > last:
-                yield [Delivery(event)]
+            async for ready in self._final_state(job_id, story):
+                yield ready
             return
         partition, offset = start
         if partition != followed[0]:
@@ -224,31 +183,37 @@ class EventHub:
         # A watcher that joins before the job's first event (the usual case, right after SubmitJob) replays
         # nothing and never waits for a replay consumer.
         try:
-            replaying = self.log.replay(job_id, partition, offset, boundary, owner)
-            async with contextlib.aclosing(_decoded(replaying)) as replay:
-                async for replayed in replay:
-                    ready, ended = _through_terminal(sequence.accept(replayed))
-                    if ready:
-                        last = ready[-1].event.id
-                        yield ready
-                    if ended:
-                        return
+            async with contextlib.aclosing(self._replayed(job_id, partition, offset, boundary, owner, story)) as replay:
+                async for ready in replay:
+                    yield ready
         except LogExpired:
             # The job's events have left Kafka's retention: answer with its final state.
-            event = await self.fallback(job_id)
-            if event is not None and event.id > last:
-                yield [Delivery(event)]
-            return
-        while True:
-            if subscriber.overflowed and not subscriber.pending:
-                raise SlowConsumerError(f"watcher of {job_id} fell behind; resume after {last}")
-            batch = await subscriber.take()
-            ready, ended = _through_terminal([each for delivery in batch for each in sequence.accept(delivery)])
-            if ready:
-                last = ready[-1].event.id
+            async for ready in self._final_state(job_id, story):
                 yield ready
-            if ended:
-                return
+            return
+        while not story.ended:
+            if subscriber.overflowed and not subscriber.pending:
+                raise SlowConsumerError(f"watcher of {job_id} fell behind; resume after {story.last}")
+            if ready := story.told(await subscriber.take()):
+                yield ready
+
+    async def _replayed(
+        self, job_id: str, partition: int, offset: int, boundary: int, owner: str, story: Told
+    ) -> AsyncGenerator[list[Delivery], None]:
+        """The job's story from the log up to `boundary` (LogExpired once it has left Kafka's retention)."""
+        replaying = self.log.replay(job_id, partition, offset, boundary, owner)
+        async with contextlib.aclosing(_decoded(replaying)) as replay:
+            async for replayed in replay:
+                if ready := story.told([replayed]):
+                    yield ready
+                if story.ended:
+                    return
+
+    async def _final_state(self, job_id: str, story: Told) -> AsyncGenerator[list[Delivery], None]:
+        """The job's terminal event rebuilt from its final state, if the watcher has not seen it."""
+        event = await self.fallback(job_id)
+        if event is not None and event.id > story.last:
+            yield [Delivery(event)]
 
     async def _wait_for_start(self, job_id: str, subscriber: _Subscriber) -> LogLocator | None:
         """The job's first offset; waits while the job exists but has not published job.started yet.
@@ -281,48 +246,3 @@ async def _decoded(records: AsyncIterator[LogRecord]) -> AsyncGenerator[Delivery
     async for record in records:
         if record.value is not None and (event := readable_event(record.value)) is not None:
             yield Delivery(event, headers=record.headers)
-
-
-def _through_terminal(ready: list[Delivery]) -> tuple[list[Delivery], bool]:
-    """The events up to the job's terminal one, and whether it is among them: nothing follows it."""
-    for index, delivery in enumerate(ready):
-        if delivery.event.type in TERMINAL_TYPES:
-            return ready[: index + 1], True
-    return ready, False
-
-
-class _Sequence:
-    """Which events a watcher delivers: each id once, in story order, and a stage's tokens without a gap.
-
-    A gap is possible: when the broker restarts, a batch of a model stage's tokens can time out in the
-    producer while a later batch still reaches the log. The attempt then fails and its retry re-publishes
-    from the first missing index; a watcher that delivered the tokens after the gap would drop the late
-    ones as already seen. So a token is delivered only after its predecessor, and waits until then.
-    """
-
-    def __init__(self, after: str) -> None:
-        self.last = after
-        # The id the token after `last` has, if `last` is a token ("" otherwise: no id matches it).
-        self._next = cursors.next_token(after) or ""
-        self._held: dict[str, Delivery] = {}
-
-    def accept(self, delivery: Delivery) -> list[Delivery]:
-        event = delivery.event
-        if event.id <= self.last:
-            return []  # re-sent by a retried activity, or before the watcher's cursor
-        if event.type == EventType.TOKEN and event.token.index > 0 and self.last != delivery.token_before:
-            self._held[event.id] = delivery
-            return []
-        ready = [delivery]
-        self._advance(delivery)
-        while (held := self._held.pop(self._next, None)) is not None:
-            ready.append(held)
-            self._advance(held)
-        if self._held:
-            # Tokens held behind a later non-token event (a failed or cancelled job) can never come in order.
-            self._held = {key: value for key, value in self._held.items() if key > self.last}
-        return ready
-
-    def _advance(self, delivery: Delivery) -> None:
-        self.last = delivery.event.id
-        self._next = delivery.token_after

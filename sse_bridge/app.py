@@ -28,7 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors, tracing
 from jobstream.auth import bearer_key
-from jobstream.event_hub import Delivery, EventHub, SlowConsumerError
+from jobstream.delivery import Delivery
+from jobstream.event_hub import EventHub, SlowConsumerError
 from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.job_directory import JobDirectory
 from jobstream.job_events import with_fresh_result_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from jobstream.event_hub import Delivery
+from jobstream.delivery import Delivery
 from jobstream.event_log import event_json
 from jobstream.v1.event_pb2 import JobEvent
 

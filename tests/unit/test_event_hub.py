@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from jobstream import cursors
-from jobstream.event_hub import Delivery, EventHub, NotStartedYet, SlowConsumerError
+from jobstream.delivery import Delivery
+from jobstream.event_hub import EventHub, NotStartedYet, SlowConsumerError
 from jobstream.event_log import LogLocator
 from jobstream.log_reader import LogRecord
 from jobstream.partitioning import partition_of

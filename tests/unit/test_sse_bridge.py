@@ -17,7 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.auth import key_id
-from jobstream.event_hub import Delivery, EventHub
+from jobstream.delivery import Delivery
+from jobstream.event_hub import EventHub
 from jobstream.job_directory import JobDirectory
 from jobstream.keys_store import KeysFile, digest
 from jobstream.settings import Settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobstream import cursors
-from jobstream.event_hub import Delivery
+from jobstream.delivery import Delivery
 from jobstream.event_log import event_json
 from jobstream.v1.event_pb2 import JobEvent, TokenEvent
 from sse_bridge.sse_encoding import frame_of, frames_of, sse_frame

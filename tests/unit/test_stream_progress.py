@@ -12,7 +12,7 @@ from opentelemetry.trace import set_span_in_context
 from prometheus_client import REGISTRY
 
 from jobstream import cursors, tracing
-from jobstream.event_hub import Delivery
+from jobstream.delivery import Delivery
 from jobstream.event_log import LogLocator
 from jobstream.v1.event_pb2 import JobEvent
 from sse_bridge.app import _StreamProgress
