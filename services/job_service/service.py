@@ -4,63 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream import cursors
 from jobstream.event_hub import EventHub, SlowConsumerError
-from jobstream.job_events import set_result, usage_proto, with_fresh_result_url
+from jobstream.job_events import with_fresh_result_url
 from jobstream.job_state import STATUS_QUERY, JobMemo, Status, verdict_recorded
 from jobstream.keys_store import KeysFileError
 from jobstream.logs import bind_job
 from jobstream.partitioning import partition_of
-from jobstream.payload_store import UPLOADS, UPLOADS_RETENTION_DAYS, Changed, PayloadStore, StoredObject
+from jobstream.payload_store import UPLOADS_RETENTION_DAYS, PayloadStore, StoredObject
 from jobstream.pipelines import Pipelines
-from jobstream.search_attributes import JOB_INPUT_BYTES, JOB_PIPELINE, JOB_STATUS, JOB_TENANT, tenant_term
+from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
-from jobstream.temporal_client import WORKFLOW_QUEUE
 from jobstream.tenants import TenantLimits, limits_in
 from jobstream.v1 import job_service_pb2 as api
-from jobstream.v1.job_pb2 import Job, JobStatus
+from jobstream.v1.job_pb2 import JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer
 from jobstream.workflow_io import (
     CANCEL_REASON_SIGNAL,
     JOB_WORKFLOWS,
-    WORKFLOW_TYPE,
-    GenerationParams,
-    JobInput,
-    JobResult,
-    StageProgress,
 )
 from services.job_service import job_view, listing, validation
 from services.job_service.auth_interceptor import CALLER, UNAUTHENTICATED
+from services.job_service.job_reader import JobReader
+from services.job_service.job_start import Submitted, input_size, start_job
 from services.job_service.quotas import OverQuota, RunningJobs
-from services.job_service.validation import RequestError, invalid
-
-MAX_SEED = 2**32 - 1
+from services.job_service.uploads import Uploads, upload_ttl
+from services.job_service.validation import RequestError, abort, invalid
 
 log = logging.getLogger(__name__)
-
-
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
-    await context.abort(error.code, str(error))
-    raise AssertionError("unreachable")  # abort raises
-
-
-def input_size(valid: validation.ValidSubmit, upload: StoredObject | None) -> int:
-    """Bytes of the job's input, as the quotas and the JobInputBytes search attribute count them."""
-    return upload.size if upload else len((valid.prompt or "").encode("utf-8"))
 
 
 class JobService(JobServiceServicer):
@@ -79,6 +59,8 @@ class JobService(JobServiceServicer):
         self.tokens = StreamTokens(settings)
         self.hub = hub
         self.running = RunningJobs(client, replicas=settings.replicas)
+        self.uploads = Uploads(store, settings, pipelines)
+        self.reader = JobReader(client, store)
 
     # -- authentication -------------------------------------------------------------------------------
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -98,38 +80,11 @@ class JobService(JobServiceServicer):
         except RequestError as error:
             await abort(context, error)
         bind_job(job_id)
-        handle = self.client.get_workflow_handle(job_id)
-        try:
-            description = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
-            raise
-        if job_view.owner_of(description) != tenant:
+        found = await self.reader.owned(tenant, job_id)
+        if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} not found")
-        return handle, description
-
-    async def view(self, job_id: str, description: WorkflowExecutionDescription) -> Job:
-        """What GetJob and CancelJob answer: the job's state, its running stage's progress and, once it
-        succeeded, its result (read from the workflow's result; a claim-checked one as a fresh URL)."""
-        job = await job_view.job_view(description)
-        job_view.add_live_details(job, description, await self.stage_progress(description))
-        if description.status == WorkflowExecutionStatus.COMPLETED:
-            result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
-            job.tokens_generated = result.tokens
-            job.usage.CopyFrom(usage_proto(result.usage))
-            job.finish_reason = result.finish_reason
-            await set_result(job, result.text, result.ref, self.store)
-        return job
-
-    async def stage_progress(self, description: WorkflowExecutionDescription) -> StageProgress | None:
-        """The running model stage's heartbeat details (CPU stages heartbeat without any)."""
-        for pending in description.raw_description.pending_activities:
-            if pending.heartbeat_details.payloads:
-                details = await self.client.data_converter.decode(pending.heartbeat_details.payloads, [StageProgress])
-                if details:
-                    return StageProgress.model_validate(details[0])
-        return None
+        assert found is not None
+        return found
 
     # -- RPCs -----------------------------------------------------------------------------------------
     async def SubmitJob(
@@ -157,7 +112,7 @@ class JobService(JobServiceServicer):
             job_id = job_view.new_job_id()
         bind_job(job_id)
         try:
-            upload = await self.check_upload(tenant, valid) if valid.input_ref else None
+            upload = await self.uploads.checked(tenant, valid) if valid.input_ref else None
         except RequestError as error:
             await abort(context, error)
         try:
@@ -187,52 +142,24 @@ class JobService(JobServiceServicer):
         input_ref = None
         if valid.input_ref and upload:
             try:
-                input_ref = await self.pin_upload(tenant, valid.input_ref, upload)
+                input_ref = await self.uploads.pinned(tenant, valid.input_ref, upload)
             except RequestError as error:
                 await abort(context, error)
-        prompt = valid.prompt
-        if prompt is not None and len(prompt.encode("utf-8")) > self.settings.payload_threshold_bytes:
-            # Claim check at the front door: a large prompt never enters Temporal.
-            input_ref = await self.store.put(f"inputs/{tenant}", prompt.encode("utf-8"), "text/plain")
-            prompt = None
-        stages = self.pipelines.resolve(valid.pipeline)
-        params = valid.params
-        seed = params.seed if params.seed is not None else random.randint(0, MAX_SEED)
-        job = JobInput(
-            job_id=job_id,
-            tenant=tenant,
-            pipeline=valid.pipeline,
-            stages=stages,
-            prompt=prompt,
-            input_ref=input_ref,
-            params=GenerationParams(
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                seed=seed,
-                top_p=params.top_p,
-                stop=params.stop,
-            ),
-        )
         try:
-            await self.client.start_workflow(
-                WORKFLOW_TYPE,
-                job,
-                id=job_id,
-                task_queue=WORKFLOW_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # Its activities inherit it: every queue the job waits on serves the tenants in turn.
-                priority=Priority(fairness_key=tenant, fairness_weight=limits.fairness_weight),
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(JOB_TENANT, tenant),
-                        SearchAttributePair(JOB_STATUS, Status.QUEUED.value),
-                        SearchAttributePair(JOB_PIPELINE, valid.pipeline),
-                        SearchAttributePair(JOB_INPUT_BYTES, input_size(valid, upload)),
-                    ]
+            await start_job(
+                self.client,
+                self.store,
+                self.pipelines,
+                self.settings,
+                Submitted(
+                    tenant=tenant,
+                    job_id=job_id,
+                    valid=valid,
+                    fingerprint=fingerprint,
+                    input_ref=input_ref,
+                    input_bytes=input_size(valid, upload),
+                    fairness_weight=limits.fairness_weight,
                 ),
-                memo=JobMemo(
-                    pipeline=valid.pipeline, status=Status.QUEUED, stage_count=len(stages), fingerprint=fingerprint
-                ).changes(),
             )
         except WorkflowAlreadyStartedError:
             # Two identical submissions raced; the loser answers with the winner's job.
@@ -281,46 +208,12 @@ class JobService(JobServiceServicer):
     async def check_uploads(self, context: grpc.aio.ServicerContext[Any, Any], tenant: str) -> None:
         """RESOURCE_EXHAUSTED for a tenant that holds its limit of uploads already (they expire after a day)."""
         limit = (await self.limits(context, tenant)).max_uploads
-        if limit and (held := await self.store.count(f"{UPLOADS}/{tenant}/", limit)) >= limit:
+        if limit and (held := await self.uploads.held(tenant, limit)) >= limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"tenant {tenant} holds {held} uploads, its limit (max_uploads {limit}); submit them or wait "
                 f"for them to expire ({UPLOADS_RETENTION_DAYS} day after upload)",
             )
-
-    async def check_upload(self, tenant: str, valid: validation.ValidSubmit) -> StoredObject:
-        """The tenant's upload that `input_ref` names, as it is now: uploaded, not empty, within the limits."""
-        ref = valid.input_ref or ""
-        try:
-            key = self.store.key_of(ref)
-        except ValueError as exc:
-            raise invalid("input_ref", "is not a reference returned by CreateUpload") from exc
-        if not key.startswith(f"{UPLOADS}/{tenant}/"):
-            raise invalid("input_ref", "is not a reference returned by CreateUpload")
-        stored = await self.store.stat(ref)
-        if stored is None:
-            raise invalid("input_ref", "nothing has been uploaded to this reference yet")
-        if stored.size > self.settings.max_input_bytes:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "input_ref",
-                f"the upload is {stored.size} bytes; the maximum is {self.settings.max_input_bytes}",
-            )
-        if stored.size == 0:
-            raise invalid("input_ref", "the uploaded object is empty")
-        validation.check_model_input("input_ref", stored.size, valid.pipeline, self.pipelines)
-        return stored
-
-    async def pin_upload(self, tenant: str, ref: str, stored: StoredObject) -> str:
-        """The job reads a copy of exactly what was checked: an upload to the same URL after this changes nothing."""
-        try:
-            return await self.store.pin(ref, stored.etag, f"inputs/{tenant}/uploads")
-        except Changed as exc:
-            raise RequestError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "input_ref",
-                "the upload changed while it was checked; submit again",
-            ) from exc
 
     async def tell_cancel_reason(self, handle: WorkflowHandle[Any, Any], reason: str) -> None:
         """The reason reaches the workflow as a signal just before the cancel, so job.cancelled carries it."""
@@ -336,7 +229,7 @@ class JobService(JobServiceServicer):
     ) -> api.GetJobResponse:
         tenant = await self.authenticate(context)
         _, description = await self.owned(context, tenant, request.job_id)
-        job = await self.view(request.job_id, description)
+        job = await self.reader.view(request.job_id, description)
         events_url, token = self.stream_grant(request.job_id, tenant)
         return api.GetJobResponse(job=job, events_url=events_url, stream_token=token)
 
@@ -347,7 +240,7 @@ class JobService(JobServiceServicer):
         if len(request.reason) > 1024:
             await abort(context, invalid("reason", "must be at most 1024 characters"))
         handle, description = await self.owned(context, tenant, request.job_id)
-        job = await self.view(request.job_id, description)
+        job = await self.reader.view(request.job_id, description)
         # Not once the workflow has recorded its verdict: it is only publishing the terminal event then.
         if not verdict_recorded(description.status, JobMemo.parse(await description.memo())):
             if request.reason:
@@ -382,23 +275,12 @@ class JobService(JobServiceServicer):
         self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api.CreateUploadResponse:
         tenant = await self.authenticate(context)
-        # As documented: unset or zero means 15 minutes.
-        out_of_range = invalid("ttl", "must be between 1 second and 7 days (0 means 15 minutes)")
         try:
-            ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else timedelta(0)
-        except (OverflowError, ValueError):  # seconds beyond what a timedelta (or a Duration) can hold
-            await abort(context, out_of_range)
-        ttl = ttl or timedelta(minutes=15)
-        if not timedelta(seconds=1) <= ttl <= timedelta(days=7):
-            await abort(context, out_of_range)
+            ttl = upload_ttl(request.ttl if request.HasField("ttl") else None)
+        except RequestError as error:
+            await abort(context, error)
         await self.check_uploads(context, tenant)
-        key = f"{UPLOADS}/{tenant}/{uuid.uuid4().hex}"
-        expire = Timestamp()
-        expire.FromDatetime(datetime.now(UTC) + ttl)
-        url, fields = await self.store.presigned_post(key, ttl, self.settings.max_input_bytes)
-        return api.CreateUploadResponse(
-            upload_url=url, upload_fields=fields, input_ref=self.store.ref(key), expire_time=expire
-        )
+        return await self.uploads.grant(tenant, ttl)
 
     async def WatchJob(
         self, request: api.WatchJobRequest, context: grpc.aio.ServicerContext[Any, Any]

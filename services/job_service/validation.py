@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import grpc
 
@@ -29,6 +30,12 @@ class RequestError(Exception):
         super().__init__(f"{field}: {message}")
         self.code = code
         self.field = field
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
+    """End the call with the error's status, naming its field."""
+    await context.abort(error.code, str(error))
+    raise AssertionError("unreachable")  # abort raises
 
 
 def invalid(field: str, message: str) -> RequestError:
