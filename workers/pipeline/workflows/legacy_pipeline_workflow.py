@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from jobstream import cursors
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         StageStartedSpec,
         Usage,
     )
+    from workers.pipeline.workflows import stage_outcomes
 
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
 PUBLISH_TIMEOUT = timedelta(seconds=10)
@@ -88,7 +89,7 @@ class LegacyPipelineWorkflow:
             workflow.upsert_memo(JobMemo(log_partition=locator.partition, log_offset=locator.offset).changes())
             for index, stage in enumerate(job.stages):
                 data = await self._run_stage(job, index, stage, data)
-                if _cancel_requested():
+                if stage_outcomes.cancel_requested():
                     # The stage finished before its cancellation reached it, so nothing raised: the job
                     # was still cancelled, and it must end so instead of running on.
                     raise asyncio.CancelledError
@@ -99,8 +100,8 @@ class LegacyPipelineWorkflow:
             if isinstance(error.cause, CancelledError):
                 await self._finish_cancelled(job)
                 raise
-            code, message = _describe(error)
-            self._end_stage(StageState.FAILED, attempts=_attempts_used(error, job, self._stage))
+            code, message = stage_outcomes.describe(error)
+            self._end_stage(StageState.FAILED, attempts=stage_outcomes.attempts_used(error, job, self._stage))
             self._set_status(Status.FAILED, error_code=code, error_message=message)
             await self._publish(
                 JobFailedSpec(
@@ -159,7 +160,7 @@ class LegacyPipelineWorkflow:
             schedule_to_start_timeout=stage.timeouts.schedule_to_start,
             start_to_close_timeout=stage.timeouts.start_to_close,
             heartbeat_timeout=stage.timeouts.heartbeat,
-            retry_policy=_retry_policy(stage),
+            retry_policy=stage_outcomes.retry_policy(stage),
             # Wait for the activity to confirm it stopped, so a cancelled job has really stopped generating.
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
@@ -238,39 +239,3 @@ class LegacyPipelineWorkflow:
                 retry_policy=PUBLISH_RETRY,
             )
         )
-
-
-def _retry_policy(stage: ResolvedStage) -> RetryPolicy:
-    return RetryPolicy(
-        maximum_attempts=stage.retry.maximum_attempts,
-        initial_interval=stage.retry.initial_interval,
-        backoff_coefficient=stage.retry.backoff_coefficient,
-        maximum_interval=stage.retry.maximum_interval,
-        non_retryable_error_types=list(stage.retry.non_retryable),
-    )
-
-
-def _attempts_used(error: ActivityError, job: JobInput, stage_name: str) -> int:
-    """How many attempts a failed stage used, where the failure tells (0 where it does not: a
-    non-retryable error can end any attempt, and the failure event does not carry its number)."""
-    if error.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
-        return next(stage.retry.maximum_attempts for stage in job.stages if stage.name == stage_name)
-    return 0
-
-
-def _cancel_requested() -> bool:
-    """Whether the workflow was cancelled, even if the await it interrupted completed normally."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _describe(error: ActivityError) -> tuple[str, str]:
-    """(code, message) of the failure that ended a stage: the application error's type when it has one."""
-    cause: BaseException | None = error.cause
-    while cause is not None:
-        if isinstance(cause, ApplicationError):
-            return cause.type or "ApplicationError", cause.message
-        if isinstance(cause, FailureError) and cause.cause is None:
-            return type(cause).__name__, cause.message
-        cause = cause.__cause__
-    return "ActivityError", str(error)

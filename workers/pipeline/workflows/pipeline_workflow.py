@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from jobstream import cursors
@@ -47,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         StageStartedSpec,
         Usage,
     )
+    from workers.pipeline.workflows import stage_outcomes
+    from workers.pipeline.workflows.memo_buffer import MemoBuffer
     from workers.pipeline.workflows.outbox import Outbox
 
 ACTIVITY_BY_KIND = {"preprocess": "preprocess", "model": "run_model", "postprocess": "postprocess"}
@@ -64,10 +65,8 @@ class PipelineWorkflow:
         self._usage = Usage()
         self._finish_reason = ""
         self._cancel_reason = ""
-        self._records: list[StageRecord] = []
         self._meter = workflow.metric_meter()
-        # Memo changes not yet upserted: they go in one upsert as the workflow task ends.
-        self._memo: dict[str, Any] = {}
+        self._memo = MemoBuffer()
         self._verdict_first = False
 
     @workflow.signal(name=CANCEL_REASON_SIGNAL)
@@ -79,7 +78,7 @@ class PipelineWorkflow:
         # The workflow's meter skips replays: a job is counted once however often its history is replayed.
         self._meter = workflow.metric_meter().with_additional_attributes({"pipeline": job.pipeline})
         self._meter.create_counter("jobstream_jobs_started", "Jobs whose workflow began.").add(1)
-        self._records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
+        self._memo.records = [StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages]
         self._verdict_first = workflow.patched(VERDICT_FIRST_PATCH)
         self._set_status(Status.RUNNING)
         outbox = Outbox(
@@ -95,7 +94,7 @@ class PipelineWorkflow:
             for index, stage in enumerate(job.stages):
                 data = await self._run_stage(job, index, stage, data, outbox)
                 # A cancel that arrives after job.completed went out is too late: the job did complete.
-                if _cancel_requested() and not outbox.ended:
+                if stage_outcomes.cancel_requested() and not outbox.ended:
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             await self._finish_cancelled(job, outbox)
@@ -105,9 +104,9 @@ class PipelineWorkflow:
             if isinstance(error, CancelledError) or isinstance(error.cause, CancelledError):
                 await self._finish_cancelled(job, outbox)
                 raise
-            code, message = _describe(error)
-            attempts = _attempts_used(error, job, self._stage) if isinstance(error, ActivityError) else 0
-            self._end_stage(StageState.FAILED, attempts=attempts)
+            code, message = stage_outcomes.describe(error)
+            attempts = stage_outcomes.attempts_used(error, job, self._stage) if isinstance(error, ActivityError) else 0
+            self._memo.end_running_stage(StageState.FAILED, workflow.now(), attempts=attempts)
             self._set_status(Status.FAILED, error_code=code, error_message=message)
             failed = JobFailedSpec(
                 job_id=job.job_id,
@@ -118,13 +117,13 @@ class PipelineWorkflow:
                 usage=self._usage,
             )
             await self._publish_verdict(outbox, failed)
-            self._flush_memo()
+            self._memo.flush()
             raise ApplicationError(message, type=code, non_retryable=True) from error
         self._set_status(Status.SUCCEEDED)
         if not outbox.ended:
             completed = self._job_completed(job).model_copy(update={"result_text": data.text, "result_ref": data.ref})
             await self._publish_verdict(outbox, completed)
-        self._flush_memo()
+        self._memo.flush()
         return JobResult(
             text=data.text, ref=data.ref, tokens=self._tokens, usage=self._usage, finish_reason=self._finish_reason
         )
@@ -135,8 +134,8 @@ class PipelineWorkflow:
         """Run one stage; `outbox` holds the events still to publish, and this stage's stage.completed after."""
         count = len(job.stages)
         self._stage = stage.name
-        self._update_record(index, state=StageState.RUNNING, attempts=1, start_time=workflow.now())
-        self._upsert_memo(JobMemo(stage=stage.name).changes() | self._records_changes())
+        self._memo.update_record(index, state=StageState.RUNNING, attempts=1, start_time=workflow.now())
+        self._memo.add(JobMemo(stage=stage.name).changes() | self._memo.records_changes())
         started = _stage_started(job, index)
         completed = StageCompletedSpec(
             **started.model_dump(exclude={"type", "cursor"}), cursor=cursors.stage_completed(index)
@@ -169,7 +168,7 @@ class PipelineWorkflow:
                 LocalStage(stage=stage_input, publish_before=before, publish_after=after),
                 result_type=LocalStageResult,
                 start_to_close_timeout=stage.timeouts.start_to_close,
-                retry_policy=_retry_policy(stage),
+                retry_policy=stage_outcomes.retry_policy(stage),
             )
             self._record_start(outbox.published(before, result.published_before))
             output = result.output
@@ -177,7 +176,7 @@ class PipelineWorkflow:
             if outbox.pending:
                 events = outbox.take()
                 self._record_start(outbox.published(events, await self._publish_all(events)))
-            self._flush_memo()  # the workflow task ends here, while the stage runs
+            self._memo.flush()  # the workflow task ends here, while the stage runs
             output = await workflow.execute_activity(
                 ACTIVITY_BY_KIND[stage.kind],
                 stage_input,
@@ -186,22 +185,22 @@ class PipelineWorkflow:
                 schedule_to_start_timeout=stage.timeouts.schedule_to_start,
                 start_to_close_timeout=stage.timeouts.start_to_close,
                 heartbeat_timeout=stage.timeouts.heartbeat,
-                retry_policy=_retry_policy(stage),
+                retry_policy=stage_outcomes.retry_policy(stage),
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         if stage.kind == "model":
             self._tokens = output.tokens
             self._usage += Usage(prompt_tokens=output.prompt_tokens, output_tokens=output.tokens)
             self._finish_reason = output.finish_reason
-            self._update_record(index, prompt_tokens=output.prompt_tokens, finish_reason=output.finish_reason)
+            self._memo.update_record(index, prompt_tokens=output.prompt_tokens, finish_reason=output.finish_reason)
         if output.finish_reason == "cancelled":
-            self._update_record(index, attempts=output.attempt, tokens=output.tokens)
+            self._memo.update_record(index, attempts=output.attempt, tokens=output.tokens)
             raise asyncio.CancelledError
-        self._update_record(
+        self._memo.update_record(
             index, state=StageState.SUCCEEDED, attempts=output.attempt, end_time=workflow.now(), tokens=output.tokens
         )
         memo = JobMemo(stages_completed=index + 1, tokens_generated=self._tokens, attempt=output.attempt)
-        self._upsert_memo(memo.changes() | self._records_changes())
+        self._memo.add(memo.changes() | self._memo.records_changes())
         if not stage.local:
             outbox.add(completed.model_copy(update={"attempt": output.attempt}))
         return output
@@ -218,10 +217,10 @@ class PipelineWorkflow:
     def _record_start(self, started: LogLocator | None) -> None:
         """Where the job's story starts in the log, once job.started is out: replay seeks there."""
         if started is not None:
-            self._upsert_memo(JobMemo(log_partition=started.partition, log_offset=started.offset).changes())
+            self._memo.add(JobMemo(log_partition=started.partition, log_offset=started.offset).changes())
 
     async def _finish_cancelled(self, job: JobInput, outbox: Outbox) -> None:
-        self._end_stage(StageState.CANCELLED)
+        self._memo.end_running_stage(StageState.CANCELLED, workflow.now())
         self._set_status(Status.CANCELLED)
         cancelled = JobCancelledSpec(
             job_id=job.job_id,
@@ -233,7 +232,7 @@ class PipelineWorkflow:
             finish_reason=self._finish_reason or "cancelled",
         )
         await self._publish_verdict(outbox, cancelled)
-        self._flush_memo()
+        self._memo.flush()
 
     async def _publish_verdict(self, outbox: Outbox, terminal: EventSpec) -> None:
         """Publish what is left in the outbox and the job's terminal event, once the verdict is recorded.
@@ -245,33 +244,9 @@ class PipelineWorkflow:
         verdict (status and memo) in the same completion: a stale task's completion is refused, so a terminal
         event can come from no task but the one whose verdict stands."""
         if self._verdict_first:
-            self._flush_memo()  # the verdict goes with the completion that schedules the publish
+            self._memo.flush()  # the verdict goes with the completion that schedules the publish
         events = outbox.ending_with(terminal)
         self._record_start(outbox.published(events, await self._publish_all(events, scheduled=self._verdict_first)))
-
-    def _update_record(self, index: int, **changes: object) -> None:
-        self._records[index] = self._records[index].model_copy(update=changes)
-
-    def _records_changes(self) -> dict[str, Any]:
-        return JobMemo(stages=self._records).changes()
-
-    def _end_stage(self, state: StageState, attempts: int = 0) -> None:
-        """Record how the running stage ended, when the job ends inside it (failed or cancelled)."""
-        for index, record in enumerate(self._records):
-            if record.state == StageState.RUNNING:
-                update: dict[str, object] = {"state": state, "end_time": workflow.now()}
-                if attempts:
-                    update["attempts"] = attempts
-                self._update_record(index, **update)
-
-    def _upsert_memo(self, changes: dict[str, Any]) -> None:
-        self._memo |= changes
-
-    def _flush_memo(self) -> None:
-        """Upsert the memo changes gathered since the last one: call before the workflow task ends."""
-        if self._memo:
-            workflow.upsert_memo(self._memo)
-            self._memo = {}
 
     def _set_status(self, status: Status, error_code: str = "", error_message: str = "") -> None:
         workflow.upsert_search_attributes([JOB_STATUS.value_set(status.value)])
@@ -283,10 +258,10 @@ class PipelineWorkflow:
         if error_code:
             memo |= JobMemo(error_code=error_code, error_message=error_message).changes()
         if status in (Status.FAILED, Status.CANCELLED):
-            memo |= self._records_changes()
+            memo |= self._memo.records_changes()
         if status == Status.CANCELLED:
             memo |= JobMemo(cancel_reason=self._cancel_reason, tokens_generated=self._tokens).changes()
-        self._upsert_memo(memo)
+        self._memo.add(memo)
 
     async def _publish_all(self, events: list[EventSpec], scheduled: bool = False) -> list[LogLocator]:
         # A local activity: it runs in this workflow's worker without a trip through a task queue; `scheduled`:
@@ -313,41 +288,3 @@ def _stage_started(job: JobInput, index: int) -> StageStartedSpec:
         stage_index=index,
         stage_count=len(job.stages),
     )
-
-
-def _retry_policy(stage: ResolvedStage) -> RetryPolicy:
-    return RetryPolicy(
-        maximum_attempts=stage.retry.maximum_attempts,
-        initial_interval=stage.retry.initial_interval,
-        backoff_coefficient=stage.retry.backoff_coefficient,
-        maximum_interval=stage.retry.maximum_interval,
-        non_retryable_error_types=list(stage.retry.non_retryable),
-    )
-
-
-def _attempts_used(error: ActivityError, job: JobInput, stage_name: str) -> int:
-    """How many attempts a failed stage used, where the failure tells (0 where it does not: a
-    non-retryable error can end any attempt, and the failure event does not carry its number)."""
-    if error.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
-        return next(stage.retry.maximum_attempts for stage in job.stages if stage.name == stage_name)
-    return 0
-
-
-def _cancel_requested() -> bool:
-    """Whether the workflow was cancelled, even if the await it interrupted completed normally."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _describe(error: FailureError) -> tuple[str, str]:
-    """(code, message) of the failure that ended a stage: the application error's type when it has one."""
-    if isinstance(error, ApplicationError):
-        return error.type or "ApplicationError", error.message
-    cause: BaseException | None = error.cause
-    while cause is not None:
-        if isinstance(cause, ApplicationError):
-            return cause.type or "ApplicationError", cause.message
-        if isinstance(cause, FailureError) and cause.cause is None:
-            return type(cause).__name__, cause.message
-        cause = cause.__cause__
-    return "ActivityError", str(error)
