@@ -11,11 +11,9 @@ import html
 import logging
 import random
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
-from opentelemetry.trace import Span, SpanKind
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -30,17 +28,18 @@ from jobstream import cursors, tracing
 from jobstream.auth import bearer_key
 from jobstream.delivery import Delivery
 from jobstream.event_hub import EventHub, SlowConsumerError
-from jobstream.event_types import TERMINAL_TYPES, EventType
+from jobstream.event_types import EventType
 from jobstream.job_directory import JobDirectory
 from jobstream.job_events import with_fresh_result_url
-from jobstream.keys_store import KeysFileError
-from jobstream.logs import JOB_ID_ATTRIBUTE, bind_job
+from jobstream.keys_store import KeysFile, KeysFileError
+from jobstream.logs import bind_job
 from jobstream.pipelines import load_pipelines
-from jobstream.stream_tokens import InvalidStreamToken, StreamTokens
+from jobstream.stream_tokens import InvalidStreamToken, StreamGrant, StreamTokens
 from sse_bridge import http_api, metrics
 from sse_bridge.admission import Admission, Refusal
 from sse_bridge.http_api import HttpApi, error
 from sse_bridge.sse_encoding import frames_of
+from sse_bridge.stream_progress import StreamProgress
 from sse_bridge.streams import EventSourceResponse, Streams
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
@@ -89,6 +88,33 @@ class Bridge:
         if not JOB_ID.fullmatch(job_id):
             return error(400, "invalid_argument", "job_id is malformed", field="job_id")
         bind_job(job_id)
+        authorized = self._authorized(request, job_id)
+        if isinstance(authorized, Response):
+            return authorized
+        token, grant, document = authorized
+        # strip: httptools, unlike h11, hands header values over with their optional surrounding whitespace.
+        after = request.query_params.get("after") or request.headers.get("last-event-id", "").strip(" \t")
+        if after and not cursors.is_valid(after):
+            return error(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
+        if after >= cursors.terminal():
+            # The story has ended and the client has all of it: 204 is what makes EventSource stop.
+            return Response(status_code=204)
+        checked = await self._owned_if_reachable(job_id, grant.tenant)
+        if isinstance(checked, Response):
+            return checked
+        try:
+            ticket = self.admission.admit(grant, token, document)
+        except Refusal as refused:
+            return error(refused.status, refused.code, refused.message)
+        except KeysFileError as exc:
+            log.error("%s", exc)
+            return error(503, "unavailable", "the tenants' limits cannot be read; retry shortly")
+        frames = self._frames(job_id, after, grant.tenant, checked=checked)
+        return EventSourceResponse(frames, self.streams, on_close=ticket.release, until=ticket.revoked)
+
+    def _authorized(self, request: Request, job_id: str) -> tuple[str, StreamGrant, KeysFile] | Response:
+        """The stream token (from ?token= or Authorization), its verified grant for this job and the keys file it
+        was checked against; or the refusal (401, 403, 503)."""
         token = request.query_params.get("token", "") or bearer_key(request.headers.get("authorization", ""))
         if not token:
             return error(401, "unauthenticated", "a stream token is required (?token= or Authorization)")
@@ -102,38 +128,14 @@ class Bridge:
         except KeysFileError as exc:
             log.error("%s", exc)
             return error(503, "unavailable", "the API keys cannot be read; retry shortly")
-        # strip: httptools, unlike h11, hands header values over with their optional surrounding whitespace.
-        after = request.query_params.get("after") or request.headers.get("last-event-id", "").strip(" \t")
-        if after and not cursors.is_valid(after):
-            return error(400, "invalid_argument", "after / Last-Event-ID is not an event id", field="after")
-        if after >= cursors.terminal():
-            # The story has ended and the client has all of it: 204 is what makes EventSource stop.
-            return Response(status_code=204)
-        try:
-            owner: str | None = await self.directory.tenant(job_id)
-        except RPCError as exc:
-            if exc.status not in TRANSIENT:
-                raise
-            owner = None  # Temporal is away: hold the stream and ask again (below), never a 5xx
-        else:
-            if owner != grant.tenant:
-                return error(404, "not_found", f"job {job_id} not found")
-        try:
-            ticket = self.admission.admit(grant, token, document)
-        except Refusal as refused:
-            return error(refused.status, refused.code, refused.message)
-        except KeysFileError as exc:
-            log.error("%s", exc)
-            return error(503, "unavailable", "the tenants' limits cannot be read; retry shortly")
-        frames = self._frames(job_id, after, grant.tenant, checked=owner is not None)
-        return EventSourceResponse(frames, self.streams, on_close=ticket.release, until=ticket.revoked)
+        return token, grant, document
 
     async def _frames(self, job_id: str, after: str, tenant: str, checked: bool) -> AsyncGenerator[bytes, None]:
         """The stream's body: each chunk everything the watcher had pending, in one write."""
         yield retry_hint()
         if not checked and not await self._owned_once_reachable(job_id, tenant):
             return
-        progress = _StreamProgress(job_id)
+        progress = StreamProgress(job_id)
         # aclosing: a stream that ends mid-watch (cut off, gone away) leaves the job's watchers at once.
         batches = contextlib.aclosing(self.hub.watch_batches(job_id, after, owner=tenant))
         try:
@@ -159,6 +161,17 @@ class Bridge:
         fresh = await with_fresh_result_url(last.event, self.directory.store)
         return batch if fresh is last.event else [*batch[:-1], Delivery(fresh, headers=last.headers)]
 
+    async def _owned_if_reachable(self, job_id: str, tenant: str) -> bool | Response:
+        """True if the job is the tenant's, 404 if not; False while Temporal is away (the stream is held and
+        asks again once it answers, never a 5xx)."""
+        try:
+            owner = await self.directory.tenant(job_id)
+        except RPCError as exc:
+            if exc.status not in TRANSIENT:
+                raise
+            return False
+        return True if owner == tenant else error(404, "not_found", f"job {job_id} not found")
+
     async def _owned_once_reachable(self, job_id: str, tenant: str) -> bool:
         """Ask Temporal until it answers (the streams' timer keeps the connection alive meanwhile)."""
         while True:
@@ -168,63 +181,6 @@ class Bridge:
                 if exc.status not in TRANSIENT:
                     raise
             await asyncio.sleep(TRANSIENT_RETRY_S)
-
-
-class _StreamProgress:
-    """What one stream has written so far, for its metrics and its trace's milestones: not per event, but
-    per write, and only until the replay (and the first token) are behind it."""
-
-    __slots__ = ("first_token", "job_id", "replayed", "replaying")
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.replaying = True  # until a write carries an event from the live tail
-        self.replayed = False
-        self.first_token = False
-
-    def count(self, batch: list[Delivery]) -> None:
-        metrics.EVENTS_DELIVERED.inc(len(batch))
-        metrics.WRITES.inc()
-        first = batch[0]
-        stamp = first.event.time
-        # Live events only: a replayed one is late by design (the stream began after it), and its lag would
-        # hide the delivery lag of everyone else.
-        if first.routed_at and stamp.seconds:
-            stamped = stamp.ToNanoseconds() / 1e9
-            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - stamped))
-            metrics.TAIL_DELAY.observe(max(0.0, first.routed_at - stamped))
-        if self.replaying:
-            # Replayed (or rebuilt from the job's state) events carry no tail position; once one from the
-            # tail comes, every later one does.
-            replayed = sum(1 for delivery in batch if delivery.locator is None)
-            if replayed:
-                metrics.REPLAYED_EVENTS.inc(replayed)
-                if not self.replayed:
-                    metrics.REPLAYS.inc()
-                self.replayed = True
-            self.replaying = replayed == len(batch)
-
-    def milestone(self, batch: list[Delivery]) -> Span | None:
-        """A span, parented on the record's producer, for the write that carries the stream's first token or
-        the job's end (the last event of a stream's last write)."""
-        last = batch[-1]
-        if last.event.type in TERMINAL_TYPES:
-            return _delivery_span("sse.deliver job end", self.job_id, last)
-        if not self.first_token:
-            for delivery in batch:
-                if delivery.event.type == EventType.TOKEN:
-                    self.first_token = True
-                    return _delivery_span("sse.deliver first token", self.job_id, delivery)
-        return None
-
-
-def _delivery_span(name: str, job_id: str, delivery: Delivery) -> Span:
-    return tracing.tracer().start_span(
-        name,
-        context=tracing.context_from_headers(delivery.headers),
-        kind=SpanKind.CONSUMER,
-        attributes={JOB_ID_ATTRIBUTE: job_id, "jobstream.event_id": delivery.event.id},
-    )
 
 
 PAGE = Path(__file__).with_name("page.html")

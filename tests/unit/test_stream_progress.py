@@ -15,7 +15,7 @@ from jobstream import cursors, tracing
 from jobstream.delivery import Delivery
 from jobstream.event_log import LogLocator
 from jobstream.v1.event_pb2 import JobEvent
-from sse_bridge.app import _StreamProgress
+from sse_bridge.stream_progress import StreamProgress
 
 JOB = "job_" + "a" * 26
 
@@ -30,7 +30,7 @@ def counted(name: str) -> float:
 
 def test_a_stream_that_replays_counts_one_replay_and_each_replayed_event() -> None:
     replays, events = counted("jobstream_sse_replays_total"), counted("jobstream_sse_replayed_events_total")
-    progress = _StreamProgress(JOB)
+    progress = StreamProgress(JOB)
     progress.count([delivery(cursors.job_started(), "job.started", tail=False)])
     progress.count([delivery("002.2.0000000", "token", tail=False), delivery("002.2.0000001", "token", tail=True)])
     progress.count([delivery("002.2.0000002", "token", tail=True)])
@@ -41,7 +41,7 @@ def test_a_stream_that_replays_counts_one_replay_and_each_replayed_event() -> No
 
 def test_a_stream_from_the_live_tail_replays_nothing() -> None:
     replays = counted("jobstream_sse_replays_total")
-    progress = _StreamProgress(JOB)
+    progress = StreamProgress(JOB)
     progress.count([delivery(cursors.job_started(), "job.started", tail=True)])
     assert counted("jobstream_sse_replays_total") == replays
 
@@ -63,7 +63,7 @@ def test_the_first_token_and_the_jobs_end_get_one_span_each(
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=set_span_in_context(producer))
     traced = [(name, value.encode()) for name, value in carrier.items()]
-    progress = _StreamProgress(JOB)
+    progress = StreamProgress(JOB)
     writes = [
         [delivery(cursors.job_started(), "job.started", tail=True)],
         [delivery("002.2.0000000", "token", tail=True, headers=traced), delivery("002.2.0000001", "token", True)],
