@@ -189,23 +189,12 @@ class HttpApi:
     async def fill(self, message: Message, request: Request, binding: Binding) -> Response | None:
         """Body, query and path into the request message; a 4xx response if they do not fit it."""
         try:
-            if binding.body == "*":
-                try:
-                    raw = await self.body(request)
-                except BadBody as exc:
-                    return error(413, "resource_exhausted", str(exc), close=True)
-                data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-                if not isinstance(data, dict):
-                    return error(400, "invalid_argument", "the body must be a JSON object")
-            else:
-                data = {key: _query_value(message, key, value) for key, value in request.query_params.items()}
+            data = await self._data(message, request, binding)
+            if isinstance(data, Response):
+                return data
             check_shape(data)
-            for name, value in request.path_params.items():
-                field = message.DESCRIPTOR.fields_by_name[name]
-                if any(data.get(spelling, value) != value for spelling in {name, field.json_name}):
-                    return error(400, "invalid_argument", f"{name} is given by the path; it cannot differ", name)
-                data.pop(field.json_name, None)
-                data[name] = value
+            if (clash := _path_into(data, message, request.path_params)) is not None:
+                return clash
             json_format.ParseDict(data, message)
         except UnicodeDecodeError as exc:
             return error(400, "invalid_argument", f"the body is not UTF-8 (byte {exc.start})")
@@ -218,13 +207,42 @@ class HttpApi:
         except json_format.ParseError as exc:
             unknown = UNKNOWN_FIELD.search(str(exc))
             return error(400, "invalid_argument", str(exc), unknown.group(1) if unknown else "")
-        key = request.headers.get("idempotency-key")
-        if key is not None and binding.rpc.name == "SubmitJob":
-            key = key.strip(" \t")
-            if message.idempotency_key and message.idempotency_key != key:  # type: ignore[attr-defined]
-                return error(400, "invalid_argument", "Idempotency-Key differs from idempotencyKey", "idempotency_key")
-            message.idempotency_key = key  # type: ignore[attr-defined]
-        return None
+        return _idempotency_key(message, request, binding)
+
+    async def _data(self, message: Message, request: Request, binding: Binding) -> dict[str, Any] | Response:
+        """The request's JSON: its body (a JSON object) or, for a body-less route, its query parameters."""
+        if binding.body != "*":
+            return {key: _query_value(message, key, value) for key, value in request.query_params.items()}
+        try:
+            raw = await self.body(request)
+        except BadBody as exc:
+            return error(413, "resource_exhausted", str(exc), close=True)
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        if not isinstance(data, dict):
+            return error(400, "invalid_argument", "the body must be a JSON object")
+        return data
+
+
+def _path_into(data: dict[str, Any], message: Message, path_params: dict[str, Any]) -> Response | None:
+    """The path's fields into `data`; 400 when the body or query gives one of them a different value."""
+    for name, value in path_params.items():
+        field = message.DESCRIPTOR.fields_by_name[name]
+        if any(data.get(spelling, value) != value for spelling in {name, field.json_name}):
+            return error(400, "invalid_argument", f"{name} is given by the path; it cannot differ", name)
+        data.pop(field.json_name, None)
+        data[name] = value
+    return None
+
+
+def _idempotency_key(message: Message, request: Request, binding: Binding) -> Response | None:
+    """SubmitJob's Idempotency-Key header (the standard draft's) as the request's key; 400 if the body differs."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and binding.rpc.name == "SubmitJob":
+        key = key.strip(" \t")
+        if message.idempotency_key and message.idempotency_key != key:  # type: ignore[attr-defined]
+            return error(400, "invalid_argument", "Idempotency-Key differs from idempotencyKey", "idempotency_key")
+        message.idempotency_key = key  # type: ignore[attr-defined]
+    return None
 
 
 def _query_value(message: Message, key: str, value: str) -> Any:
