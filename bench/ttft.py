@@ -14,6 +14,10 @@ the worker stamps are all the same wall clock):
   model stage -> first token      run_model started -> its first token stamped (Triton client, model)
   Kafka                           token stamped -> a Kafka consumer configured like the bridge's has it
   bridge                          that consumer -> the SSE client (routing, JSON, HTTP)
+
+Temporal's floor (bench/temporal_floor.py), alternating with the jobs: start_workflow -> the first activity
+started on another worker, for a workflow that does nothing else. Against it: ours from SubmitJob to the model
+stage's start (the first three hops), and what jobstream adds above the floor.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from bench.common import PROMPT, Context, Figure, row, summary
 from bench.history import activity_spans, workflow_started
 from bench.job_run import run_job
 from bench.kafka_tap import KafkaTap, kafka_tap
+from bench.temporal_floor import floor_trip, floor_workers
 from bench.triton_direct import direct_stream
 
 PIPELINE = "generate"
@@ -50,13 +55,16 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     ttft_ms: list[float] = []
     direct_ms: list[float] = []
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    floor_ms: list[float] = []
     client = triton.InferenceServerClient(ctx.settings.triton_grpc_url)
     try:
         await direct_stream(client, PROMPT, MAX_TOKENS, None)  # warm the channel: the baseline is a warm client
-        async with kafka_tap(ctx.settings) as tap:
+        async with kafka_tap(ctx.settings) as tap, floor_workers(ctx.temporal):
+            await floor_trip(ctx.temporal)  # warm: the workers' first poll and the workflow's first sandbox
             for _ in range(sizes.jobs):
                 direct = await direct_stream(client, PROMPT, MAX_TOKENS, None)
                 direct_ms.append((direct.received[0] - direct.started) * 1000)
+                floor_ms.append(await floor_trip(ctx.temporal) * 1000)
                 job = await run_job_tapped(ctx, tap)
                 first = job["first"]
                 ttft_ms.append((first["received"] - job["submitted"]) * 1000)
@@ -74,11 +82,23 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     hop_medians = {hop: summary(values)["p50"] for hop, values in hops.items()}
     for hop, value in hop_medians.items():
         rows.append(row(f"TTFT hop p50: {hop}", "ms", value, None, "", "medians; they sum to about the TTFT"))
+    to_model = [sum(trip) for trip in zip(*(hops[hop] for hop in HOPS[:3]), strict=True)]
+    floor = summary(floor_ms)["p50"]
+    floor_name = "Temporal's floor: start -> first activity started on another worker"
+    rows.append(row("submit -> model stage started, p50", "ms", summary(to_model)["p50"], floor, floor_name))
+    rows.append(
+        row("what jobstream adds above Temporal's floor, p50", "ms", summary(to_model)["p50"] - floor, None, "")
+    )
     return {
         "title": "Time to first token",
         "method": __doc__,
         "rows": rows,
-        "measured": {"ttft_ms": ours, "direct_ttft_ms": base, "hops_ms": {h: summary(v) for h, v in hops.items()}},
+        "measured": {
+            "ttft_ms": ours,
+            "direct_ttft_ms": base,
+            "hops_ms": {h: summary(v) for h, v in hops.items()},
+            "temporal_floor_ms": summary(floor_ms),
+        },
         "series": {"ttft_ms": ttft_ms, "direct_ms": direct_ms, "hop_p50_ms": hop_medians},
     }
 
