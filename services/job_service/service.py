@@ -88,7 +88,7 @@ class JobService(JobServiceServicer):
 
     # -- RPCs -----------------------------------------------------------------------------------------
     async def SubmitJob(
-        self, request: api.SubmitJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.SubmitJobRequest, context: grpc.aio.ServicerContext[api.SubmitJobRequest, api.SubmitJobResponse]
     ) -> api.SubmitJobResponse:
         tenant = await self.authenticate(context)
         try:
@@ -170,7 +170,7 @@ class JobService(JobServiceServicer):
     async def existing(
         self,
         context: grpc.aio.ServicerContext[Any, Any],
-        description: Any,
+        description: WorkflowExecutionDescription,
         fingerprint: str,
         job_id: str,
         tenant: str,
@@ -225,7 +225,7 @@ class JobService(JobServiceServicer):
                 raise
 
     async def GetJob(
-        self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.GetJobRequest, context: grpc.aio.ServicerContext[api.GetJobRequest, api.GetJobResponse]
     ) -> api.GetJobResponse:
         tenant = await self.authenticate(context)
         _, description = await self.owned(context, tenant, request.job_id)
@@ -234,7 +234,7 @@ class JobService(JobServiceServicer):
         return api.GetJobResponse(job=job, events_url=events_url, stream_token=token)
 
     async def CancelJob(
-        self, request: api.CancelJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.CancelJobRequest, context: grpc.aio.ServicerContext[api.CancelJobRequest, api.CancelJobResponse]
     ) -> api.CancelJobResponse:
         tenant = await self.authenticate(context)
         if len(request.reason) > 1024:
@@ -249,7 +249,7 @@ class JobService(JobServiceServicer):
         return api.CancelJobResponse(job=job)
 
     async def ListJobs(
-        self, request: api.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.ListJobsRequest, context: grpc.aio.ServicerContext[api.ListJobsRequest, api.ListJobsResponse]
     ) -> api.ListJobsResponse:
         tenant = await self.authenticate(context)
         status: Status | None = None
@@ -272,7 +272,7 @@ class JobService(JobServiceServicer):
         return api.ListJobsResponse(jobs=page, next_page_token=next_token)
 
     async def CreateUpload(
-        self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[api.CreateUploadRequest, api.CreateUploadResponse]
     ) -> api.CreateUploadResponse:
         tenant = await self.authenticate(context)
         try:
@@ -283,7 +283,7 @@ class JobService(JobServiceServicer):
         return await self.uploads.grant(tenant, ttl)
 
     async def WatchJob(
-        self, request: api.WatchJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api.WatchJobRequest, context: grpc.aio.ServicerContext[api.WatchJobRequest, api.WatchJobResponse]
     ) -> AsyncIterator[api.WatchJobResponse]:
         tenant = await self.authenticate(context)
         if request.after and not cursors.is_valid(request.after):

@@ -16,6 +16,7 @@ from devstack import postgres
 from devstack.cluster import BRIDGE_PORTS, JOB_SERVICE_PORTS, MINIO_NODES, frontend_serving, postgres_ready
 from devstack.reliability import Record
 from devstack.stack import file_ready, grpc_serving, http_ok
+from jobstream.partitioning import partition_of
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
 from jobstream.temporal_client import connect
@@ -53,26 +54,42 @@ async def test_kafka_node_leading_a_streaming_jobs_partition_killed(
 async def test_bridge_replica_killed_with_many_streams_open(
     cluster: Cluster, edge: Settings, stub: Stub, api_key: str, reliability: Record, full_suite: bool
 ) -> None:
-    """The edge spreads the streams over both bridges; one dies, its clients reconnect through the edge to the
-    other (the dead one is skipped at once) and resume after their last event."""
+    """The edge sends each stream to the bridge that tails its job's partition; the one that owns the first
+    job's dies, its clients reconnect through the edge to the other (the dead one is skipped at once) and resume
+    after their last event."""
     reliability.fault = "C2. One SSE bridge replica SIGKILLed with many streams open"
     jobs, followers = (6, 50) if full_suite else (4, 25)
+    submitted: list[str] = []
+    killed: list[int] = []
+
+    def owner(job_id: str) -> int:
+        return partition_of(job_id, edge.events_partitions) % len(BRIDGE_PORTS)
 
     async def kill_bridge() -> None:
-        old = cluster.kill("sse-bridge-1")
+        # The first job's owner: a fixed replica might own none of a few random jobs (4 jobs: 1 in 16).
+        index = owner(submitted[0])
+        killed.append(index)
+        old = cluster.kill(f"sse-bridge-{index + 1}")
         reliability.inputs += 1
-        ready = http_ok(f"http://{edge.host}:{BRIDGE_PORTS[0]}/healthz")
-        await cluster.wait_restarted("sse-bridge-1", old, ready)
+        ready = http_ok(f"http://{edge.host}:{BRIDGE_PORTS[index]}/healthz")
+        await cluster.wait_restarted(f"sse-bridge-{index + 1}", old, ready)
 
     # Long enough jobs (15 s) that every stream is open before the first one reaches the strike.
     outcomes = await stream_through_fault(
-        stub, api_key, edge, reliability, kill_bridge, jobs=jobs, followers=followers, tokens=300
+        stub, api_key, edge, reliability, kill_bridge, jobs=jobs, followers=followers, tokens=300, submitted=submitted
     )
     connections = [stream.connections for outcome in outcomes for stream in outcome.streams]
     reconnected = sum(count > 1 for count in connections)
     reliability.note(f"{len(connections)} streams, {reconnected} reconnected")
-    # About half the streams were on the killed replica.
-    assert reconnected >= len(connections) // 5, connections
+    # Every stream of a job the killed replica owned was on it, open, when it died.
+    on_killed = [
+        stream.connections
+        for outcome in outcomes
+        if owner(outcome.reply.job_id) in killed
+        for stream in outcome.streams
+    ]
+    assert on_killed, "the killed replica owned no job"
+    assert all(count > 1 for count in on_killed), on_killed
 
 
 async def test_job_service_replica_killed_during_a_burst_of_idempotent_submits(
