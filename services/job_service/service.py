@@ -88,7 +88,9 @@ class JobService(JobServiceServicer):
 
     # -- RPCs -----------------------------------------------------------------------------------------
     async def SubmitJob(
-        self, request: api.SubmitJobRequest, context: grpc.aio.ServicerContext[api.SubmitJobRequest, api.SubmitJobResponse]
+        self,
+        request: api.SubmitJobRequest,
+        context: grpc.aio.ServicerContext[api.SubmitJobRequest, api.SubmitJobResponse],
     ) -> api.SubmitJobResponse:
         tenant = await self.authenticate(context)
         try:
@@ -234,7 +236,9 @@ class JobService(JobServiceServicer):
         return api.GetJobResponse(job=job, events_url=events_url, stream_token=token)
 
     async def CancelJob(
-        self, request: api.CancelJobRequest, context: grpc.aio.ServicerContext[api.CancelJobRequest, api.CancelJobResponse]
+        self,
+        request: api.CancelJobRequest,
+        context: grpc.aio.ServicerContext[api.CancelJobRequest, api.CancelJobResponse],
     ) -> api.CancelJobResponse:
         tenant = await self.authenticate(context)
         if len(request.reason) > 1024:
@@ -272,7 +276,9 @@ class JobService(JobServiceServicer):
         return api.ListJobsResponse(jobs=page, next_page_token=next_token)
 
     async def CreateUpload(
-        self, request: api.CreateUploadRequest, context: grpc.aio.ServicerContext[api.CreateUploadRequest, api.CreateUploadResponse]
+        self,
+        request: api.CreateUploadRequest,
+        context: grpc.aio.ServicerContext[api.CreateUploadRequest, api.CreateUploadResponse],
     ) -> api.CreateUploadResponse:
         tenant = await self.authenticate(context)
         try:
