@@ -39,7 +39,7 @@ import os
 import resource
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -48,6 +48,7 @@ from bench import hub_cost
 from bench.common import Context, Figure, cpu_seconds, row, stamp_of, summary
 from bench.scrape import Scrape, quantile_between, scrape
 from bench.sse import Received, SseError, read_events
+from jobstream.event_types import EventType
 
 PIPELINE = "drill-slow"
 WAVE = 500  # connections opened at once; the next wave waits until these answered
@@ -216,6 +217,36 @@ def _delays(before: Scrape, after: Scrape, histogram: str) -> dict[str, float | 
     return {name: None if value is None else value * 1000 for name, value in quantiles.items()}
 
 
+@dataclass
+class _Tally:
+    """What a level's streams received: every event, and of the tokens stamped once every stream was open,
+    their latency (stamp -> received), stamps and receive times."""
+
+    events: int = 0
+    events_all_open: int = 0
+    latencies: list[float] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, results: list[list[Received] | Exception], all_open: float) -> _Tally:
+        tally = cls()
+        for result in results:
+            if isinstance(result, Exception):
+                continue
+            tally.events += len(result)
+            tally.events_all_open += sum(1 for event in result if event.received >= all_open)
+            for event in result:
+                if event.event != EventType.TOKEN:
+                    continue
+                stamped = stamp_of(event.json["time"])
+                if stamped >= all_open:
+                    tally.latencies.append((event.received - stamped) * 1000)
+                    tally.stamps.append(stamped)
+                    tally.received.append(event.received)
+        return tally
+
+
 async def _level(ctx: Context, size: LevelSize, limit_s: float) -> Level:
     streams, jobs = size.streams, size.jobs
     metrics_url = f"http://{ctx.settings.host}:{ctx.settings.bridge_metrics_port}/metrics"
@@ -261,23 +292,9 @@ async def _level(ctx: Context, size: LevelSize, limit_s: float) -> Level:
     level.failed = sum(isinstance(result, Exception) for result in results)
     level.opened = streams - level.failed
     level.cpu_percent = 100 * cpu_s / (ended - started)
-    events_all_open = 0
-    latencies: list[float] = []
-    stamps: list[float] = []
-    received: list[float] = []
-    for result in results:
-        if isinstance(result, Exception):
-            continue
-        level.events += len(result)
-        events_all_open += sum(1 for event in result if event.received >= all_open)
-        for event in result:
-            if event.event != "token":
-                continue
-            stamped = stamp_of(event.json["time"])
-            if stamped >= all_open:
-                latencies.append((event.received - stamped) * 1000)
-                stamps.append(stamped)
-                received.append(event.received)
+    tally = _Tally.of(results, all_open)
+    level.events = tally.events
+    events_all_open, latencies, stamps, received = tally.events_all_open, tally.latencies, tally.stamps, tally.received
     level.cpu_us_per_event = 1e6 * cpu_s / level.events if level.events else float("nan")
     level.cpu_us_per_event_all_open = (
         1e6 * (cpu_s - (cpu_all_open - cpu_before)) / events_all_open if events_all_open else float("nan")

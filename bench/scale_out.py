@@ -159,6 +159,29 @@ def routed(events_url: str, replicas: list[Replica]) -> tuple[str, Replica]:
     return urlunsplit(("http", f"{host}:{owner.port}", parts.path, parts.query, "")), owner
 
 
+def _tally(
+    level: Level, targets: list[tuple[str, Replica]], results: list[list[Received] | Exception], all_open: float
+) -> tuple[list[float], list[float], list[float], set[tuple[str, str]]]:
+    """Failed streams and each replica's deliveries into `level`; of the tokens stamped once every stream was
+    open: latencies (ms), stamps, receive times, and each (job, token id) once however many watch it."""
+    latencies: list[float] = []
+    stamps: list[float] = []
+    received: list[float] = []
+    produced: set[tuple[str, str]] = set()
+    for (_, owner), result in zip(targets, results, strict=True):
+        if isinstance(result, Exception):
+            level.failed += 1
+            continue
+        owner.delivered += len(result)
+        for event in result:
+            if event.event == EventType.TOKEN and (stamped := stamp_of(event.json["time"])) >= all_open:
+                latencies.append((event.received - stamped) * 1000)
+                stamps.append(stamped)
+                produced.add((event.json["job_id"], event.id))
+                received.append(event.received)
+    return latencies, stamps, received, produced
+
+
 async def _level(ctx: Context, size: LevelSize, limit_s: float, logs: str) -> Level:
     level = Level(size)
     with bridges(ctx.settings, size.replicas, logs) as replicas:
@@ -199,21 +222,7 @@ async def _level(ctx: Context, size: LevelSize, limit_s: float, logs: str) -> Le
         for replica, process, before, cpu in zip(replicas, processes, read_before, cpu_before, strict=True):
             replica.records_read = await _records_read(ctx.settings, replica) - before
             replica.cpu_s = cpu_seconds(process) - cpu
-    latencies: list[float] = []
-    stamps: list[float] = []
-    received: list[float] = []
-    produced: set[tuple[str, str]] = set()  # (job, token id): each token once, however many watch it
-    for (_, owner), result in zip(targets, results, strict=True):
-        if isinstance(result, Exception):
-            level.failed += 1
-            continue
-        owner.delivered += len(result)
-        for event in result:
-            if event.event == EventType.TOKEN and (stamped := stamp_of(event.json["time"])) >= all_open:
-                latencies.append((event.received - stamped) * 1000)
-                stamps.append(stamped)
-                produced.add((event.json["job_id"], event.id))
-                received.append(event.received)
+    latencies, stamps, received, produced = _tally(level, targets, results, all_open)
     level.latency_ms = summary(latencies) if latencies else None
     if len(received) > 1:
         level.delivered_per_s = len(received) / (max(received) - all_open)
