@@ -173,9 +173,19 @@ def grpc_stub(f: File, files: Iterable[File]) -> str:
 def document_stub(stub: Path, f: File) -> None:
     # protoc's .pyi files carry no documentation: copy each message's, field's, enum's and enum value's comment into
     # the stub as a docstring, so editors show it (and a changed comment makes the committed files stale).
+    text = "\n".join(_documented(stub.read_text(encoding="utf-8").split("\n"), _class_comments(f)))
+    # protoc writes a bare `_Mapping` (a message given as a dict); mypy --strict wants its type arguments. The keys
+    # of such a dict are field names.
+    if "_Mapping]" in text:
+        text = text.replace("_Mapping]", "_Mapping[str, _Any]]")
+        text = re.sub(r"^(from typing import .*)$", r"\1\nfrom typing import Any as _Any", text, count=1, flags=re.M)
+    stub.write_text(text, encoding="utf-8")
+
+
+def _class_comments(f: File) -> dict[str, dict[str, str]]:
+    """Class path -> {"": the class's comment, member: the member's comment}; a class not in here (a map entry) and
+    the module level get the top-level enums' values, which protoc exports at module level too."""
     comments = comments_of(f)
-    # Class path -> {"": the class's comment, member: the member's comment}; a class not in here (a map entry) and the
-    # module level get the top-level enums' values, which protoc exports at module level too.
     classes: dict[str, dict[str, str]] = {"": {}}
 
     def add(name: str, path: tuple[int, ...], members: Iterable[Member]) -> None:
@@ -191,10 +201,14 @@ def document_stub(stub: Path, f: File) -> None:
     for i, enum in enumerate(f.enum_type):
         add(enum.name, (5, i), enum.value)
         classes[""].update({value.name: classes[enum.name][value.name] for value in enum.value})
+    return classes
 
+
+def _documented(lines: list[str], classes: dict[str, dict[str, str]]) -> list[str]:
+    """The stub's lines with each class's and member's comment after it, as a docstring."""
     result: list[str] = []
     stack: list[tuple[int, str]] = []  # (indentation, class path) of the classes we are inside
-    for line in stub.read_text(encoding="utf-8").split("\n"):
+    for line in lines:
         indent = len(line) - len(line.lstrip())
         while line.strip() and stack and indent <= stack[-1][0]:
             stack.pop()
@@ -205,13 +219,7 @@ def document_stub(stub: Path, f: File) -> None:
             result += docstring(classes.get(stack[-1][1], {}).get("", ""), " " * (indent + 4))
         elif (match := ATTRIBUTE.match(line)) and match[2] != "DESCRIPTOR" and (not owner or indent == depth + 4):
             result += docstring(classes.get(owner, classes[""]).get(match[2], ""), match[1])
-    text = "\n".join(result)
-    # protoc writes a bare `_Mapping` (a message given as a dict); mypy --strict wants its type arguments. The keys
-    # of such a dict are field names.
-    if "_Mapping]" in text:
-        text = text.replace("_Mapping]", "_Mapping[str, _Any]]")
-        text = re.sub(r"^(from typing import .*)$", r"\1\nfrom typing import Any as _Any", text, count=1, flags=re.M)
-    stub.write_text(text, encoding="utf-8")
+    return result
 
 
 def generate(out_root: Path) -> None:

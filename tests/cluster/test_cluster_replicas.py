@@ -174,7 +174,9 @@ async def test_the_edge_sends_each_stream_to_the_bridge_that_tails_its_partition
     cluster: Cluster, edge: Settings, stub: Stub, api_key: str
 ) -> None:
     """Streams of jobs on every partition, through the edge: each bridge serves the streams of the partitions it
-    owns and tails only those (a misrouted one would make it follow another partition)."""
+    owns and follows no other for them (a misrouted one would make it follow another partition). An earlier
+    test's failover may leave a bridge following another's partitions for a while (dropped 30 s after its last
+    client): what this test's streams add is what counts."""
     children = replicas(cluster.layout, replica_settings(cluster.layout, get_settings()))
     metrics = [int(child.env["JOBSTREAM_BRIDGE_METRICS_PORT"]) for child in children if child.name.startswith("sse-")]
     replies = [await submit(stub, api_key, pipeline="drill-slow", max_tokens=200) for _ in range(16)]
@@ -185,6 +187,7 @@ async def test_the_edge_sends_each_stream_to_the_bridge_that_tails_its_partition
         contextlib.AsyncExitStack() as held,
         httpx.AsyncClient(timeout=5.0) as http,
     ):
+        tailed_before = [await _gauge(http, port, "jobstream_sse_tailed_partitions") for port in metrics]
         for reply in replies:
             connection = await held.enter_async_context(sse_connect(client, reply.events_url))
             assert connection.response.status_code == 200
@@ -193,4 +196,5 @@ async def test_the_edge_sends_each_stream_to_the_bridge_that_tails_its_partition
     for reply in replies:
         await stub.CancelJob(api.CancelJobRequest(job_id=reply.job_id), metadata=auth(api_key))
     assert open_streams == [float(owners.count(index)) for index in range(REPLICAS)]
-    assert tailed == [edge.events_partitions / REPLICAS] * REPLICAS
+    assert tailed == tailed_before, "a stream reached a bridge that does not own its partition"
+    assert min(tailed) >= edge.events_partitions / REPLICAS
