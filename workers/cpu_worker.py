@@ -15,9 +15,8 @@ from jobstream.settings import get_settings
 from jobstream.temporal_client import WORKFLOW_QUEUE, connect, metrics_runtime
 from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
-from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
-from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 from workers.worker_process import run_workers, start_process, worker_options
+from workers.workflow_types import JOB_WORKFLOWS, refuse_if_unserved
 
 
 async def main() -> None:
@@ -37,7 +36,7 @@ async def main() -> None:
                 client,
                 task_queue=WORKFLOW_QUEUE,
                 # The legacy type only finishes the jobs it started (and keeps their histories replayable).
-                workflows=[PipelineWorkflow, LegacyPipelineWorkflow],
+                workflows=list(JOB_WORKFLOWS.values()),
                 activities=[events.publish_event, events.publish_events, events.run_local_stage],
             ),
             Worker(
@@ -50,6 +49,7 @@ async def main() -> None:
 
     try:
         client = await connect(settings, metrics_runtime(settings, settings.cpu_worker_metrics_port))
+        await refuse_if_unserved(client, JOB_WORKFLOWS)
         await run_workers("cpu-worker", client, make)
     finally:
         await log.stop()
