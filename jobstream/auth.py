@@ -12,10 +12,10 @@ from pathlib import Path
 from jobstream.keys_store import (
     DIGEST_PREFIX,
     TENANT_NAME,
-    KeysDocument,
     KeysFile,
     digest,
     load_keys,
+    store_key,
     update,
 )
 from jobstream.settings import Settings
@@ -65,19 +65,8 @@ def add_key(settings: Settings, tenant: str) -> str:
     if not TENANT_NAME.fullmatch(tenant):
         raise ValueError(f"tenant name {tenant!r}: lowercase letters, digits and dashes only (at most 63)")
     key = f"js_{tenant}_" + secrets.token_urlsafe(24)
-
-    def add(document: KeysDocument) -> None:
-        document.keys[digest(key)] = tenant
-
-    update(settings, add)
+    store_key(settings, key, tenant)
     return key
-
-
-def remove_key(settings: Settings, key: str) -> None:
-    def remove(document: KeysDocument) -> None:
-        document.keys.pop(digest(key), None)
-
-    update(settings, remove)
 
 
 def dev_key_file(settings: Settings) -> Path:

@@ -15,11 +15,12 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from jobstream.auth import add_key, dev_key, remove_key
+from jobstream.auth import add_key, dev_key
 from jobstream.connections import job_service_channel
 from jobstream.event_log import event_data
 from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.job_state import Status
+from jobstream.keys_store import remove_key
 from jobstream.settings import get_settings
 from jobstream.subcommands import Subcommand, subcommands
 from jobstream.v1 import job_service_pb2 as api

@@ -98,9 +98,8 @@ class _Parsed:
     document: KeysFile
 
 
-# Per path: the last parse (answered again while the file looks unchanged) and the last good one.
+# Per path: the last good parse, answered again while the file looks unchanged (and while it cannot be parsed).
 _PARSED: dict[Path, _Parsed] = {}
-_GOOD: dict[Path, KeysFile] = {}
 
 
 def read_keys_file(settings: Settings) -> KeysFile:
@@ -122,14 +121,12 @@ def read_keys_file(settings: Settings) -> KeysFile:
         return KeysFile({})
     except KeysFileError:
         # Caught in the middle of a rewrite that was not atomic, or broken: its next change is read again.
-        good = _GOOD.get(path)
-        if good is None:
+        if parsed is None:
             raise
         log.error("%s cannot be parsed; the keys read before stay in force until it can", path)
-        _PARSED[path] = _Parsed(signature, now, good)  # said (and tried) again in REPARSE_S, not on every call
-        return good
+        _PARSED[path] = _Parsed(signature, now, parsed.document)  # said (and tried) again in REPARSE_S, not per call
+        return parsed.document
     _PARSED[path] = _Parsed(signature, now, document)
-    _GOOD[path] = document
     return document
 
 
@@ -169,3 +166,19 @@ def update(settings: Settings, change: Callable[[KeysDocument], None]) -> None:
             document = KeysDocument()
         change(document)
         _write(path, document)
+
+
+def store_key(settings: Settings, key: str, tenant: str) -> None:
+    """Keep `key`'s digest for `tenant` (whatever the name: readers refuse the names they do not accept)."""
+
+    def add(document: KeysDocument) -> None:
+        document.keys[digest(key)] = tenant
+
+    update(settings, add)
+
+
+def remove_key(settings: Settings, key: str) -> None:
+    def remove(document: KeysDocument) -> None:
+        document.keys.pop(digest(key), None)
+
+    update(settings, remove)

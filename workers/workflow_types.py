@@ -36,7 +36,8 @@ async def open_jobs(client: Client, workflow_type: str) -> int:
 
 async def unserved(client: Client, registered: Iterable[str]) -> dict[str, int]:
     """Job workflow types with open jobs that `registered` lacks, and how many jobs each has open."""
-    missing = [name for name in JOB_WORKFLOW_TYPES if name not in set(registered)]
+    registered = set(registered)
+    missing = [name for name in JOB_WORKFLOW_TYPES if name not in registered]
     counts = {name: await open_jobs(client, name) for name in missing}
     return {name: count for name, count in counts.items() if count}
 

@@ -33,7 +33,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from jobstream.connections import job_service_channel
-from jobstream.keys_store import KeysDocument, digest, update
+from jobstream.keys_store import KeysDocument, remove_key, store_key, update
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, Job, JobStatus
@@ -130,19 +130,8 @@ def add_api_key(settings: Settings, tenant: str) -> str:
     """Add a new key for `tenant` (any name, even one the service refuses) to the api-keys file, keeping every
     existing key; returns the key. Stored as its digest, as `jobstream keys add` stores one."""
     key = "js_test_" + secrets.token_urlsafe(18)
-
-    def add(document: KeysDocument) -> None:
-        document.keys[digest(key)] = tenant
-
-    update(settings, add)
+    store_key(settings, key, tenant)
     return key
-
-
-def remove_api_key(settings: Settings, key: str) -> None:
-    def remove(document: KeysDocument) -> None:
-        document.keys.pop(digest(key), None)
-
-    update(settings, remove)
 
 
 @contextlib.contextmanager
@@ -171,7 +160,7 @@ def tenant_key(settings: Settings, prefix: str = "test") -> Iterator[tuple[str, 
     try:
         yield tenant, key
     finally:
-        remove_api_key(settings, key)
+        remove_key(settings, key)
 
 
 # -- Triton, called directly ----------------------------------------------------------------------------

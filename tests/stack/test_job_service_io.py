@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack import grpcurl
+from jobstream.keys_store import remove_key
 from jobstream.partitioning import partition_of
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
@@ -35,7 +36,6 @@ from tests.stack.helpers import (
     job_service,
     local_stage_results,
     post_upload,
-    remove_api_key,
     rpc_error,
     tenant_key,
     wait_terminal,
@@ -135,7 +135,7 @@ async def test_uploads_belong_to_their_tenant_and_expire(stub: Stub, api_key: st
     try:
         error = await rpc_error(stub.SubmitJob(api.SubmitJobRequest(input_ref=upload.input_ref), metadata=auth(nested)))
     finally:
-        remove_api_key(stack, nested)
+        remove_key(stack, nested)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     # Unset (or zero) ttl means 15 minutes; more than 7 days is refused.
     for request in (api.CreateUploadRequest(), api.CreateUploadRequest(ttl=Duration(seconds=0))):

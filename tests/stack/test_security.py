@@ -22,6 +22,7 @@ from minio.error import S3Error
 from temporalio.client import Client
 
 from jobstream.job_events import with_fresh_result_url
+from jobstream.keys_store import remove_key
 from jobstream.payload_store import RESULT_URL_TTL, PayloadStore, TooLarge, minio_client
 from jobstream.search_attributes import tenant_term
 from jobstream.settings import Settings
@@ -35,7 +36,6 @@ from tests.stack.helpers import (
     job_service,
     post_upload,
     read_stream,
-    remove_api_key,
     rpc_error,
     sse_client,
     sse_connect,
@@ -124,7 +124,7 @@ async def test_a_stream_token_dies_with_its_api_key(stub: Stub, stack: Settings)
         await wait_terminal(stub, key, reply.job_id)
         async with sse_client() as client:
             assert (await read_stream(client, reply.events_url))[-1].event == "job.completed"
-            remove_api_key(stack, key)
+            remove_key(stack, key)
             refused = await client.get(reply.events_url)
     assert refused.status_code == 403, refused.text
     assert "revoked" in refused.json()["error"]["message"]
@@ -139,7 +139,7 @@ async def test_revoking_a_key_ends_its_open_streams_within_seconds(stub: Stub, s
             async for event in connection.events():
                 events.append(event)
                 if event.event == "token" and not revoked_at:
-                    remove_api_key(stack, key)
+                    remove_key(stack, key)
                     revoked_at = time.monotonic()
             ended_after = time.monotonic() - revoked_at
             again = await client.get(reply.events_url)

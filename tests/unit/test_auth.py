@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobstream.auth import add_key, dev_key, dev_key_file, ensure_dev_key, remove_key, tenant_of_key
-from jobstream.keys_store import digest, keys_file, load_keys
+from jobstream.auth import add_key, dev_key, dev_key_file, ensure_dev_key, tenant_of_key
+from jobstream.keys_store import digest, keys_file, load_keys, remove_key
 from jobstream.settings import Settings
 
 

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from devstack.reliability import Record
 from devstack.stack import local_models
 from jobstream import cursors
+from jobstream.keys_store import remove_key
 from jobstream.pipelines import load_pipelines
 from jobstream.search_attributes import JOB_TENANT
 from jobstream.settings import Settings, get_settings
@@ -41,7 +42,6 @@ from tests.stack.helpers import (
     job_service,
     post_upload,
     process_alive,
-    remove_api_key,
     submit,
     tenant_key,
     wait_terminal,
@@ -75,7 +75,7 @@ async def tenant(stub: Stub, stack: Settings, api_key: str) -> AsyncIterator[Ten
     """A brand-new tenant, so that every job it owns was started by this test."""
     with tenant_key(stack, "fuzz") as (name, key):
         removed = add_api_key(stack, name)
-        remove_api_key(stack, removed)
+        remove_key(stack, removed)
         refs = []
         for owner, content in ((key, b"An uploaded prompt"), (key, None), (api_key, b"Someone else's prompt")):
             upload = await stub.CreateUpload(api.CreateUploadRequest(), metadata=auth(owner))

@@ -126,10 +126,11 @@ class ModelActivities:
             attempt.finish_reason = "cancelled"
             activity.logger.info("model %s cancelled after %d tokens", stage.stage.model, len(attempt.tokens))
             return attempt.output(info.attempt, text="".join(attempt.tokens))
-        data = "".join(attempt.tokens).encode("utf-8")
+        output = "".join(attempt.tokens)
+        data = output.encode("utf-8")
         if len(data) > self.settings.payload_threshold_bytes:
             return attempt.output(info.attempt, ref=await self.store.put("stages", data))
-        return attempt.output(info.attempt, text=data.decode("utf-8"))
+        return attempt.output(info.attempt, text=output)
 
     async def _attempt(self, stage: StageInput, text: str, progress: StageProgress, attempt: Attempt) -> None:
         model = stage.stage.model or ""
