@@ -137,7 +137,7 @@ class CancelJobResponse(_message.Message):
     job: _job_pb2.Job
     """The job's state after the request. Cancellation is asynchronous: the job may still be
     RUNNING until its `job.cancelled` event. Cancelling a job that is already terminal
-    changes nothing and returns it as it is.
+    changes nothing and returns its state as it is, without its result (GetJob has that).
     """
     def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping[str, _Any]]] = ...) -> None: ...
 

@@ -1,4 +1,5 @@
-"""Status codes for what never reaches a handler's own checks: an undecodable request, a dependency outage.
+"""Status codes, in one place: for the operations' refusals (errors.py), and for what never reaches a handler's
+own checks: an undecodable request, a dependency outage.
 
 Without this, grpc answers a request protobuf cannot parse (invalid UTF-8 in a string field, a truncated
 message) with UNKNOWN "Unexpected DecodeError", and a handler that meets a Temporal, Kafka or MinIO
@@ -19,11 +20,33 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.job_service import errors
+
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 # Temporal answers these while it restarts or is overloaded: the caller should retry, as with our own outage.
 _TEMPORAL_TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+_STATUS_OF_REFUSAL: dict[type[errors.Refused], grpc.StatusCode] = {
+    errors.InvalidField: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.ChangedUnderfoot: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OverLimit: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.JobNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.KeyReused: grpc.StatusCode.ALREADY_EXISTS,
+    errors.NotAuthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.LimitsUnreadable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_of(refusal: errors.Refused) -> grpc.StatusCode:
+    """The status code a refusal is answered with (a refusal without its own entry is a bug: INTERNAL)."""
+    for kind in type(refusal).__mro__:
+        if (code := _STATUS_OF_REFUSAL.get(kind)) is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -63,7 +86,12 @@ async def _refuse_undecodable(request: Any, context: Context) -> None:
         )
 
 
-async def _unavailable(error: BaseException, context: Context) -> None:
+async def _answer(error: BaseException, context: Context) -> None:
+    """End the call with the status `error` calls for: a refusal's, or UNAVAILABLE for an outage; else re-raise."""
+    if isinstance(error, errors.Refused):
+        if isinstance(error, errors.LimitsUnreadable):
+            log.error("%r", error.__cause__)
+        await context.abort(status_of(error), str(error))
     what = _outage(error)
     if what is None:
         raise error
@@ -77,7 +105,7 @@ def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Context], Awaitable[A
         try:
             return await behavior(request, context)
         except Exception as error:
-            await _unavailable(error, context)
+            await _answer(error, context)
 
     return handle
 
@@ -99,7 +127,7 @@ def _unary_stream(behavior: Callable[..., Any]) -> Callable[[Any, Context], Asyn
             async for response in streamed(behavior(request, context)):
                 yield response
         except Exception as error:
-            await _unavailable(error, context)
+            await _answer(error, context)
 
     return handle
 

@@ -33,12 +33,13 @@ class JobReader:
             raise
         return (handle, description) if job_view.owner_of(description) == tenant else None
 
-    async def view(self, job_id: str, description: WorkflowExecutionDescription) -> Job:
-        """What GetJob and CancelJob answer: the job's state, its running stage's progress and, once it
-        succeeded, its result (read from the workflow's result; a claim-checked one as a fresh URL)."""
+    async def view(self, job_id: str, description: WorkflowExecutionDescription, *, with_result: bool) -> Job:
+        """The job's state and its running stage's progress; `with_result` (GetJob), once it succeeded, its
+        result too (read from the workflow's result; a claim-checked one as a fresh URL). CancelJob answers
+        without: it would read the result only to throw it away."""
         job = await job_view.job_view(description)
         job_view.add_live_details(job, description, await self.stage_progress(description))
-        if description.status == WorkflowExecutionStatus.COMPLETED:
+        if with_result and description.status == WorkflowExecutionStatus.COMPLETED:
             result = await self.client.get_workflow_handle(job_id, result_type=JobResult).result()
             job.tokens_generated = result.tokens
             job.usage.CopyFrom(usage_proto(result.usage))

@@ -1,12 +1,11 @@
 """Uploads (CreateUpload): a presigned POST into the tenant's upload area, and the checks a job's `input_ref` passes
-before the job reads a pinned copy of it. Refusals are RequestErrors naming the field."""
+before the job reads a pinned copy of it. Refusals name the field (errors.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -15,14 +14,14 @@ from jobstream.pipelines import Pipelines
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from services.job_service import validation
-from services.job_service.validation import RequestError, invalid
+from services.job_service.errors import ChangedUnderfoot, InvalidField, TooLarge
 
 DEFAULT_TTL = timedelta(minutes=15)
 
 
 def upload_ttl(ttl: Duration | None) -> timedelta:
     """How long an upload URL lives: as asked, 1 second to 7 days; unset or zero means 15 minutes."""
-    out_of_range = invalid("ttl", "must be between 1 second and 7 days (0 means 15 minutes)")
+    out_of_range = InvalidField("ttl", "must be between 1 second and 7 days (0 means 15 minutes)")
     try:
         asked = ttl.ToTimedelta() if ttl is not None else timedelta(0)
     except (OverflowError, ValueError):  # seconds beyond what a timedelta (or a Duration) can hold
@@ -58,20 +57,18 @@ class Uploads:
         try:
             key = self.store.key_of(ref)
         except ValueError as exc:
-            raise invalid("input_ref", "is not a reference returned by CreateUpload") from exc
+            raise InvalidField("input_ref", "is not a reference returned by CreateUpload") from exc
         if not key.startswith(f"{UPLOADS}/{tenant}/"):
-            raise invalid("input_ref", "is not a reference returned by CreateUpload")
+            raise InvalidField("input_ref", "is not a reference returned by CreateUpload")
         stored = await self.store.stat(ref)
         if stored is None:
-            raise invalid("input_ref", "nothing has been uploaded to this reference yet")
+            raise InvalidField("input_ref", "nothing has been uploaded to this reference yet")
         if stored.size > self.settings.max_input_bytes:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "input_ref",
-                f"the upload is {stored.size} bytes; the maximum is {self.settings.max_input_bytes}",
+            raise TooLarge(
+                "input_ref", f"the upload is {stored.size} bytes; the maximum is {self.settings.max_input_bytes}"
             )
         if stored.size == 0:
-            raise invalid("input_ref", "the uploaded object is empty")
+            raise InvalidField("input_ref", "the uploaded object is empty")
         validation.check_model_input("input_ref", stored.size, valid.pipeline, self.pipelines)
         return stored
 
@@ -80,8 +77,4 @@ class Uploads:
         try:
             return await self.store.pin(ref, stored.etag, f"inputs/{tenant}/uploads")
         except Changed as exc:
-            raise RequestError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "input_ref",
-                "the upload changed while it was checked; submit again",
-            ) from exc
+            raise ChangedUnderfoot("input_ref", "the upload changed while it was checked; submit again") from exc

@@ -1,18 +1,16 @@
-"""Request validation: every rejected field gets INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) naming it."""
+"""Request validation: every rejected field is refused naming it (InvalidField, or TooLarge for an input)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, NoReturn
-
-import grpc
 
 from jobstream import untrusted_text
 from jobstream.pipelines import Pipelines
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2 import SubmitJobRequest
+from services.job_service.errors import InvalidField, TooLarge
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -23,23 +21,6 @@ DEFAULT_PIPELINE = "generate"
 MAX_PAGE_SIZE = 100
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 64
-
-
-class RequestError(Exception):
-    def __init__(self, code: grpc.StatusCode, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.code = code
-        self.field = field
-
-
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: RequestError) -> NoReturn:
-    """End the call with the error's status, naming its field."""
-    await context.abort(error.code, str(error))
-    raise AssertionError("unreachable")  # abort raises
-
-
-def invalid(field: str, message: str) -> RequestError:
-    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, field, message)
 
 
 @dataclass(frozen=True)
@@ -62,26 +43,28 @@ class ValidSubmit:
 
 def check_job_id(job_id: str) -> str:
     if not JOB_ID.fullmatch(job_id):  # fullmatch: `$` alone lets a trailing newline through
-        raise invalid("job_id", "must look like job_ followed by 26 characters [a-z2-7]")
+        raise InvalidField("job_id", "must look like job_ followed by 26 characters [a-z2-7]")
     return job_id
 
 
 def check_params(params: GenerationParams) -> ValidParams:
     max_tokens = params.max_tokens or DEFAULT_MAX_TOKENS
     if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        raise invalid("params.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT} (0 means {DEFAULT_MAX_TOKENS})")
+        raise InvalidField(
+            "params.max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT} (0 means {DEFAULT_MAX_TOKENS})"
+        )
     temperature = params.temperature if params.HasField("temperature") else DEFAULT_TEMPERATURE
     if not 0.0 <= temperature <= 2.0:  # also false for NaN
-        raise invalid("params.temperature", "must be between 0 and 2")
+        raise InvalidField("params.temperature", "must be between 0 and 2")
     seed = params.seed if params.HasField("seed") else None
     top_p = params.top_p if params.HasField("top_p") else 1.0
     if not 0.0 < top_p <= 1.0:  # also false for NaN
-        raise invalid("params.top_p", "must be greater than 0 and at most 1")
+        raise InvalidField("params.top_p", "must be greater than 0 and at most 1")
     if len(params.stop) > MAX_STOP_SEQUENCES:
-        raise invalid("params.stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        raise InvalidField("params.stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     for stop in params.stop:
         if not 1 <= len(stop) <= MAX_STOP_LENGTH:
-            raise invalid("params.stop", f"each stop sequence must be 1 to {MAX_STOP_LENGTH} characters")
+            raise InvalidField("params.stop", f"each stop sequence must be 1 to {MAX_STOP_LENGTH} characters")
     return ValidParams(max_tokens, temperature, seed, top_p, tuple(params.stop))
 
 
@@ -94,27 +77,27 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
         prompt = check_prompt(request.prompt, pipeline, pipelines, settings)
     elif which == "input_ref":
         if not request.input_ref:
-            raise invalid("input_ref", "must not be empty")
+            raise InvalidField("input_ref", "must not be empty")
         input_ref = request.input_ref
     else:
-        raise invalid("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
+        raise InvalidField("prompt", "is required (or input_ref, for an input uploaded with CreateUpload)")
     params = check_params(request.params)
     key = request.idempotency_key
     if key and not IDEMPOTENCY_KEY.fullmatch(key):
-        raise invalid("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
+        raise InvalidField("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
     return ValidSubmit(pipeline, prompt, input_ref, params, key)
 
 
 def check_pipeline(pipeline: str, pipelines: Pipelines, settings: Settings) -> str:
     """A pipeline this deployment runs: declared, not a drill unless drills are on, its models served."""
     if pipeline not in pipelines.names():
-        raise invalid("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
+        raise InvalidField("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
     if pipelines.is_drill(pipeline) and not settings.drills:
-        raise invalid("pipeline", f"{pipeline} is a fault drill, which this deployment does not offer")
+        raise InvalidField("pipeline", f"{pipeline} is a fault drill, which this deployment does not offer")
     served = {model.strip() for model in settings.models.split(",") if model.strip()}
     missing = sorted(pipelines.models(pipeline) - served) if served else []
     if missing:
-        raise invalid(
+        raise InvalidField(
             "pipeline",
             f"{pipeline} needs the model {', '.join(missing)}, which this deployment does not serve "
             f"(it serves {', '.join(sorted(served))})",
@@ -125,14 +108,12 @@ def check_pipeline(pipeline: str, pipelines: Pipelines, settings: Settings) -> s
 def check_prompt(prompt: str, pipeline: str, pipelines: Pipelines, settings: Settings) -> str:
     size = len(prompt.encode("utf-8"))
     if size > settings.max_input_bytes:
-        raise RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt", f"is {size} bytes; the maximum is {settings.max_input_bytes}"
-        )
+        raise TooLarge("prompt", f"is {size} bytes; the maximum is {settings.max_input_bytes}")
     check_model_input("prompt", size, pipeline, pipelines)
     if not prompt.strip():
-        raise invalid("prompt", "must not be empty")
+        raise InvalidField("prompt", "must not be empty")
     if problem := untrusted_text.refusal(prompt):
-        raise invalid("prompt", problem)
+        raise InvalidField("prompt", problem)
     return prompt
 
 
@@ -140,10 +121,12 @@ def check_model_input(field: str, size: int, pipeline: str, pipelines: Pipelines
     """An input no longer than every model of the pipeline takes."""
     limit = pipelines.input_limit(pipeline)
     if limit is not None and size > limit[0]:
-        raise invalid(field, f"is {size} bytes; the model {limit[1]} (pipeline {pipeline}) takes at most {limit[0]}")
+        raise InvalidField(
+            field, f"is {size} bytes; the model {limit[1]} (pipeline {pipeline}) takes at most {limit[0]}"
+        )
 
 
 def check_page_size(page_size: int) -> int:
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
-        raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 20)")
+        raise InvalidField("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 20)")
     return page_size or 20

@@ -1,5 +1,6 @@
 """services/job_service/interceptors.py on an in-process gRPC server (no stack): undecodable requests are
-INVALID_ARGUMENT, dependency outages UNAVAILABLE, everything else untouched."""
+INVALID_ARGUMENT, the operations' refusals their status codes, dependency outages UNAVAILABLE, everything
+else untouched."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_service_pb2_grpc import JobServiceServicer, JobServiceStub, add_JobServiceServicer_to_server
-from services.job_service.interceptors import StatusInterceptor
+from services.job_service import errors
+from services.job_service.interceptors import StatusInterceptor, status_of
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -22,6 +24,10 @@ class Scripted(JobServiceServicer):
     async def SubmitJob(self, request: api.SubmitJobRequest, context: Context) -> api.SubmitJobResponse:
         if request.pipeline == "abort":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "pipeline: no")
+        if request.pipeline == "refused":
+            raise errors.InvalidField("pipeline", "not this one")
+        if request.pipeline == "over":
+            raise errors.OverLimit("tenant t has 3 jobs running")
         if request.pipeline == "bug":
             raise RuntimeError("a bug stays a bug")
         return api.SubmitJobResponse(job_id="job_" + request.prompt)
@@ -31,6 +37,8 @@ class Scripted(JobServiceServicer):
 
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
         yield api.WatchJobResponse()
+        if request.job_id == "gone":
+            raise errors.JobNotFound("gone")
         raise KafkaConnectionError("broker away")
 
 
@@ -90,3 +98,34 @@ async def test_outages_are_unavailable(channel: grpc.aio.Channel) -> None:
     assert len(received) == 1
     assert broken.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "Kafka" in str(broken.value.details())
+
+
+def every_refusal() -> list[type[errors.Refused]]:
+    found: list[type[errors.Refused]] = []
+    pending: list[type[errors.Refused]] = [errors.Refused]
+    while pending:
+        kind = pending.pop()
+        found.append(kind)
+        pending.extend(kind.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("kind", [kind for kind in every_refusal() if kind not in (errors.Refused, errors.FieldError)])
+def test_every_refusal_has_its_own_status(kind: type[errors.Refused]) -> None:
+    refusal = kind.__new__(kind)
+    assert status_of(refusal) not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK)
+
+
+async def test_refusals_are_answered_with_their_status_and_message(channel: grpc.aio.Channel) -> None:
+    stub = JobServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitJob(api.SubmitJobRequest(pipeline="refused"))
+    assert (refused.value.code(), refused.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "pipeline: not this one",
+    )
+    assert await code_of(stub.SubmitJob(api.SubmitJobRequest(pipeline="over"))) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        async for _ in stub.WatchJob(api.WatchJobRequest(job_id="gone")):
+            pass
+    assert (gone.value.code(), gone.value.details()) == (grpc.StatusCode.NOT_FOUND, "job gone not found")

@@ -12,12 +12,13 @@ from jobstream.pipelines import Pipelines, load_pipelines
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2 import SubmitJobRequest
+from services.job_service.errors import FieldError
+from services.job_service.interceptors import status_of
 from services.job_service.validation import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_PIPELINE,
     DEFAULT_TEMPERATURE,
     MAX_TOKENS_LIMIT,
-    RequestError,
     ValidParams,
     ValidSubmit,
     check_job_id,
@@ -38,8 +39,8 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(max_input_bytes=16, state_dir=tmp_path)
 
 
-def refused(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> RequestError:
-    with pytest.raises(RequestError) as caught:
+def refused(request: SubmitJobRequest, pipelines: Pipelines, settings: Settings) -> FieldError:
+    with pytest.raises(FieldError) as caught:
         check_submit(request, pipelines, settings)
     assert str(caught.value).startswith(f"{caught.value.field}: ")
     return caught.value
@@ -84,7 +85,7 @@ def test_input_ref_instead_of_prompt(pipelines: Pipelines, settings: Settings) -
 
 def test_unknown_pipeline(pipelines: Pipelines, settings: Settings) -> None:
     error = refused(SubmitJobRequest(pipeline="nope", prompt="Hi"), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "pipeline")
+    assert (status_of(error), error.field) == (INVALID, "pipeline")
     assert "'nope'" in str(error)
     assert "generate" in str(error)  # names the known ones
     long = refused(SubmitJobRequest(pipeline="x" * 10_000, prompt="Hi"), pipelines, settings)
@@ -94,7 +95,7 @@ def test_unknown_pipeline(pipelines: Pipelines, settings: Settings) -> None:
 def test_a_pipeline_whose_model_is_not_served_is_refused(pipelines: Pipelines, settings: Settings) -> None:
     local = settings.model_copy(update={"models": "tinylm, keywords"})
     error = refused(SubmitJobRequest(pipeline="generate-vllm", prompt="Hi"), pipelines, local)
-    assert (error.code, error.field) == (INVALID, "pipeline")
+    assert (status_of(error), error.field) == (INVALID, "pipeline")
     assert "opt125m" in str(error)
     assert check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="Hi"), pipelines, local)
     # Unset: every model the pipelines name is served (a deployment with the GPU model).
@@ -107,7 +108,7 @@ def test_fault_drills_are_offered_only_where_enabled(pipelines: Pipelines, setti
     assert "generate" not in drills
     for name in drills:
         error = refused(SubmitJobRequest(pipeline=name, prompt="Hi"), pipelines, settings)
-        assert (error.code, error.field) == (INVALID, "pipeline")
+        assert (status_of(error), error.field) == (INVALID, "pipeline")
         assert "drill" in str(error)
     enabled = settings.model_copy(update={"drills": True})
     assert check_submit(SubmitJobRequest(pipeline="drill-oom-always", prompt="Hi"), pipelines, enabled)
@@ -116,7 +117,7 @@ def test_fault_drills_are_offered_only_where_enabled(pipelines: Pipelines, setti
 def test_prompt_size_counts_utf8_bytes(pipelines: Pipelines, settings: Settings) -> None:
     assert check_submit(SubmitJobRequest(prompt="x" * 16), pipelines, settings).prompt == "x" * 16
     error = refused(SubmitJobRequest(prompt="\u00e9" * 9), pipelines, settings)  # 9 characters, 18 bytes
-    assert (error.code, error.field) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt")
+    assert (status_of(error), error.field) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt")
     assert "18 bytes" in str(error)
     assert "16" in str(error)
 
@@ -124,17 +125,17 @@ def test_prompt_size_counts_utf8_bytes(pipelines: Pipelines, settings: Settings)
 @pytest.mark.parametrize("prompt", ["", " ", "\n\t  "])
 def test_blank_prompt(pipelines: Pipelines, settings: Settings, prompt: str) -> None:
     error = refused(SubmitJobRequest(prompt=prompt), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "prompt")
+    assert (status_of(error), error.field) == (INVALID, "prompt")
 
 
 def test_empty_input_ref(pipelines: Pipelines, settings: Settings) -> None:
     error = refused(SubmitJobRequest(input_ref=""), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "input_ref")
+    assert (status_of(error), error.field) == (INVALID, "input_ref")
 
 
 def test_no_input_at_all(pipelines: Pipelines, settings: Settings) -> None:
     error = refused(SubmitJobRequest(), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "prompt")
+    assert (status_of(error), error.field) == (INVALID, "prompt")
     assert "input_ref" in str(error)
 
 
@@ -142,7 +143,7 @@ def test_no_input_at_all(pipelines: Pipelines, settings: Settings) -> None:
 def test_max_tokens_out_of_range(pipelines: Pipelines, settings: Settings, max_tokens: int) -> None:
     request = SubmitJobRequest(prompt="Hi", params=GenerationParams(max_tokens=max_tokens))
     error = refused(request, pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "params.max_tokens")
+    assert (status_of(error), error.field) == (INVALID, "params.max_tokens")
 
 
 def test_top_p_and_stop_are_kept(pipelines: Pipelines, settings: Settings) -> None:
@@ -154,20 +155,20 @@ def test_top_p_and_stop_are_kept(pipelines: Pipelines, settings: Settings) -> No
 @pytest.mark.parametrize("top_p", [0.0, -0.5, 1.01, math.nan, math.inf])
 def test_top_p_out_of_range(pipelines: Pipelines, settings: Settings, top_p: float) -> None:
     error = refused(SubmitJobRequest(prompt="Hi", params=GenerationParams(top_p=top_p)), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "params.top_p")
+    assert (status_of(error), error.field) == (INVALID, "params.top_p")
 
 
 @pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], [""], ["x" * 65]])
 def test_bad_stop_sequences(pipelines: Pipelines, settings: Settings, stop: list[str]) -> None:
     error = refused(SubmitJobRequest(prompt="Hi", params=GenerationParams(stop=stop)), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "params.stop")
+    assert (status_of(error), error.field) == (INVALID, "params.stop")
 
 
 @pytest.mark.parametrize("temperature", [-0.01, 2.01, math.nan, math.inf, -math.inf])
 def test_temperature_out_of_range(pipelines: Pipelines, settings: Settings, temperature: float) -> None:
     request = SubmitJobRequest(prompt="Hi", params=GenerationParams(temperature=temperature))
     error = refused(request, pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "params.temperature")
+    assert (status_of(error), error.field) == (INVALID, "params.temperature")
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0, 2.0])
@@ -179,7 +180,7 @@ def test_temperature_bounds_are_inclusive(pipelines: Pipelines, settings: Settin
 @pytest.mark.parametrize("key", ["k" * 129, "has space", "tab\t", "caf\u00e9", "\x7f", "trailing-newline\n"])
 def test_bad_idempotency_key(pipelines: Pipelines, settings: Settings, key: str) -> None:
     error = refused(SubmitJobRequest(prompt="Hi", idempotency_key=key), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "idempotency_key")
+    assert (status_of(error), error.field) == (INVALID, "idempotency_key")
 
 
 def test_the_first_bad_field_is_reported(pipelines: Pipelines, settings: Settings) -> None:
@@ -200,10 +201,10 @@ def test_job_id() -> None:
         "job_" + "1" * 26,
         "jb_" + "a" * 27,
     ]:
-        with pytest.raises(RequestError) as caught:
+        with pytest.raises(FieldError) as caught:
             check_job_id(bad)
-        assert (caught.value.code, caught.value.field) == (INVALID, "job_id"), bad
-    with pytest.raises(RequestError):
+        assert (status_of(caught.value), caught.value.field) == (INVALID, "job_id"), bad
+    with pytest.raises(FieldError):
         check_job_id(good + "\n")
 
 
@@ -212,15 +213,15 @@ def test_page_size() -> None:
     assert check_page_size(1) == 1
     assert check_page_size(100) == 100
     for bad in (-1, 101):
-        with pytest.raises(RequestError) as caught:
+        with pytest.raises(FieldError) as caught:
             check_page_size(bad)
-        assert (caught.value.code, caught.value.field) == (INVALID, "page_size")
+        assert (status_of(caught.value), caught.value.field) == (INVALID, "page_size")
 
 
 def test_a_prompt_that_is_not_stream_safe_is_refused(pipelines: Pipelines, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     error = refused(SubmitJobRequest(prompt="Caf" + "e" + "\u0301" * 200), pipelines, settings)
-    assert (error.code, error.field) == (INVALID, "prompt")
+    assert (status_of(error), error.field) == (INVALID, "prompt")
     assert "combining marks at character 4" in str(error)
     assert check_submit(SubmitJobRequest(prompt="Café e\u0301"), pipelines, settings).prompt == "Café e\u0301"
 
@@ -232,8 +233,8 @@ def test_a_prompt_longer_than_a_model_of_its_pipeline_takes_is_refused_naming_th
     limit, model = pipelines.input_limit("generate-keywords") or (0, "")
     assert model == "keywords"
     assert check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="x" * limit), pipelines, roomy)
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FieldError) as caught:
         check_submit(SubmitJobRequest(pipeline="generate-keywords", prompt="x" * (limit + 1)), pipelines, roomy)
-    assert caught.value.code == INVALID
+    assert status_of(caught.value) == INVALID
     assert caught.value.field == "prompt"
     assert f"the model keywords (pipeline generate-keywords) takes at most {limit}" in str(caught.value)
