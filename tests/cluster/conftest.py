@@ -20,7 +20,7 @@ from devstack.cluster import ClusterLayout
 from devstack.cluster_endpoints import Endpoints
 from jobstream.settings import PROJECT_ROOT, Settings, get_settings
 from tests.cluster.nodes import Cluster
-from tests.stack.helpers import Stub, job_service
+from tests.stack.job_service_client import Stub, job_service
 
 # A first start builds Temporal's server (about 2 minutes here) and may install PostgreSQL and nginx.
 STARTUP_TIMEOUT_S = 900

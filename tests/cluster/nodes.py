@@ -15,7 +15,7 @@ from devstack.cluster import KAFKA_NODES, ClusterLayout, client_settings, kafka_
 from devstack.cluster_endpoints import Endpoints
 from devstack.supervisor import Probe
 from jobstream.settings import Settings
-from tests.stack.helpers import process_alive
+from tests.stack.stack_processes import process_alive
 
 
 @dataclass(frozen=True)

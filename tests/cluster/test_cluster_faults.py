@@ -25,7 +25,8 @@ from jobstream.v1.job_pb2 import JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
 from tests.cluster.nodes import Cluster
 from tests.stack.faults.scenario import model_attempts, stream_through_fault
-from tests.stack.helpers import Stub, auth, params, post_upload, submit, tenant_key, wait_terminal
+from tests.stack.job_service_client import Stub, auth, params, post_upload, submit, wait_terminal
+from tests.stack.tenants import tenant_key
 
 
 async def test_kafka_node_leading_a_streaming_jobs_partition_killed(

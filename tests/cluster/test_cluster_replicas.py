@@ -27,19 +27,9 @@ from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from tests.cluster.nodes import Cluster
 from tests.cluster.test_cluster_faults import count_jobs
-from tests.stack.helpers import (
-    Stub,
-    auth,
-    job_service,
-    post_upload,
-    rpc_error,
-    sse_client,
-    sse_connect,
-    submit,
-    tenant_key,
-    tenant_with_limits,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, job_service, post_upload, rpc_error, submit, wait_terminal
+from tests.stack.sse_client import sse_client, sse_connect
+from tests.stack.tenants import tenant_key, tenant_with_limits
 
 
 def free_port() -> int:

@@ -27,7 +27,8 @@ from jobstream.settings import Settings
 from jobstream.stream_tokens import StreamTokens
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams
-from tests.stack.helpers import auth, job_service, kill_process, wait_restarted
+from tests.stack.job_service_client import auth, job_service
+from tests.stack.stack_processes import kill_process, wait_restarted
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from jobstream import cursors
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from tests.eventually import eventually
-from tests.stack.helpers import Stub, auth, job_service, read_stream, sse_client
+from tests.stack.job_service_client import Stub, auth, job_service
+from tests.stack.sse_client import read_stream, sse_client
 
 PROMPT = "It is a truth universally acknowledged"
 

@@ -22,24 +22,10 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import JobStatus
-from tests.stack.helpers import (
-    Stub,
-    activity_names,
-    activity_starts,
-    auth,
-    events_of,
-    history_of,
-    job_service,
-    keywords_tokens,
-    local_stage_attempts,
-    normalise_prompt,
-    post_upload,
-    submit,
-    tinylm_tokens,
-    triton_log_match,
-    triton_streams,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, job_service, post_upload, submit, wait_terminal
+from tests.stack.temporal_history import activity_names, activity_starts, events_of, history_of, local_stage_attempts
+from tests.stack.triton_direct import keywords_tokens, normalise_prompt, tinylm_tokens
+from tests.stack.triton_log import triton_log_match, triton_streams
 
 JOB_ID = re.compile(r"^job_[a-z2-7]{26}$")
 PROMPT = "  It is a truth\n\tuniversally   acknowledged,\n\n that a  single man "

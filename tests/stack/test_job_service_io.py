@@ -26,20 +26,9 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from jobstream.workflow_io import JobInput, JobResult, StageInput, StageOutput
-from tests.stack.helpers import (
-    Stub,
-    add_api_key,
-    auth,
-    events_of,
-    history_of,
-    iter_payloads,
-    job_service,
-    local_stage_results,
-    post_upload,
-    rpc_error,
-    tenant_key,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, job_service, post_upload, rpc_error, wait_terminal
+from tests.stack.temporal_history import events_of, history_of, iter_payloads, local_stage_results
+from tests.stack.tenants import add_api_key, tenant_key
 
 FIVE_MB = 5 * 1024 * 1024
 SENTENCE = "It is a truth universally acknowledged, that a single man in possession of a good fortune. "

@@ -17,7 +17,8 @@ from devstack.stack import gpu_worker_metrics_ports
 from jobstream.settings import PROJECT_ROOT, Settings
 from jobstream.v1.job_pb2 import JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
-from tests.stack.helpers import Stub, follow_reconnecting, job_service, sse_client, submit, wait_terminal
+from tests.stack.job_service_client import Stub, job_service, submit, wait_terminal
+from tests.stack.sse_client import follow_reconnecting, sse_client
 
 TOKENS = 12
 # Per job: job.started, three stages' started and completed, the tokens, the terminal event.

@@ -19,16 +19,8 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.workflow_io import JOB_WORKFLOWS
-from tests.stack.helpers import (
-    Stub,
-    auth,
-    job_service,
-    post_upload,
-    rpc_error,
-    submit,
-    tenant_key,
-    tenant_with_limits,
-)
+from tests.stack.job_service_client import Stub, auth, job_service, post_upload, rpc_error, submit
+from tests.stack.tenants import tenant_key, tenant_with_limits
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from jobstream.payload_store import data_converter
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
-from tests.stack.helpers import Stub, auth, history_of, job_service, submit, wait_terminal
+from tests.stack.job_service_client import Stub, auth, job_service, submit, wait_terminal
+from tests.stack.temporal_history import history_of
 from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
 

@@ -30,20 +30,9 @@ from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobCompleted, JobEvent
 from jobstream.v1.job_pb2 import GenerationParams, JobStatus
 from jobstream.workflow_io import JOB_WORKFLOWS
-from tests.stack.helpers import (
-    Stub,
-    auth,
-    job_service,
-    post_upload,
-    read_stream,
-    rpc_error,
-    sse_client,
-    sse_connect,
-    submit,
-    tenant_key,
-    tenant_with_limits,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, job_service, post_upload, rpc_error, submit, wait_terminal
+from tests.stack.sse_client import read_stream, sse_client, sse_connect
+from tests.stack.tenants import tenant_key, tenant_with_limits
 
 SHORT = b"Mr. Darcy"
 LONG = b"It is a truth universally acknowledged, that a single man in possession of a good fortune " * 40

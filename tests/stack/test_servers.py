@@ -22,8 +22,8 @@ from temporalio.worker import Worker
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
 from jobstream.workflow_io import GenerationParams as StageParams
-from tests.stack.helpers import triton_responses, triton_stream
 from tests.stack.smoke_workflow import ShoutWorkflow, shout
+from tests.stack.triton_direct import triton_responses, triton_stream
 from workers.pipeline.activities.model.triton_vllm import model_inputs
 
 

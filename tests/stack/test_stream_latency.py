@@ -21,7 +21,9 @@ import pytest
 
 from jobstream.settings import Settings
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
-from tests.stack.helpers import Stub, check_story, read_stream, sse_client, submit
+from tests.stack.job_service_client import Stub, submit
+from tests.stack.sse_client import read_stream, sse_client
+from tests.stack.sse_story import check_story
 
 JOBS = 10
 MAX_TOKENS = 40

@@ -19,19 +19,10 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
-from tests.stack.helpers import (
-    SseEvent,
-    Stub,
-    auth,
-    check_story,
-    events_url,
-    get_job,
-    read_stream,
-    sse_client,
-    sse_connect,
-    submit,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, get_job, submit, wait_terminal
+from tests.stack.sse_client import events_url, read_stream, sse_client, sse_connect
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import check_story
 
 STAGES = ["preprocess", "generate", "postprocess"]
 

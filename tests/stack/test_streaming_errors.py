@@ -20,7 +20,8 @@ from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
-from tests.stack.helpers import Stub, events_url, read_stream, submit, wait_terminal
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_client import events_url, read_stream
 
 
 @pytest.fixture(scope="module")

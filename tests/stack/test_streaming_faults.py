@@ -23,23 +23,11 @@ from jobstream.event_log import parse_event
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus, StageState
 from jobstream.v1.job_service_pb2_grpc import JobServiceStub
-from tests.stack.helpers import (
-    SseEvent,
-    Stub,
-    activity_starts,
-    add_audit,
-    audit_stream,
-    check_story,
-    events_url,
-    expected_ids,
-    history_of,
-    local_stage_attempts,
-    read_stream,
-    sse_client,
-    sse_connect,
-    submit,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_client import events_url, read_stream, sse_client, sse_connect
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.temporal_history import activity_starts, history_of, local_stage_attempts
 
 STAGES = ["preprocess", "generate", "postprocess"]
 GPU_ROLE = "gpu-worker-tinylm"

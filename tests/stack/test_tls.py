@@ -30,7 +30,7 @@ from devstack.service_set import service_set
 from jobstream.connections import job_service_channel
 from jobstream.payload_store import PayloadStore
 from jobstream.settings import Settings
-from tests.stack.helpers import read_stream
+from tests.stack.sse_client import read_stream
 from workers.pipeline.activities.model.triton_vllm import triton_models
 
 NAMESPACE = "jobstream-tls"

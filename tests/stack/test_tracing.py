@@ -15,8 +15,9 @@ from devstack.service_set import service_set
 from jobstream.logs import JOB_ID_ATTRIBUTE
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
-from tests.stack.helpers import job_service, read_stream, sse_client, submit, wait_terminal
+from tests.stack.job_service_client import job_service, submit, wait_terminal
 from tests.stack.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.stack.sse_client import read_stream, sse_client
 
 NAMESPACE = "jobstream-traces"
 PORT_BASE = 18_300

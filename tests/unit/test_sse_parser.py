@@ -1,9 +1,9 @@
 """The test suite's own SSE client must parse text/event-stream the way a browser does, or the streaming tests
-prove nothing: these pin the parser in tests/stack/helpers.py to the WHATWG event-stream rules."""
+prove nothing: these pin the parser in tests/stack/sse_parser.py to the WHATWG event-stream rules."""
 
 from __future__ import annotations
 
-from tests.stack.helpers import SseEvent, SseParser
+from tests.stack.sse_parser import SseEvent, SseParser
 
 
 def feed_all(chunks: list[bytes]) -> tuple[list[SseEvent], SseParser]:

@@ -13,21 +13,11 @@ from devstack.reliability import Record
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import Job, JobStatus
-from tests.stack.helpers import (
-    Followed,
-    SseEvent,
-    Stub,
-    activity_starts,
-    add_audit,
-    audit_stream,
-    check_story,
-    expected_ids,
-    follow_reconnecting,
-    history_of,
-    sse_client,
-    submit,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_client import Followed, follow_reconnecting, sse_client
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.temporal_history import activity_starts, history_of
 
 STAGES = ["preprocess", "generate", "postprocess"]
 MODEL_SLOT = 1
@@ -65,11 +55,10 @@ async def stream_through_fault(
     given). With `prompt_bytes` each prompt is that long (past the payload threshold, it is claim-checked
     through the object store). Audits every stream into `record`, then checks each story."""
 
-    def prompt(n: int) -> str:
-        text = f"Fault drill {n}: the lamps went out. "
-        return (text * (prompt_bytes // len(text) + 1))[: max(prompt_bytes, len(text))]
-
-    replies = [await submit(stub, api_key, prompt(n), pipeline=pipeline, max_tokens=tokens) for n in range(jobs)]
+    replies = [
+        await submit(stub, api_key, fault_prompt(n, prompt_bytes), pipeline=pipeline, max_tokens=tokens)
+        for n in range(jobs)
+    ]
     if submitted is not None:
         submitted += [reply.job_id for reply in replies]
     struck = asyncio.Event()
@@ -103,14 +92,33 @@ async def stream_through_fault(
     record.jobs += jobs
     pause = max(stream.longest_pause_s for stream in followed)
     record.note(f"longest pause at a client {pause:.1f} s")
-    expected = expected_ids(len(STAGES), MODEL_SLOT, tokens)
     per_job = [followed[n * followers : (n + 1) * followers] for n in range(jobs)]
-    for reply, job_streams in zip(replies, per_job, strict=True):
-        for stream in job_streams:
-            add_audit(record, audit_stream(reply.job_id, stream.events, expected))
+    audit_streams(record, replies, per_job, tokens)
     assert struck.is_set(), "the first job ended before the fault could strike"
     finished = [await wait_terminal(stub, api_key, reply.job_id, timeout_s=timeout_s) for reply in replies]
     outcomes = [Outcome(r, f, j) for r, f, j in zip(replies, per_job, finished, strict=True)]
+    check_outcomes(outcomes, tokens)
+    return outcomes
+
+
+def fault_prompt(n: int, prompt_bytes: int) -> str:
+    """Job `n`'s prompt; with `prompt_bytes` it is that long, padded by repeating its sentence."""
+    text = f"Fault drill {n}: the lamps went out. "
+    return (text * (prompt_bytes // len(text) + 1))[: max(prompt_bytes, len(text))]
+
+
+def audit_streams(
+    record: Record, replies: list[api.SubmitJobResponse], per_job: list[list[Followed]], tokens: int
+) -> None:
+    """Count every client's stream into `record`: measured before anything is asserted, so the report has it."""
+    expected = expected_ids(len(STAGES), MODEL_SLOT, tokens)
+    for reply, job_streams in zip(replies, per_job, strict=True):
+        for stream in job_streams:
+            add_audit(record, audit_stream(reply.job_id, stream.events, expected))
+
+
+def check_outcomes(outcomes: list[Outcome], tokens: int) -> None:
+    """Every client saw its job's whole story exactly once, and every job succeeded with the streamed text."""
     for outcome in outcomes:
         for stream in outcome.streams:
             story = check_story(outcome.reply.job_id, stream.events, STAGES)
@@ -118,7 +126,6 @@ async def stream_through_fault(
             assert story.text == story.result_text
             assert outcome.job.result_text == story.text
         assert outcome.job.status == JobStatus.JOB_STATUS_SUCCEEDED, outcome.job
-    return outcomes
 
 
 async def model_attempts(client: Client, outcomes: list[Outcome]) -> list[int]:

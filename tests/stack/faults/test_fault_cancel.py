@@ -12,19 +12,11 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus, StageState
 from tests.stack.faults.scenario import MODEL_SLOT
-from tests.stack.helpers import (
-    SseEvent,
-    Stub,
-    add_audit,
-    audit_stream,
-    auth,
-    follow_reconnecting,
-    get_job,
-    sse_client,
-    submit,
-    triton_log_match,
-    triton_streams,
-)
+from tests.stack.job_service_client import Stub, auth, get_job, submit
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import add_audit, audit_stream
+from tests.stack.triton_log import triton_log_match, triton_streams
 
 TOKENS = 200  # 10 s at drill-slow's 50 ms per token: far from done when it is cancelled
 

@@ -12,21 +12,11 @@ from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus, StageState
 from jobstream.workflow_io import GenerationParams as StageParams
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
-from tests.stack.helpers import (
-    Stub,
-    add_audit,
-    audit_stream,
-    check_story,
-    expected_ids,
-    follow_reconnecting,
-    normalise_prompt,
-    sse_client,
-    submit,
-    triton_log_match,
-    triton_responses,
-    triton_stream,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.triton_direct import normalise_prompt, triton_responses, triton_stream
+from tests.stack.triton_log import triton_log_match
 from workers.pipeline.activities.model.triton_vllm import model_inputs
 
 PROMPT = "It is a truth universally acknowledged, that a single man"

@@ -20,26 +20,11 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
-from tests.stack.helpers import (
-    TERMINAL_EVENTS,
-    Stub,
-    activity_names,
-    activity_starts,
-    add_audit,
-    audit_stream,
-    auth,
-    check_story,
-    current_pid,
-    expected_ids,
-    follow_reconnecting,
-    history_of,
-    kill_process,
-    local_stage_attempts,
-    sse_client,
-    submit,
-    wait_restarted,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, submit, wait_terminal
+from tests.stack.sse_client import TERMINAL_EVENTS, follow_reconnecting, sse_client
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.stack_processes import current_pid, kill_process, wait_restarted
+from tests.stack.temporal_history import activity_names, activity_starts, history_of, local_stage_attempts
 
 TOKENS = 30
 

@@ -14,15 +14,10 @@ from temporalio.client import Client
 from devstack.reliability import Record
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
-from tests.stack.helpers import (
-    Stub,
-    activity_starts,
-    current_pid,
-    history_of,
-    submit,
-    tenant_with_limits,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.stack_processes import current_pid
+from tests.stack.temporal_history import activity_starts, history_of
+from tests.stack.tenants import tenant_with_limits
 
 BACKLOG = 30  # jobs of the busy tenant queued on the model stage before the other tenant's one arrives
 

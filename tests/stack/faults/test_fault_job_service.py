@@ -15,21 +15,11 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
-from tests.stack.helpers import (
-    SseEvent,
-    Stub,
-    add_audit,
-    audit_stream,
-    check_story,
-    expected_ids,
-    follow_reconnecting,
-    get_job,
-    job_service,
-    kill_process,
-    sse_client,
-    submit,
-    wait_restarted,
-)
+from tests.stack.job_service_client import Stub, get_job, job_service, submit
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.stack_processes import kill_process, wait_restarted
 
 TOKENS = 120
 PIPELINE = "drill-slow"

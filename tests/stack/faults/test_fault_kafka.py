@@ -17,7 +17,8 @@ from temporalio.client import Client
 from devstack.reliability import Record
 from jobstream.settings import Settings
 from tests.stack.faults.scenario import model_attempts, stream_through_fault
-from tests.stack.helpers import Stub, current_pid, kill_process, wait_restarted
+from tests.stack.job_service_client import Stub
+from tests.stack.stack_processes import current_pid, kill_process, wait_restarted
 
 HANG_S = 12.0  # longer than the producers' request timeout (10 s)
 

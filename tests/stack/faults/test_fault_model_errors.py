@@ -17,25 +17,12 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
-from tests.stack.helpers import (
-    SseEvent,
-    Stub,
-    activity_names,
-    activity_starts,
-    add_audit,
-    audit_stream,
-    auth,
-    check_story,
-    expected_ids,
-    follow_reconnecting,
-    history_of,
-    local_stage_attempts,
-    post_upload,
-    sse_client,
-    submit,
-    triton_log_match,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, auth, post_upload, submit, wait_terminal
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_parser import SseEvent
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
+from tests.stack.temporal_history import activity_names, activity_starts, history_of, local_stage_attempts
+from tests.stack.triton_log import triton_log_match
 
 PROMPT = "The memory ran out at the worst moment"
 

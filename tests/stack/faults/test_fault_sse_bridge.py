@@ -11,16 +11,9 @@ from devstack.reliability import Record
 from jobstream.kafka_reader import REPLAYS_PER_OWNER
 from jobstream.settings import Settings
 from tests.stack.faults.scenario import stream_through_fault
-from tests.stack.helpers import (
-    Stub,
-    current_pid,
-    kill_process,
-    read_stream,
-    sse_client,
-    submit,
-    wait_restarted,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_client import read_stream, sse_client
+from tests.stack.stack_processes import current_pid, kill_process, wait_restarted
 
 
 async def test_sse_bridge_killed_mid_stream_resumes_each_client_exactly_after_its_last_event(

@@ -12,17 +12,10 @@ from devstack.reliability import Record
 from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from tests.stack.faults.scenario import STAGES, stream_through_fault
-from tests.stack.helpers import (
-    Stub,
-    auth,
-    check_story,
-    follow_reconnecting,
-    kill_process,
-    process_ready,
-    sse_client,
-    submit,
-    wait_restarted,
-)
+from tests.stack.job_service_client import Stub, auth, submit
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_story import check_story
+from tests.stack.stack_processes import kill_process, process_ready, wait_restarted
 
 
 async def test_temporal_killed_mid_job_keeps_its_state_and_every_job_completes(

@@ -11,7 +11,8 @@ from devstack.supervisor import group_members
 from devstack.triton import orphaned_shm
 from jobstream.settings import Settings
 from tests.stack.faults.scenario import model_attempts, stream_through_fault
-from tests.stack.helpers import Stub, current_pid, kill_process, process_alive, wait_restarted
+from tests.stack.job_service_client import Stub
+from tests.stack.stack_processes import current_pid, kill_process, process_alive, wait_restarted
 
 
 async def test_triton_killed_mid_stream_is_retried_to_an_exactly_once_stream(

@@ -16,7 +16,9 @@ from jobstream.settings import Settings
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from tests.stack.faults.scenario import STAGES
-from tests.stack.helpers import Stub, auth, check_story, follow_reconnecting, rpc_error, sse_client, submit
+from tests.stack.job_service_client import Stub, auth, rpc_error, submit
+from tests.stack.sse_client import follow_reconnecting, sse_client
+from tests.stack.sse_story import check_story
 
 
 async def test_malformed_records_on_the_topic_do_not_stop_any_stream(

@@ -26,7 +26,10 @@ from jobstream.keys_store import digest, load_keys
 from jobstream.settings import Settings
 from jobstream.stream_tokens import AUDIENCE, StreamTokens
 from tests.stack.faults.fuzzing import FuzzLog, examples, fuzz
-from tests.stack.helpers import SseParser, Stub, current_pid, process_alive, submit, tenant_key, wait_terminal
+from tests.stack.job_service_client import Stub, submit, wait_terminal
+from tests.stack.sse_parser import SseParser
+from tests.stack.stack_processes import current_pid, process_alive
+from tests.stack.tenants import tenant_key
 
 # Field-value bytes HTTP allows (visible ASCII, space, tab inside, obs-text); CTLs make a request malformed.
 FIELD_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])

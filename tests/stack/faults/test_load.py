@@ -14,19 +14,9 @@ from devstack.reliability import Record
 from jobstream.settings import Settings
 from jobstream.v1.job_pb2 import JobStatus
 from tests.stack.faults.scenario import MODEL_SLOT, STAGES
-from tests.stack.helpers import (
-    Followed,
-    Stub,
-    add_audit,
-    audit_stream,
-    check_story,
-    expected_ids,
-    follow_reconnecting,
-    get_job,
-    sse_client,
-    submit,
-    wait_terminal,
-)
+from tests.stack.job_service_client import Stub, get_job, submit, wait_terminal
+from tests.stack.sse_client import Followed, follow_reconnecting, sse_client
+from tests.stack.sse_story import add_audit, audit_stream, check_story, expected_ids
 
 
 @pytest.mark.timeout(1800)
