@@ -19,32 +19,20 @@ produced events/s and the latency of tokens stamped after the last stream opened
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.bridge_replicas import Replica, bridges, records_read, routed
 from bench.common import Context, Figure, cpu_seconds, row, stamp_of, summary
-from bench.fanout import WAVE, raised_nofile
-from bench.scrape import scrape
-from bench.sse import Received, SseError, read_events
-from devstack.stack import LOCAL_LIMITS
+from bench.open_files import raised_nofile
+from bench.stream_waves import StreamResult, opened_in_waves
 from jobstream.connections import kafka_options
 from jobstream.event_types import EventType
 from jobstream.settings import Settings
-
-BRIDGE_PORT = 18180
-METRICS_PORT = 19480
-READ_METRIC = "jobstream_sse_tail_records_read_total"
 
 
 @dataclass(frozen=True)
@@ -63,17 +51,6 @@ class Sizes:
 
 
 @dataclass
-class Replica:
-    index: int
-    process: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-    records_read: float = 0.0
-    cpu_s: float = 0.0
-    delivered: int = 0
-
-
-@dataclass
 class Level:
     size: LevelSize
     duration_s: float = 0.0
@@ -88,59 +65,6 @@ class Level:
     produced_per_s: float = 0.0
 
 
-@contextlib.contextmanager
-def bridges(settings: Settings, count: int, logs: str) -> Iterator[list[Replica]]:
-    replicas = []
-    try:
-        for index in range(count):
-            port, metrics_port = BRIDGE_PORT + index, METRICS_PORT + index
-            # The local stack's limits (its one development tenant opens every stream), as its own bridge has.
-            env = (
-                os.environ
-                | LOCAL_LIMITS
-                | {
-                    "JOBSTREAM_STATE_DIR": str(settings.state_dir),
-                    "JOBSTREAM_REPLICAS": str(count),
-                    "JOBSTREAM_REPLICA_INDEX": str(index),
-                    "JOBSTREAM_INSTANCE": f"bench-bridge-{index}",
-                    "JOBSTREAM_BRIDGE_PORT": str(port),
-                    "JOBSTREAM_BRIDGE_METRICS_PORT": str(metrics_port),
-                }
-            )
-            with open(f"{logs}-{count}-{index}.log", "wb") as log:
-                process = subprocess.Popen([sys.executable, "-m", "sse_bridge"], env=env, stdout=log, stderr=log)
-            replicas.append(Replica(index, process, port, metrics_port))
-        deadline = time.monotonic() + 60
-        for replica in replicas:
-            while not _healthy(settings, replica):
-                if replica.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"bench bridge {replica.index} of {count} did not start (see {logs}-*.log)")
-                time.sleep(0.2)
-        yield replicas
-    finally:
-        for replica in replicas:
-            replica.process.terminate()
-        for replica in replicas:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                replica.process.wait(15)
-            if replica.process.poll() is None:
-                replica.process.kill()
-
-
-def _healthy(settings: Settings, replica: Replica) -> bool:
-    try:
-        return httpx.get(f"http://{settings.host}:{replica.port}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-async def _records_read(settings: Settings, replica: Replica) -> float:
-    metrics = await scrape(f"http://{settings.host}:{replica.metrics_port}/metrics")
-    if (READ_METRIC, ()) not in metrics.samples:
-        raise RuntimeError(f"no {READ_METRIC} on bench bridge {replica.index}")
-    return metrics.value(READ_METRIC)
-
-
 async def _topic_end(settings: Settings) -> int:
     consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
@@ -152,17 +76,8 @@ async def _topic_end(settings: Settings) -> int:
         await consumer.stop()
 
 
-def routed(events_url: str, replicas: list[Replica]) -> tuple[str, Replica]:
-    """The URL sent to the replica that owns its partition, as the edge does."""
-    parts = urlsplit(events_url)
-    partition = int(parse_qs(parts.query)["partition"][0])
-    owner = replicas[partition % len(replicas)]
-    host = parts.hostname or "127.0.0.1"
-    return urlunsplit(("http", f"{host}:{owner.port}", parts.path, parts.query, "")), owner
-
-
 def _tally(
-    level: Level, targets: list[tuple[str, Replica]], results: list[list[Received] | Exception], all_open: float
+    level: Level, targets: list[tuple[str, Replica]], results: list[StreamResult], all_open: float
 ) -> tuple[list[float], list[float], list[float], set[tuple[str, str]]]:
     """Failed streams and each replica's deliveries into `level`; of the tokens stamped once every stream was
     open: latencies (ms), stamps, receive times, and each (job, token id) once however many watch it."""
@@ -188,7 +103,7 @@ async def _level(ctx: Context, size: LevelSize, limit_s: float, logs: str) -> Le
     level = Level(size)
     with bridges(ctx.settings, size.replicas, logs) as replicas:
         processes = [psutil.Process(replica.process.pid) for replica in replicas]
-        read_before = [await _records_read(ctx.settings, replica) for replica in replicas]
+        read_before = [await records_read(ctx.settings, replica) for replica in replicas]
         cpu_before = [cpu_seconds(process) for process in processes]
         end_before = await _topic_end(ctx.settings)
         started = time.time()
@@ -197,32 +112,14 @@ async def _level(ctx: Context, size: LevelSize, limit_s: float, logs: str) -> Le
         targets = [
             routed(reply.events_url, replicas) for reply, n in zip(replies, per_job, strict=True) for _ in range(n)
         ]
-        opened = [asyncio.Event() for _ in targets]
-
-        async def stream(url: str, event: asyncio.Event) -> list[Received] | Exception:
-            try:
-                return await read_events(url, timeout_s=limit_s, opened=event)
-            except (TimeoutError, OSError, SseError) as exc:
-                return exc
-            finally:
-                event.set()
-
-        tasks: list[asyncio.Task[list[Received] | Exception]] = []
-        try:
-            for first in range(0, len(targets), WAVE):
-                wave = list(zip(targets[first : first + WAVE], opened[first : first + WAVE], strict=True))
-                tasks += [asyncio.create_task(stream(url, event)) for (url, _), event in wave]
-                await asyncio.gather(*(event.wait() for _, event in wave))
+        async with opened_in_waves([url for url, _ in targets], limit_s) as tasks:
             all_open = time.time()
             results = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
         level.duration_s = time.time() - started
         level.open_s = all_open - started
         level.topic_records = await _topic_end(ctx.settings) - end_before
         for replica, process, before, cpu in zip(replicas, processes, read_before, cpu_before, strict=True):
-            replica.records_read = await _records_read(ctx.settings, replica) - before
+            replica.records_read = await records_read(ctx.settings, replica) - before
             replica.cpu_s = cpu_seconds(process) - cpu
     latencies, stamps, received, produced = _tally(level, targets, results, all_open)
     level.latency_ms = summary(latencies) if latencies else None
