@@ -15,7 +15,7 @@ from jobstream.settings import get_settings
 from jobstream.temporal_client import WORKFLOW_QUEUE, connect, metrics_runtime
 from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
-from workers.worker_process import run_workers, start_process, worker_options
+from workers.worker_process import run_workers, start_process, worker_options, workflow_runner
 from workers.workflow_types import JOB_WORKFLOWS, refuse_if_unserved
 
 
@@ -38,6 +38,7 @@ async def main() -> None:
                 # The legacy type only finishes the jobs it started (and keeps their histories replayable).
                 workflows=list(JOB_WORKFLOWS.values()),
                 activities=[events.publish_event, events.publish_events, events.run_local_stage],
+                workflow_runner=workflow_runner(),
             ),
             Worker(
                 client,

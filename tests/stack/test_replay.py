@@ -22,6 +22,7 @@ from tests.stack.job_service_client import Stub, auth, job_service, submit, wait
 from tests.stack.temporal_history import history_of
 from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+from workers.worker_process import workflow_runner
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,11 @@ async def test_every_kind_of_job_history_replays(
         assert job.status == expected[kind], (kind, job)
         histories[kind] = await history_of(temporal_client, job_id)
 
-    replayer = Replayer(workflows=[PipelineWorkflow, LegacyPipelineWorkflow], data_converter=data_converter(stack))
+    replayer = Replayer(
+        workflows=[PipelineWorkflow, LegacyPipelineWorkflow],
+        data_converter=data_converter(stack),
+        workflow_runner=workflow_runner(),
+    )
     for kind, history in histories.items():
         result = await replayer.replay_workflow(history)  # raises on any nondeterminism
         assert result.replay_failure is None, kind

@@ -27,6 +27,7 @@ from jobstream.search_attributes import JOB_PIPELINE, JOB_STATUS, JOB_TENANT
 from jobstream.workflow_io import GenerationParams, JobInput, JobResult, StageOutput
 from tests.unit.pipeline_workflow_fakes import Events, Stages
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+from workers.worker_process import workflow_runner
 
 TENANT = "tenant-a"
 PROMPT = "  Once   upon\ta time  "
@@ -62,7 +63,9 @@ class Job:
 def workflow_worker(client: Client, queue: str, events: Events) -> Worker:
     # The local activities run beside the workflow, as in the CPU worker.
     activities: list[Callable[..., Any]] = [events.publish_event, events.publish_events, events.run_local_stage]
-    return Worker(client, task_queue=queue, workflows=[PipelineWorkflow], activities=activities)
+    return Worker(
+        client, task_queue=queue, workflows=[PipelineWorkflow], activities=activities, workflow_runner=workflow_runner()
+    )
 
 
 def own_queues(stages: list[ResolvedStage], prefix: str) -> list[ResolvedStage]:

@@ -19,6 +19,7 @@ from jobstream.payload_store import data_converter
 from jobstream.settings import Settings
 from workers.pipeline.workflows.legacy_pipeline_workflow import LegacyPipelineWorkflow
 from workers.pipeline.workflows.pipeline_workflow import PipelineWorkflow
+from workers.worker_process import workflow_runner
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 # Every committed history: one per pipeline of the legacy type (PipelineWorkflow) and of V2.
@@ -38,6 +39,8 @@ async def test_committed_history_replays(pipeline: str) -> None:
     # Nothing in it needs the external store: the converter is the project's own, MinIO is never asked.
     # Each history replays on the class of its workflow type: the legacy one for jobs started before V2.
     workflows = [PipelineWorkflow, LegacyPipelineWorkflow]
-    replayer = Replayer(workflows=workflows, data_converter=data_converter(Settings(minio_port=1)))
+    replayer = Replayer(
+        workflows=workflows, data_converter=data_converter(Settings(minio_port=1)), workflow_runner=workflow_runner()
+    )
     result = await replayer.replay_workflow(history)  # raises on nondeterminism
     assert result.replay_failure is None
