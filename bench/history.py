@@ -44,3 +44,30 @@ def activity_spans(history: WorkflowHistory) -> list[Span]:
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             spans[event.activity_task_completed_event_attributes.scheduled_event_id].completed = _time(event)
     return list(spans.values())
+
+
+# The trip from a workflow's start to its first remote activity's start, in the history's own times.
+FIRST_TRIP = (
+    "start -> first workflow task started",  # the task's dispatch to a worker
+    "first workflow task",  # the worker's run (sandbox, local activities, commands) and its completion
+    "first activity scheduled -> started",  # the activity's dispatch to the other worker
+)
+
+
+def _first(history: WorkflowHistory, event_type: EventType.ValueType) -> HistoryEvent:
+    return next(event for event in history.events if event.event_type == event_type)
+
+
+def first_trip_split(history: WorkflowHistory, activity: str) -> dict[str, float]:
+    """Seconds of each FIRST_TRIP segment, up to the start of the first activity named `activity`."""
+    task_started = _time(_first(history, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED))
+    task_completed = _time(_first(history, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED))
+    span = next(span for span in activity_spans(history) if span.name == activity)
+    assert span.started is not None
+    return dict(
+        zip(
+            FIRST_TRIP,
+            (task_started - workflow_started(history), task_completed - task_started, span.started - span.scheduled),
+            strict=True,
+        )
+    )

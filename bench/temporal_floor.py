@@ -10,19 +10,23 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.history import activity_spans
+from bench.history import activity_spans, first_trip_split
 
 WORKFLOW_QUEUE = "jobstream-bench-floor"
 ACTIVITY_QUEUE = "jobstream-bench-floor-activity"
 
 
-@activity.defn(name="bench_floor_activity")
+FLOOR_ACTIVITY = "bench_floor_activity"
+
+
+@activity.defn(name=FLOOR_ACTIVITY)
 async def floor_activity() -> None:
     return None
 
@@ -46,13 +50,20 @@ async def floor_workers(client: Client) -> AsyncIterator[None]:
         yield
 
 
-async def floor_trip(client: Client) -> float:
-    """Seconds from one start_workflow call to its activity's start."""
+@dataclass(frozen=True)
+class FloorTrip:
+    seconds: float  # from the start_workflow call to the activity's start
+    split: dict[str, float]  # the history's segments of it (bench.history.FIRST_TRIP), seconds
+
+
+async def floor_trip(client: Client) -> FloorTrip:
+    """One start_workflow call to its activity's start."""
     called = time.time()
     handle = await client.start_workflow(
         FloorWorkflow.run, id=f"bench-floor-{uuid.uuid4().hex}", task_queue=WORKFLOW_QUEUE
     )
     await handle.result()
-    (span,) = activity_spans(await handle.fetch_history())
+    history = await handle.fetch_history()
+    (span,) = activity_spans(history)
     assert span.started is not None
-    return span.started - called
+    return FloorTrip(span.started - called, first_trip_split(history, FLOOR_ACTIVITY))

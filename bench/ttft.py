@@ -17,7 +17,8 @@ the worker stamps are all the same wall clock):
 
 Temporal's floor (bench/temporal_floor.py), alternating with the jobs: start_workflow -> the first activity
 started on another worker, for a workflow that does nothing else. Against it: ours from SubmitJob to the model
-stage's start (the first three hops), and what jobstream adds above the floor.
+stage's start (the first three hops), and what jobstream adds above the floor. Both trips are also split in
+their histories' times (start -> first workflow task started, that task, the activity's dispatch), side by side.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import tritonclient.grpc.aio as triton
 
 from bench.common import PROMPT, Context, Figure, row, summary
-from bench.history import activity_spans, workflow_started
+from bench.history import FIRST_TRIP, activity_spans, first_trip_split, workflow_started
 from bench.job_run import run_job
 from bench.kafka_tap import KafkaTap, kafka_tap
 from bench.temporal_floor import floor_trip, floor_workers
@@ -56,6 +57,9 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     direct_ms: list[float] = []
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     floor_ms: list[float] = []
+    # The trip to the model stage in the history's segments, ours and the floor's: where the difference is.
+    split: dict[str, list[float]] = {segment: [] for segment in FIRST_TRIP}
+    floor_split: dict[str, list[float]] = {segment: [] for segment in FIRST_TRIP}
     client = triton.InferenceServerClient(ctx.settings.triton_grpc_url)
     try:
         await direct_stream(client, PROMPT, MAX_TOKENS, None)  # warm the channel: the baseline is a warm client
@@ -64,12 +68,16 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             for _ in range(sizes.jobs):
                 direct = await direct_stream(client, PROMPT, MAX_TOKENS, None)
                 direct_ms.append((direct.received[0] - direct.started) * 1000)
-                floor_ms.append(await floor_trip(ctx.temporal) * 1000)
+                trip = await floor_trip(ctx.temporal)
+                floor_ms.append(trip.seconds * 1000)
                 job = await run_job_tapped(ctx, tap)
                 first = job["first"]
                 ttft_ms.append((first["received"] - job["submitted"]) * 1000)
                 for hop, seconds in job["hops"].items():
                     hops[hop].append(seconds * 1000)
+                for segment in FIRST_TRIP:
+                    split[segment].append(job["split"][segment] * 1000)
+                    floor_split[segment].append(trip.split[segment] * 1000)
     finally:
         await client.close()
     ours, base = summary(ttft_ms), summary(direct_ms)
@@ -89,6 +97,9 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     rows.append(
         row("what jobstream adds above Temporal's floor, p50", "ms", summary(to_model)["p50"] - floor, None, "")
     )
+    for segment in FIRST_TRIP:
+        ours_p50, floor_p50 = summary(split[segment])["p50"], summary(floor_split[segment])["p50"]
+        rows.append(row(f"trip to the model, p50: {segment}", "ms", ours_p50, floor_p50, "the floor's"))
     return {
         "title": "Time to first token",
         "method": __doc__,
@@ -98,6 +109,8 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             "direct_ttft_ms": base,
             "hops_ms": {h: summary(v) for h, v in hops.items()},
             "temporal_floor_ms": summary(floor_ms),
+            "first_trip_ms": {segment: summary(values) for segment, values in split.items()},
+            "floor_first_trip_ms": {segment: summary(values) for segment, values in floor_split.items()},
         },
         "series": {"ttft_ms": ttft_ms, "direct_ms": direct_ms, "hop_p50_ms": hop_medians},
     }
@@ -126,4 +139,5 @@ async def run_job_tapped(ctx: Context, tap: KafkaTap) -> dict[str, Any]:
         "Kafka": tapped - first.stamped,
         "bridge": first.received - tapped,
     }
-    return {"submitted": job.submitted, "first": {"received": first.received}, "hops": hops}
+    split = first_trip_split(history, "run_model")
+    return {"submitted": job.submitted, "first": {"received": first.received}, "hops": hops, "split": split}
