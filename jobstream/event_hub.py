@@ -90,8 +90,8 @@ class _Subscriber:
 
 
 class EventHub:
-    def __init__(self, log: LogReader, locate: Locator, fallback: Fallback, queue_size: int = 1024) -> None:
-        self.log = log
+    def __init__(self, reader: LogReader, locate: Locator, fallback: Fallback, queue_size: int = 1024) -> None:
+        self.reader = reader
         self.fallback = fallback
         self.queue_size = queue_size
         self._subscribers: dict[bytes, set[_Subscriber]] = {}
@@ -104,11 +104,11 @@ class EventHub:
         return len(self._subscribers)
 
     async def start(self) -> None:
-        await self.log.start(self.route)
+        await self.reader.start(self.route)
         self._ready.set()
 
     async def stop(self) -> None:
-        await self.log.stop()
+        await self.reader.stop()
 
     def route(self, record: LogRecord) -> None:
         """The log reader's sink: a tailed record to every watcher of its job (decoded only if it has one)."""
@@ -147,18 +147,18 @@ class EventHub:
         key = job_id.encode()
         subscriber = _Subscriber(self.queue_size)
         self._subscribers.setdefault(key, set()).add(subscriber)
-        followed = [partition_of(job_id, self.log.partition_count)]
-        self.log.follow(followed[0])
+        followed = [partition_of(job_id, self.reader.partition_count)]
+        self.reader.follow(followed[0])
         try:
             # Every record of the partition from `boundary` on reaches the subscriber's queue; the replay
             # covers what came before it.
-            boundary = await self.log.routed_from(followed[0])
+            boundary = await self.reader.routed_from(followed[0])
             async with contextlib.aclosing(self._story(job_id, after, owner, subscriber, boundary, followed)) as story:
                 async for ready in story:
                     yield ready
         finally:
             for partition in followed:
-                self.log.unfollow(partition)
+                self.reader.unfollow(partition)
             watchers = self._subscribers.get(key)
             if watchers is not None:
                 watchers.discard(subscriber)
@@ -178,8 +178,8 @@ class EventHub:
         if partition != followed[0]:
             # Placed elsewhere than its id says (the partition count changed under a running job): follow that.
             followed.append(partition)
-            self.log.follow(partition)
-            boundary = await self.log.routed_from(partition)
+            self.reader.follow(partition)
+            boundary = await self.reader.routed_from(partition)
         # A watcher that joins before the job's first event (the usual case, right after SubmitJob) replays
         # nothing and never waits for a replay consumer.
         try:
@@ -201,7 +201,7 @@ class EventHub:
         self, job_id: str, partition: int, offset: int, boundary: int, owner: str, story: Told
     ) -> AsyncGenerator[list[Delivery], None]:
         """The job's story from the log up to `boundary` (LogExpired once it has left Kafka's retention)."""
-        replaying = self.log.replay(job_id, partition, offset, boundary, owner)
+        replaying = self.reader.replay(job_id, partition, offset, boundary, owner)
         async with contextlib.aclosing(_decoded(replaying)) as replay:
             async for replayed in replay:
                 if ready := story.told([replayed]):

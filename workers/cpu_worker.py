@@ -23,11 +23,11 @@ async def main() -> None:
     settings = get_settings()
     start_process("cpu-worker", settings)
     store = PayloadStore(settings)
-    log = EventLog(settings)
-    await log.start()
+    event_log = EventLog(settings)
+    await event_log.start()
     text = TextActivities(store, settings.payload_threshold_bytes, settings.max_input_bytes)
     untrusted_text.prepare()
-    events = EventActivities(log, store, text)
+    events = EventActivities(event_log, store, text)
 
     def make(client: Client) -> list[Worker]:
         return [
@@ -53,7 +53,7 @@ async def main() -> None:
         await refuse_if_unserved(client, JOB_WORKFLOWS)
         await run_workers("cpu-worker", client, make)
     finally:
-        await log.stop()
+        await event_log.stop()
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ from workers.worker_process import run_workers, start_process, worker_options
 async def main(model: str, metrics_port: int | None) -> None:
     settings = get_settings()
     start_process(f"gpu-worker-{model}", settings)
-    log = EventLog(settings)
-    await log.start()
-    stage = ModelActivities(settings, log, PayloadStore(settings))
+    event_log = EventLog(settings)
+    await event_log.start()
+    stage = ModelActivities(settings, event_log, PayloadStore(settings))
 
     def make(client: Client) -> list[Worker]:
         return [
@@ -41,7 +41,7 @@ async def main(model: str, metrics_port: int | None) -> None:
         await run_workers(f"gpu-worker-{model}", client, make)
     finally:
         await stage.close()
-        await log.stop()
+        await event_log.stop()
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ MAX_CANCEL_REASON = 1024
 
 
 @dataclass(frozen=True)
-class StreamGrant:
+class EventsLink:
     """Where the job's events can be followed over SSE, and the token that opens them."""
 
     events_url: str
@@ -138,12 +138,12 @@ class Jobs:
             )
         return await self.uploads.grant(caller.tenant, ttl)
 
-    def stream_grant(self, caller: Caller, job_id: str) -> StreamGrant:
+    def events_link(self, caller: Caller, job_id: str) -> EventsLink:
         """The job's SSE URL with a fresh stream token in it: signed for the caller's API key, so it stops
         working when that key is revoked. The URL names the job's events partition, which the edge routes by
         to the bridge replica that tails it (the bridge derives it again from the job id)."""
         token = self.tokens.issue(job_id, caller.tenant, caller.key_id)
         partition = partition_of(job_id, self.settings.events_partitions)
-        return StreamGrant(
+        return EventsLink(
             f"{self.settings.bridge_url}/v1/jobs/{job_id}/events?partition={partition}&token={token}", token
         )

@@ -60,9 +60,9 @@ class JobService(JobServiceServicer):
         # The request's fingerprint tells a retry with the same idempotency key from a reuse of the key.
         fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
         accepted = await self.jobs.submit(who, valid, fingerprint)
-        grant = self.jobs.stream_grant(who, accepted.job_id)
+        link = self.jobs.events_link(who, accepted.job_id)
         return api.SubmitJobResponse(
-            job_id=accepted.job_id, status=accepted.status, events_url=grant.events_url, stream_token=grant.token
+            job_id=accepted.job_id, status=accepted.status, events_url=link.events_url, stream_token=link.token
         )
 
     async def GetJob(
@@ -70,8 +70,8 @@ class JobService(JobServiceServicer):
     ) -> api.GetJobResponse:
         who = caller()
         job = await self.jobs.get(who, request.job_id)
-        grant = self.jobs.stream_grant(who, request.job_id)
-        return api.GetJobResponse(job=job, events_url=grant.events_url, stream_token=grant.token)
+        link = self.jobs.events_link(who, request.job_id)
+        return api.GetJobResponse(job=job, events_url=link.events_url, stream_token=link.token)
 
     async def CancelJob(
         self,

@@ -43,7 +43,7 @@ class FakeModel:
         self.stall_after = stall_after
         self.ready_answers: list[bool] = []
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
         self.requests.append(request)
         # A model that conditions on its input: the text it continues says where in WORDS it is.
         start = sum(1 for word in self.words if word in request.text.removeprefix(PROMPT))

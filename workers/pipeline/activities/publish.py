@@ -23,8 +23,8 @@ from workers.pipeline.activities.text import TextActivities
 
 
 class EventActivities:
-    def __init__(self, log: EventLog, store: PayloadStore, text: TextActivities) -> None:
-        self.log = log
+    def __init__(self, event_log: EventLog, store: PayloadStore, text: TextActivities) -> None:
+        self.event_log = event_log
         self.store = store
         self.text = text
 
@@ -32,12 +32,12 @@ class EventActivities:
     async def publish_event(self, spec: EventSpec) -> LogLocator:
         """Publish and say where: readers start a job's replay at its first event. (Kept for the histories
         of jobs started before `publish_events`.)"""
-        return await self.log.publish(await build_event(spec, self.store))
+        return await self.event_log.publish(await build_event(spec, self.store))
 
     @activity.defn(name="publish_events")
     async def publish_events(self, specs: list[EventSpec]) -> list[LogLocator]:
         """Publish several events in order, in one round trip to Kafka, and say where each landed."""
-        return await self.log.publish_all([await build_event(spec, self.store) for spec in specs])
+        return await self.event_log.publish_all([await build_event(spec, self.store) for spec in specs])
 
     @activity.defn(name="run_local_stage")
     async def run_local_stage(self, local: LocalStage) -> LocalStageResult:
@@ -45,11 +45,11 @@ class EventActivities:
 
         The events before are sent, not waited for, while the stage runs: the producer keeps them in order
         ahead of the events after, so one wait for every ack ends the activity (one Kafka round trip)."""
-        sends = [await self.log.send(await build_event(spec, self.store)) for spec in local.publish_before]
+        sends = [await self.event_log.send(await build_event(spec, self.store)) for spec in local.publish_before]
         try:
             output = await self._run(local.stage)
             for spec in local.publish_after:
-                sends.append(await self.log.send(await build_event(after_stage(spec, output), self.store)))
+                sends.append(await self.event_log.send(await build_event(after_stage(spec, output), self.store)))
         finally:
             # Whatever happens to the stage, what was sent is acknowledged (or fails the attempt) first.
             acks = await asyncio.gather(*sends)

@@ -40,7 +40,7 @@ FIRST_BEAT_S = 1.0
 class Models(Protocol):
     """What the stage needs of the models' server (triton_vllm.TritonModels)."""
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]: ...
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]: ...
 
     async def ready(self, model: str) -> bool: ...
 
@@ -80,14 +80,14 @@ class ModelActivities:
     def __init__(
         self,
         settings: Settings,
-        log: TokenLog,
+        event_log: TokenLog,
         store: PayloadStore,
         models: Models | None = None,
         read_back: ReadBack | None = None,
         kafka_check: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
-        self.log = log
+        self.event_log = event_log
         self.store = store
         self._models = models
         self.read_back = read_back or self._delivered
@@ -139,7 +139,7 @@ class ModelActivities:
         known = progress.first_offset >= 0 and progress.partition >= 0
         first = LogLocator(progress.partition, progress.first_offset) if known else None
         # The first token's place is heartbeated at once: it is where a successor reads back from.
-        sink = TokenSink(self.log, stage, metrics, first, lambda at: activity.heartbeat(attempt.progress(at)))
+        sink = TokenSink(self.event_log, stage, metrics, first, lambda at: activity.heartbeat(attempt.progress(at)))
         started = time.monotonic()
 
         def beat() -> tuple[StageProgress] | None:
@@ -188,7 +188,7 @@ class ModelActivities:
             "triton.stream_infer", kind=SpanKind.CLIENT, attributes={"jobstream.model": model}
         ):
             headers = tracing.record_headers()
-            async for piece in self.models.stream(request):
+            async for piece in self.models.generate(request):
                 if piece.num_input_tokens is not None:
                     attempt.prompt_tokens = earlier_prompts + piece.num_input_tokens
                 attempt.finish_reason = piece.finish_reason or attempt.finish_reason

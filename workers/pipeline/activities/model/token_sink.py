@@ -51,13 +51,13 @@ def token_event(stage: StageInput, index: int, text: str) -> JobEvent:
 class TokenSink:
     def __init__(
         self,
-        log: TokenLog,
+        event_log: TokenLog,
         stage: StageInput,
         metrics: ModelMetrics,
         first: LogLocator | None,
         on_first: Callable[[LogLocator], None],
     ) -> None:
-        self.log = log
+        self.event_log = event_log
         self.stage = stage
         self.metrics = metrics
         self.first = first  # where the stage's first token is in the log, once known
@@ -68,11 +68,11 @@ class TokenSink:
         event = token_event(self.stage, index, text)
         if self.first is None:
             with tracing.tracer().start_as_current_span("kafka.produce", kind=SpanKind.PRODUCER):
-                self.first = await self.metrics.produced(self.log.publish(event))
+                self.first = await self.metrics.produced(self.event_log.publish(event))
             self.on_first(self.first)
             return
         self.pending = unacknowledged(self.pending)
-        self.pending.append(self.metrics.acknowledged(await self.log.send(event, headers)))
+        self.pending.append(self.metrics.acknowledged(await self.event_log.send(event, headers)))
 
     async def drain(self) -> None:
         """Every token acknowledged by Kafka (raises the error of one it refused)."""

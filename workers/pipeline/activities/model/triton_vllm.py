@@ -122,7 +122,7 @@ class TritonModels:
     def __init__(self, client: triton.InferenceServerClient) -> None:
         self.client = client
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Piece]:
         """The model's responses; raises ApplicationError classified for the retry policy."""
         call = {
             "model_name": request.model,
