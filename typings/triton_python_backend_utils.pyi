@@ -1,5 +1,6 @@
 # What jobstream's models use of Triton's Python backend module (it exists only inside Triton's model stubs):
-# typed here so workers/model_repository/stream_kit.py is checked like the rest of the code.
+# typed here so workers/model_repository/stream_kit.py (and stream_contract.py, stream_lifetime.py beside it) is
+# checked like the rest of the code.
 from typing import Any, ClassVar
 
 import numpy.typing as npt

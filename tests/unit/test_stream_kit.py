@@ -1,6 +1,6 @@
-"""workers/model_repository/stream_kit.py, the models' side of the vLLM-backend contract, outside Triton: a
-stand-in for `triton_python_backend_utils` records what a model would send. (The stack tests ask the real
-models in a real Triton.)"""
+"""workers/model_repository/stream_kit.py (with stream_contract.py and stream_lifetime.py beside it), the models'
+side of the vLLM-backend contract, outside Triton: a stand-in for `triton_python_backend_utils` records what a
+model would send. (The stack tests ask the real models in a real Triton.)"""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import pytest
 from jobstream.settings import PROJECT_ROOT
 
 REPOSITORY = PROJECT_ROOT / "workers" / "model_repository"
+# The kit and the modules it imports, each a top-level module as Triton's stub sees them.
+KIT_MODULES = ("stream_kit", "stream_contract", "stream_lifetime")
 FINAL = 1
 
 
@@ -65,12 +67,18 @@ def kit() -> Iterator[types.ModuleType]:
     sys.dont_write_bytecode, was = True, sys.dont_write_bytecode
     sys.path.insert(0, str(REPOSITORY))
     try:
-        import stream_kit  # type: ignore[import-not-found]
+        import stream_contract
+        import stream_kit
 
+        # What the models import from the kit is the contract's own (an InvalidArgument a model raises is the
+        # one execute() catches).
+        assert stream_kit.InvalidArgument is stream_contract.InvalidArgument
+        assert stream_kit.Request is stream_contract.Request
         yield stream_kit
     finally:
         sys.path.remove(str(REPOSITORY))
-        sys.modules.pop("stream_kit", None)
+        for name in KIT_MODULES:
+            sys.modules.pop(name, None)
         sys.dont_write_bytecode = was
         if saved is None:
             sys.modules.pop("triton_python_backend_utils", None)
@@ -219,8 +227,10 @@ def test_a_stub_whose_server_died_removes_its_region_and_exits(tmp_path: Path) -
         sys.modules["triton_python_backend_utils"] = types.ModuleType("triton_python_backend_utils")
         sys.path.insert(0, {str(REPOSITORY)!r})
         import stream_kit  # type: ignore[import-not-found]
-        stream_kit.PARENT_CHECK_S = 0.05
-        stream_kit._exit_when_orphaned("fake-stub")
+        import stream_lifetime  # type: ignore[import-not-found]
+        assert stream_kit._exit_when_orphaned is stream_lifetime._exit_when_orphaned
+        stream_lifetime.PARENT_CHECK_S = 0.05
+        stream_lifetime._exit_when_orphaned("fake-stub")
         print("watching", flush=True)
         time.sleep(30)
         """

@@ -4,7 +4,7 @@ The second stage of the two-model pipeline: it reads the first stage's generated
 frequencies come from the shipped corpus with paragraphs as documents (`workers/tinylm/train.py`
 writes `weights.npz` next to this file). numpy and the standard library only.
 
-It speaks the request contract of Triton's vLLM backend (see `stream_kit.py` beside the models): one
+It speaks the request contract of Triton's vLLM backend (see `stream_contract.py` beside the models): one
 response per keyword, best first, each preceded by ", " except the first; `max_tokens` caps the count,
 which is at most the config's `top_k` (default 5). Score = (count in the text) x idf, ties broken by
 first appearance; stop words and words shorter than the trained minimum never count. Its output is not a
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-# stream_kit.py sits at the model repository's root. No __pycache__ there: Triton would take the
-# directory for a model and refuse to start.
+# stream_kit.py and the modules it imports sit at the model repository's root. No __pycache__ there:
+# Triton would take the directory for a model and refuse to start.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 

@@ -4,7 +4,7 @@ A word-level 4-gram language model with interpolated Kneser-Ney smoothing, train
 corpus by `workers/tinylm/train.py` into `weights.npz` next to this file. numpy and the standard
 library only, so the same repository loads in the official `tritonserver` container.
 
-It speaks the request contract of Triton's vLLM backend (see `stream_kit.py` beside the models): a
+It speaks the request contract of Triton's vLLM backend (see `stream_contract.py` beside the models): a
 continuation is asked for by sending the prompt followed by what was generated so far. Each token is
 sampled with a generator seeded by (seed, its position in the text), so the continuation of a prefix is
 the text an uninterrupted run would have produced; with `resample_per_attempt` the attempt joins the seed,
@@ -22,8 +22,8 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-# stream_kit.py sits at the model repository's root. No __pycache__ there: Triton would take the
-# directory for a model and refuse to start.
+# stream_kit.py and the modules it imports sit at the model repository's root. No __pycache__ there:
+# Triton would take the directory for a model and refuse to start.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
