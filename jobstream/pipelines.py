@@ -129,10 +129,21 @@ class Pipeline(_Strict):
         return self
 
 
+class ChatTemplate(_Strict):
+    """How chat messages become the model's prompt (Triton's vLLM backend applies no template of its own): each
+    message through its role's format, `{content}` standing for its text, then the generation prompt."""
+
+    system: str = "{content}\n\n"
+    user: str = "{content}\n"
+    assistant: str = "{content}\n"
+    generation_prompt: str = ""
+
+
 class ModelSpec(_Strict):
     # The longest input the model takes (as vLLM's max_model_len, in bytes): a longer one is refused at
     # SubmitJob rather than left to fail, or to take a worker's memory, at the model stage.
     max_input_bytes: int = Field(ge=1)
+    chat_template: ChatTemplate = ChatTemplate()
 
 
 class PipelineFile(_Strict):
@@ -173,6 +184,14 @@ class Pipelines:
         """The models `pipeline` needs, or that any pipeline does."""
         chosen = [self.spec.pipelines[pipeline]] if pipeline is not None else self.spec.pipelines.values()
         return {s.model for p in chosen for s in p.stages if s.model}
+
+    def model_stages(self, pipeline: str) -> list[str]:
+        """The models of `pipeline`'s model stages, in order (KeyError for an unknown pipeline)."""
+        return [stage.model for stage in self.spec.pipelines[pipeline].stages if stage.model]
+
+    def chat_template(self, model: str) -> ChatTemplate:
+        spec = self.spec.models.get(model)
+        return spec.chat_template if spec else ChatTemplate()
 
     def input_limit(self, pipeline: str) -> tuple[int, str] | None:
         """(bytes, model): the longest input every model of `pipeline` takes, and the model that sets it."""

@@ -38,6 +38,8 @@ from jobstream.stream_tokens import InvalidStreamToken, StreamGrant, StreamToken
 from sse_bridge import http_api, metrics
 from sse_bridge.admission import Admission, Refusal
 from sse_bridge.http_api import HttpApi, error
+from sse_bridge.openai_api.routes import is_openai_path, openai_http_error, openai_routes, openai_server_error
+from sse_bridge.openai_api.surface import Surface
 from sse_bridge.sse_encoding import frames_of
 from sse_bridge.stream_progress import StreamProgress
 from sse_bridge.streams import EventSourceResponse, Streams
@@ -221,12 +223,16 @@ async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def http_error(_: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if is_openai_path(request.url.path):
+        return openai_http_error(request, exc)
     return error(exc.status_code, "http_error", str(exc.detail))
 
 
-async def server_error(_: Request, exc: Exception) -> Response:
+async def server_error(request: Request, exc: Exception) -> Response:
+    if is_openai_path(request.url.path):
+        return openai_server_error()
     return error(503, "unavailable", "the bridge could not serve this request; retry shortly")
 
 
@@ -250,6 +256,10 @@ def create_app(
         async with open_bridge() as bridge:
             app.state.bridge = bridge
             app.state.api = bridge.api
+            if bridge.api is not None:
+                app.state.openai = Surface(
+                    bridge.api, bridge.hub, bridge.streams, bridge.admission, bridge.directory.client
+                )
             yield
 
     app = Starlette(
@@ -258,6 +268,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/v1/jobs/{job_id}/events", _Events(), methods=["GET"]),
             *http_api.routes(),
+            *openai_routes(),
         ],
         middleware=[cors(cors_origins)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
@@ -275,7 +286,7 @@ def cors(origins: str) -> Middleware:
     return Middleware(
         CORSMiddleware,
         allow_origin_regex=f"^(?:{regex})$" if regex else None,
-        allow_methods=["GET", "POST"],
+        allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         expose_headers=["Location"],
         max_age=600,

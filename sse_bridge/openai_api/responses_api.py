@@ -1,0 +1,184 @@
+"""The Responses API: `POST /v1/responses`, `GET /v1/responses/{id}` (`?stream=true[&starting_after=N]`),
+`POST /v1/responses/{id}/cancel` and `DELETE /v1/responses/{id}`, each over the response's job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jobstream.v1.job_pb2 import Job, JobStatus
+from sse_bridge.openai_api import ids
+from sse_bridge.openai_api.create_request import BadParam, ResponseRequest, pipeline_of, submit_request
+from sse_bridge.openai_api.errors import invalid, not_found, refused_param
+from sse_bridge.openai_api.framing import typed_frame
+from sse_bridge.openai_api.response_object import message, response, status_of_end
+from sse_bridge.openai_api.response_story import ResponseStory
+from sse_bridge.openai_api.surface import Caller, Surface
+
+STATUS = {
+    JobStatus.JOB_STATUS_QUEUED: "queued",
+    JobStatus.JOB_STATUS_RUNNING: "in_progress",
+    JobStatus.JOB_STATUS_FAILED: "failed",
+    JobStatus.JOB_STATUS_CANCELLED: "cancelled",
+}
+TERMINAL = {JobStatus.JOB_STATUS_SUCCEEDED, JobStatus.JOB_STATUS_FAILED, JobStatus.JOB_STATUS_CANCELLED}
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+CANCEL_WAIT_S = 30.0
+
+
+async def story_frames(surface: Surface, job_id: str, caller: Caller, model: str, after: int) -> AsyncGenerator[bytes]:
+    story = ResponseStory(job_id, model)
+    async for event in surface.story(job_id, caller.tenant):
+        frames = [typed_frame(e) for e in story.events(event) if e["sequence_number"] > after]
+        if story.ended:
+            await surface.closed(job_id)
+        if frames:
+            yield b"".join(frames)
+
+
+async def final_response(surface: Surface, job_id: str, caller: Caller, model: str) -> dict[str, Any]:
+    """The response once its job has ended, as the story's last event carries it."""
+    story, last = ResponseStory(job_id, model), None
+    async for event in surface.story(job_id, caller.tenant):
+        for translated in story.events(event):
+            last = translated
+    assert last is not None, "a story ends with its terminal event"
+    await surface.closed(job_id)
+    return dict(last["response"])
+
+
+async def result_text(job: Job) -> str:
+    if job.HasField("result_url"):  # claim-checked: read back from the payload store
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            fetched = await client.get(job.result_url)
+            fetched.raise_for_status()
+            return fetched.content[:MAX_RESULT_BYTES].decode("utf-8")
+    return job.result_text
+
+
+async def response_of(surface: Surface, caller: Caller, job: Job) -> dict[str, Any]:
+    """A response as GET answers it: a completed one with its whole result (read back from the payload store when
+    it was claim-checked); a failed or cancelled one as its stream's last event says, with the text it had; a
+    running one without output yet."""
+    created = job.create_time.seconds
+    rid = ids.response_id(job.job_id)
+    if job.status == JobStatus.JOB_STATUS_SUCCEEDED:
+        status = status_of_end(job.finish_reason)
+        item_status = "completed" if status == "completed" else "incomplete"
+        item = message(ids.message_id(job.job_id), await result_text(job), item_status)
+        return response(rid, created, job.pipeline, status, [item], job.usage)
+    if job.status in TERMINAL:
+        return await final_response(surface, job.job_id, caller, job.pipeline)
+    return response(rid, created, job.pipeline, STATUS[job.status], [])
+
+
+def surface_of(request: Request) -> Surface:
+    surface: Surface = request.app.state.openai
+    return surface
+
+
+async def create(request: Request) -> Response:
+    surface = surface_of(request)
+    caller = surface.caller(request)
+    if isinstance(caller, Response):
+        return caller
+    body = await surface.body(request, ResponseRequest)
+    if isinstance(body, Response):
+        return body
+    try:
+        pipeline = pipeline_of(body.model, surface.pipelines, surface.served())
+        template = surface.pipelines.chat_template(surface.pipelines.model_stages(pipeline)[0])
+        key = request.headers.get("idempotency-key", "").strip(" \t")
+        submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key)
+    except BadParam as exc:
+        return refused_param(exc.param, str(exc), exc.code)
+    reply = await surface.submit(caller, submit)
+    if isinstance(reply, Response):
+        return reply
+    if body.stream:
+        return surface.stream(caller, reply.job_id, story_frames(surface, reply.job_id, caller, pipeline, -1))
+    if body.background:
+        return JSONResponse(response(ids.response_id(reply.job_id), int(time.time()), pipeline, "queued", []))
+    return JSONResponse(await final_response(surface, reply.job_id, caller, pipeline))
+
+
+async def owned_job(request: Request) -> tuple[Surface, Caller, Job] | Response:
+    surface = surface_of(request)
+    caller = surface.caller(request)
+    if isinstance(caller, Response):
+        return caller
+    rid = request.path_params["response_id"]
+    job_id = ids.job_of(rid, ids.RESPONSE_PREFIX)
+    if job_id is None:
+        return not_found("response", rid[:64])
+    job = await surface.job(caller, job_id)
+    if isinstance(job, Response):
+        return not_found("response", rid) if job.status_code == 404 else job
+    return surface, caller, job
+
+
+async def retrieve(request: Request) -> Response:
+    found = await owned_job(request)
+    if isinstance(found, Response):
+        return found
+    surface, caller, job = found
+    if request.query_params.get("stream", "").lower() != "true":
+        return JSONResponse(await response_of(surface, caller, job))
+    after_text = request.query_params.get("starting_after", "-1")
+    try:
+        after = int(after_text)
+    except ValueError:
+        return invalid("starting_after must be an integer sequence number.", "starting_after")
+    return surface.stream(caller, job.job_id, story_frames(surface, job.job_id, caller, job.pipeline, after))
+
+
+async def cancel(request: Request) -> Response:
+    """Cancels a response that has not ended: answered once the job has ended, with what it truly ended as (a
+    response that completed before the cancel took effect is a 400, never reported cancelled)."""
+    found = await owned_job(request)
+    if isinstance(found, Response):
+        return found
+    surface, caller, job = found
+    if job.status not in TERMINAL:
+        cancelled = await surface.cancel(caller, job.job_id)
+        if isinstance(cancelled, Response):
+            return cancelled
+        async with asyncio.timeout(CANCEL_WAIT_S):
+            async for _ in surface.story(job.job_id, caller.tenant):
+                pass
+        await surface.closed(job.job_id)
+        ended = await surface.job(caller, job.job_id)
+        if isinstance(ended, Response):
+            return ended
+        job = ended
+    if job.status != JobStatus.JOB_STATUS_CANCELLED:
+        ended_as = "completed" if job.status == JobStatus.JOB_STATUS_SUCCEEDED else STATUS.get(job.status, "ended")
+        return invalid(f"Cannot cancel a response that has already ended ({ended_as}).")
+    return JSONResponse(await response_of(surface, caller, job))
+
+
+async def delete(request: Request) -> Response:
+    found = await owned_job(request)
+    if isinstance(found, Response):
+        return found
+    surface, _, job = found
+    if job.status not in TERMINAL:
+        return invalid("Cannot delete a response that has not ended: cancel it first.")
+    await surface.forget(job.job_id)
+    return JSONResponse({"id": ids.response_id(job.job_id), "object": "response", "deleted": True})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/responses", create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", cancel, methods=["POST"]),
+    ]

@@ -1,0 +1,176 @@
+"""What the OpenAI-compatible endpoints share: the caller's key, the body, the JobService calls, and a job's
+story from its first event (the fan-out's replay joined to its live tail)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowHistoryEventFilterType
+
+from jobstream.auth import Caller as AuthCaller
+from jobstream.auth import bearer_key, caller_of
+from jobstream.event_hub import EventHub
+from jobstream.event_types import TERMINAL_TYPES
+from jobstream.keys_store import KeysFileError
+from jobstream.pipelines import Pipelines, load_pipelines
+from jobstream.settings import get_settings
+from jobstream.stream_tokens import StreamGrant
+from jobstream.v1 import job_service_pb2 as api
+from jobstream.v1.event_pb2 import JobEvent
+from jobstream.v1.job_pb2 import Job
+from sse_bridge.admission import Admission, Refusal
+from sse_bridge.http_api import CALL_TIMEOUT_S, BadBody, HttpApi, check_shape
+from sse_bridge.openai_api.create_request import BadParam, Body, parsed
+from sse_bridge.openai_api.errors import from_rpc, invalid, openai_error, refused_param
+from sse_bridge.streams import EventSourceResponse, Streams
+
+log = logging.getLogger(__name__)
+# How long a terminal event waits for its job's workflow to close (it closes a workflow task after publishing it).
+CLOSE_WAIT_S = 10.0
+# The JobService's field names, as the OpenAI request calls them.
+PARAMS = {
+    "pipeline": "model",
+    "prompt": "input",
+    "params.max_tokens": "max_output_tokens",
+    "params.temperature": "temperature",
+    "params.top_p": "top_p",
+    "params.seed": "seed",
+    "params.stop": "stop",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    authorization: str  # the header as sent, passed on to the JobService, which checks it again
+    key: AuthCaller  # the tenant, the key's public id, the keys file as read for this call
+
+    @property
+    def tenant(self) -> str:
+        return self.key.tenant
+
+
+class Surface:
+    def __init__(
+        self,
+        api: HttpApi,
+        hub: EventHub,
+        streams: Streams,
+        admission: Admission,
+        temporal: Client,
+        pipelines: Pipelines | None = None,
+    ) -> None:
+        self.api = api
+        self.admission = admission
+        self.temporal = temporal
+        self.hub = hub
+        self.streams = streams
+        self.pipelines = pipelines or load_pipelines()
+
+    def served(self) -> set[str]:
+        return {model.strip() for model in get_settings().models.split(",") if model.strip()}
+
+    def caller(self, request: Request) -> Caller | JSONResponse:
+        authorization = request.headers.get("authorization", "").strip(" \t")
+        try:
+            found = caller_of(self.api.read_keys(), bearer_key(authorization))
+        except KeysFileError:
+            return openai_error(503, "The API keys cannot be read; retry shortly.", kind="server_error")
+        if found is None:
+            message = "Incorrect API key provided: send 'Authorization: Bearer <api key>' with a valid key."
+            return openai_error(401, message, kind="invalid_request_error", code="invalid_api_key")
+        return Caller(authorization, found)
+
+    async def body(self, request: Request, kind: type[Body]) -> Body | JSONResponse:
+        try:
+            data = json.loads(await self.api.body(request))
+            check_shape(data)
+        except BadBody as exc:
+            return invalid(str(exc))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return invalid("The body is not valid JSON.")
+        if not isinstance(data, dict):
+            return invalid("The body must be a JSON object.")
+        try:
+            return parsed(kind, data)
+        except BadParam as exc:
+            return refused_param(exc.param, str(exc), exc.code)
+
+    async def submit(self, caller: Caller, request: api.SubmitJobRequest) -> api.SubmitJobResponse | JSONResponse:
+        try:
+            reply: api.SubmitJobResponse = await self.api.stub.SubmitJob(
+                request, metadata=[("authorization", caller.authorization)], timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            return from_rpc(exc, PARAMS)
+        return reply
+
+    async def job(self, caller: Caller, job_id: str) -> Job | JSONResponse:
+        try:
+            reply: api.GetJobResponse = await self.api.stub.GetJob(
+                api.GetJobRequest(job_id=job_id),
+                metadata=[("authorization", caller.authorization)],
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return from_rpc(exc)
+        return reply.job
+
+    async def cancel(self, caller: Caller, job_id: str) -> Job | JSONResponse:
+        try:
+            reply: api.CancelJobResponse = await self.api.stub.CancelJob(
+                api.CancelJobRequest(job_id=job_id, reason="cancelled through the OpenAI-compatible API"),
+                metadata=[("authorization", caller.authorization)],
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return from_rpc(exc)
+        return reply.job
+
+    def stream(self, caller: Caller, job_id: str, frames: AsyncGenerator[bytes]) -> Response:
+        """`frames` as a stream admitted under the tenant's stream limits, as every stream of the bridge is (the
+        caller's key and the job stand for the stream token); ended when the key is revoked."""
+        grant = StreamGrant(job_id, caller.tenant, caller.key.key_id)
+        try:
+            ticket = self.admission.admit(grant, f"{caller.authorization}\0{job_id}", caller.key.keys_file)
+        except Refusal as refused:
+            return openai_error(refused.status, refused.message, kind="rate_limit_error", code=refused.code)
+        return EventSourceResponse(frames, self.streams, on_close=ticket.release, until=ticket.revoked)
+
+    async def story(self, job_id: str, tenant: str) -> AsyncIterator[JobEvent]:
+        """The job's events from its first, live until its terminal one (the caller checked the job is theirs)."""
+        async for event in self.hub.watch(job_id, "", owner=tenant):
+            yield event
+            if event.type in TERMINAL_TYPES:
+                return
+
+    async def forget(self, job_id: str) -> None:
+        """Deletes an ended job's workflow and its history. Temporal deletes in the background (about 20 s on the
+        development server): GET answers 404 once it has. Its events stay on the topic until its retention."""
+        await self.temporal.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=self.temporal.namespace, workflow_execution=WorkflowExecution(workflow_id=job_id)
+            )
+        )
+
+    async def closed(self, job_id: str) -> None:
+        """Returns once the job's workflow has closed. A job publishes its terminal event a moment before its
+        workflow closes, and until then GetJob still says RUNNING: a response's terminal event waits for the
+        close, so that a client retrieving the response after it reads it ended, as OpenAI's clients expect."""
+        handle = self.temporal.get_workflow_handle(job_id)
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                async for _ in handle.fetch_history_events(
+                    wait_new_event=True, event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+                ):
+                    return
+        except TimeoutError:
+            log.warning("job %s: its terminal event is out, its workflow still open after %s s", job_id, CLOSE_WAIT_S)
