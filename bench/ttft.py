@@ -15,6 +15,8 @@ the worker stamps are all the same wall clock):
   Kafka                           token stamped -> a Kafka consumer configured like the bridge's has it
   bridge                          that consumer -> the SSE client (routing, JSON, HTTP)
 
+The Responses API's time to first token (bench/responses_ttft.py), alternating with the jobs too.
+
 Temporal's floor (bench/temporal_floor.py), alternating with the jobs: start_workflow -> the first activity
 started on another worker, for a workflow that does nothing else. Against it: ours from SubmitJob to the model
 stage's start (the first three hops), and what jobstream adds above the floor. Both trips are also split in
@@ -32,6 +34,7 @@ from bench.common import PROMPT, Context, Figure, row, summary
 from bench.history import FIRST_TRIP, activity_spans, first_trip_split, workflow_started
 from bench.job_run import run_job
 from bench.kafka_tap import KafkaTap, kafka_tap
+from bench.responses_ttft import responses_first_token
 from bench.temporal_floor import floor_trip, floor_workers
 from bench.triton_direct import direct_stream
 
@@ -57,6 +60,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
     direct_ms: list[float] = []
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     floor_ms: list[float] = []
+    responses_ms: list[float] = []
     # The trip to the model stage in the history's segments, ours and the floor's: where the difference is.
     split: dict[str, list[float]] = {segment: [] for segment in FIRST_TRIP}
     floor_split: dict[str, list[float]] = {segment: [] for segment in FIRST_TRIP}
@@ -70,6 +74,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
                 direct_ms.append((direct.received[0] - direct.started) * 1000)
                 trip = await floor_trip(ctx.temporal)
                 floor_ms.append(trip.seconds * 1000)
+                responses_ms.append(await responses_first_token(ctx, MAX_TOKENS) * 1000)
                 job = await run_job_tapped(ctx, tap)
                 first = job["first"]
                 ttft_ms.append((first["received"] - job["submitted"]) * 1000)
@@ -86,6 +91,13 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
         row("time to first token p50", "ms", ours["p50"], base["p50"], baseline_name),
         row("time to first token p99", "ms", ours["p99"], base["p99"], baseline_name),
         row("TTFT overhead over direct, p50", "ms", ours["p50"] - base["p50"], None, "", "ours p50 - direct p50"),
+        row(
+            "time to first token p50 through the Responses API (POST /v1/responses, stream)",
+            "ms",
+            summary(responses_ms)["p50"],
+            ours["p50"],
+            "the same job through SubmitJob and /v1/jobs SSE",
+        ),
     ]
     hop_medians = {hop: summary(values)["p50"] for hop, values in hops.items()}
     for hop, value in hop_medians.items():
@@ -109,6 +121,7 @@ async def run(ctx: Context, sizes: Sizes) -> Figure:
             "direct_ttft_ms": base,
             "hops_ms": {h: summary(v) for h, v in hops.items()},
             "temporal_floor_ms": summary(floor_ms),
+            "responses_ttft_ms": summary(responses_ms),
             "first_trip_ms": {segment: summary(values) for segment, values in split.items()},
             "floor_first_trip_ms": {segment: summary(values) for segment, values in floor_split.items()},
         },

@@ -173,6 +173,8 @@ def services(settings: Settings) -> list[Child]:
             "cpu-worker",
             [PYTHON, "-m", "workers.cpu_worker"],
             file_ready("cpu-worker", settings),
+            # Webhooks to loopback receivers (a front end's development server, the tests').
+            env={"JOBSTREAM_WEBHOOKS_ALLOW_PRIVATE": "true"},
             ports=[(settings.cpu_worker_metrics_port, "JOBSTREAM_CPU_WORKER_METRICS_PORT")],
         ),
     ]

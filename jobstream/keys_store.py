@@ -9,19 +9,17 @@ the start: two `jobstream keys add` at once both land, and no reader ever sees h
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobstream.private_file import locked, write_private
 from jobstream.settings import Settings
 
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -135,23 +133,11 @@ def load_keys(settings: Settings) -> dict[str, str]:
     return read_keys_file(settings).keys
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _write(path: Path, document: KeysDocument) -> None:
     data: dict[str, Any] = {"keys": document.keys}
     if document.tenants:
         data["tenants"] = document.tenants
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_private(path, data)
 
 
 def update(settings: Settings, change: Callable[[KeysDocument], None]) -> None:
@@ -159,7 +145,7 @@ def update(settings: Settings, change: Callable[[KeysDocument], None]) -> None:
     as their digests now): under the lock, atomically. A file that cannot be parsed is left as it is
     (KeysFileError)."""
     path = keys_file(settings)
-    with _locked(path):
+    with locked(path):
         try:
             document = _decode(path, path.read_text())
         except FileNotFoundError:

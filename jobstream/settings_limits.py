@@ -116,6 +116,11 @@ class LimitSettings(BaseModel):
         description="Offer the fault-drill pipelines (injected GPU failures, slow stages): on in the local stack "
         "and the tests, off elsewhere, where any tenant could burn GPU attempts with them.",
     )
+    webhooks_allow_private: bool = Field(
+        False,
+        description="Let webhook endpoints be http URLs and loopback or private addresses: on in the local stack, "
+        "off elsewhere (a webhook URL is a server-side request forgery hole).",
+    )
     models: str = Field(
         "",
         description="Models this deployment serves, comma-separated: SubmitJob refuses a pipeline that needs "

@@ -13,8 +13,12 @@ from jobstream.payload_store import PayloadStore
 from jobstream.pipelines import CPU_QUEUE
 from jobstream.settings import get_settings
 from jobstream.temporal_client import WORKFLOW_QUEUE, connect, metrics_runtime
+from jobstream.webhook_events import DELIVERY_QUEUE
 from workers.pipeline.activities.publish import EventActivities
 from workers.pipeline.activities.text import TextActivities
+from workers.webhooks.delivery import Deliveries
+from workers.webhooks.delivery_workflow import WebhookDeliveryWorkflow
+from workers.webhooks.dispatcher import run_dispatcher
 from workers.worker_process import run_workers, start_process, worker_options, workflow_runner
 from workers.workflow_types import JOB_WORKFLOWS, refuse_if_unserved
 
@@ -28,6 +32,7 @@ async def main() -> None:
     text = TextActivities(store, settings.payload_threshold_bytes, settings.max_input_bytes)
     untrusted_text.prepare()
     events = EventActivities(event_log, store, text)
+    deliveries = Deliveries(settings)
 
     def make(client: Client) -> list[Worker]:
         return [
@@ -46,12 +51,20 @@ async def main() -> None:
                 activities=[text.preprocess, text.postprocess],
                 **worker_options(),
             ),
+            # Webhooks: their own queue, so that a backlog of deliveries never delays a job's workflow.
+            Worker(
+                client,
+                task_queue=DELIVERY_QUEUE,
+                workflows=[WebhookDeliveryWorkflow],
+                activities=[deliveries.deliver],
+                workflow_runner=workflow_runner(),
+            ),
         ]
 
     try:
         client = await connect(settings, metrics_runtime(settings, settings.cpu_worker_metrics_port))
         await refuse_if_unserved(client, JOB_WORKFLOWS)
-        await run_workers("cpu-worker", client, make)
+        await run_workers("cpu-worker", client, make, beside=lambda c: run_dispatcher(c, settings))
     finally:
         await event_log.stop()
 

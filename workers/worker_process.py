@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -25,18 +25,28 @@ HEARTBEAT_THROTTLE = timedelta(milliseconds=300)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-async def run_workers(role: str, client: Client, make: Callable[[Client], Sequence[Worker]]) -> None:
+async def run_workers(
+    role: str,
+    client: Client,
+    make: Callable[[Client], Sequence[Worker]],
+    beside: Callable[[Client], Coroutine[Any, Any, None]] | None = None,
+) -> None:
+    """Runs the workers `make` builds (and the task `beside`, which must not return) until SIGINT or SIGTERM."""
     workers = list(make(client))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runs = [asyncio.create_task(worker.run()) for worker in workers]
+    if beside is not None:
+        runs.append(asyncio.create_task(beside(client)))
     mark_ready(role)
     logging.getLogger(role).info("%s polling %s", role, ", ".join(w.task_queue for w in workers))
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
     await asyncio.gather(*(worker.shutdown() for worker in workers))
+    for task in runs[len(workers) :]:
+        task.cancel()
     stop_tracing()
     for task in runs:
         if task in done and task.exception():
