@@ -99,6 +99,8 @@ class JobMemo(BaseModel):
     error_message: str = ""
     cancel_reason: str = ""
     stages: list[StageRecord] = []
+    # SubmitJob's labels, written once at the start.
+    metadata: dict[str, str] = {}
 
     @classmethod
     def parse(cls, memo: Mapping[str, Any]) -> JobMemo:

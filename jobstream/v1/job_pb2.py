@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobstream/v1/job.proto\x12\x0cjobstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x07\n\x05_seedB\x08\n\x06_top_p\"5\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\x85\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x18\n\x10stages_completed\x18\x06 \x01(\x05\x12\x13\n\x0bstage_count\x18\x07 \x01(\x05\x12\x18\n\x10tokens_generated\x18\x08 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x0bresult_text\x18\x0c \x01(\tH\x00\x12\x14\n\nresult_url\x18\r \x01(\tH\x00\x12%\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x16.jobstream.v1.JobError\x12&\n\x06stages\x18\x0f \x03(\x0b\x32\x16.jobstream.v1.JobStage\x12\x15\n\rcancel_reason\x18\x10 \x01(\t\x12\"\n\x05usage\x18\x11 \x01(\x0b\x32\x13.jobstream.v1.Usage\x12\x15\n\rfinish_reason\x18\x12 \x01(\tB\x08\n\x06result\"\x87\x02\n\x08JobStage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.jobstream.v1.StageState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10tokens_generated\x18\x07 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x15\n\rfinish_reason\x18\t \x01(\t*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xa9\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x19\n\x15STAGE_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobstream/v1/job.proto\x12\x0cjobstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\tB\x0e\n\x0c_temperatureB\x07\n\x05_seedB\x08\n\x06_top_p\"5\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\xe9\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x18\n\x10stages_completed\x18\x06 \x01(\x05\x12\x13\n\x0bstage_count\x18\x07 \x01(\x05\x12\x18\n\x10tokens_generated\x18\x08 \x01(\x05\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x0bresult_text\x18\x0c \x01(\tH\x00\x12\x14\n\nresult_url\x18\r \x01(\tH\x00\x12%\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x16.jobstream.v1.JobError\x12&\n\x06stages\x18\x0f \x03(\x0b\x32\x16.jobstream.v1.JobStage\x12\x15\n\rcancel_reason\x18\x10 \x01(\t\x12\"\n\x05usage\x18\x11 \x01(\x0b\x32\x13.jobstream.v1.Usage\x12\x15\n\rfinish_reason\x18\x12 \x01(\t\x12\x31\n\x08metadata\x18\x13 \x03(\x0b\x32\x1f.jobstream.v1.Job.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06result\"\x87\x02\n\x08JobStage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.jobstream.v1.StageState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10tokens_generated\x18\x07 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x15\n\rfinish_reason\x18\t \x01(\t*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xa9\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x19\n\x15STAGE_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobstream.v1.job_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATUS']._serialized_start=1113
-  _globals['_JOBSTATUS']._serialized_end=1274
-  _globals['_STAGESTATE']._serialized_start=1277
-  _globals['_STAGESTATE']._serialized_end=1446
+  _globals['_JOB_METADATAENTRY']._loaded_options = None
+  _globals['_JOB_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATUS']._serialized_start=1213
+  _globals['_JOBSTATUS']._serialized_end=1374
+  _globals['_STAGESTATE']._serialized_start=1377
+  _globals['_STAGESTATE']._serialized_end=1546
   _globals['_JOBERROR']._serialized_start=73
   _globals['_JOBERROR']._serialized_end=114
   _globals['_GENERATIONPARAMS']._serialized_start=117
@@ -43,7 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGE']._serialized_start=271
   _globals['_USAGE']._serialized_end=324
   _globals['_JOB']._serialized_start=327
-  _globals['_JOB']._serialized_end=844
-  _globals['_JOBSTAGE']._serialized_start=847
-  _globals['_JOBSTAGE']._serialized_end=1110
+  _globals['_JOB']._serialized_end=944
+  _globals['_JOB_METADATAENTRY']._serialized_start=887
+  _globals['_JOB_METADATAENTRY']._serialized_end=934
+  _globals['_JOBSTAGE']._serialized_start=947
+  _globals['_JOBSTAGE']._serialized_end=1210
 # @@protoc_insertion_point(module_scope)

@@ -130,7 +130,14 @@ class Job(_message.Message):
     """A durable inference job: one run of a pipeline over one input.
     Returned by GetJob, CancelJob and ListJobs.
     """
-    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error", "stages", "cancel_reason", "usage", "finish_reason")
+    __slots__ = ("job_id", "pipeline", "status", "stage", "progress", "stages_completed", "stage_count", "tokens_generated", "attempt", "create_time", "update_time", "result_text", "result_url", "error", "stages", "cancel_reason", "usage", "finish_reason", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +156,7 @@ class Job(_message.Message):
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     """Server-assigned identifier of the job; also the id of its Temporal workflow.
     Opaque, URL-safe, at most 128 characters.
@@ -197,7 +205,9 @@ class Job(_message.Message):
     """Why generation stopped, as the last model stage that ended says: `length` (max_tokens reached),
     `stop` (a stop sequence, or the model's own end) or `cancelled`. Empty until a model stage ended.
     """
-    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping[str, _Any]]]] = ..., cancel_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping[str, _Any]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    metadata: _containers.ScalarMap[str, str]
+    """The labels the job was submitted with (`SubmitJobRequest.metadata`)."""
+    def __init__(self, job_id: _Optional[str] = ..., pipeline: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[str] = ..., progress: _Optional[float] = ..., stages_completed: _Optional[int] = ..., stage_count: _Optional[int] = ..., tokens_generated: _Optional[int] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping[str, _Any]]] = ..., result_text: _Optional[str] = ..., result_url: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping[str, _Any]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping[str, _Any]]]] = ..., cancel_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping[str, _Any]]] = ..., finish_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobStage(_message.Message):
     """One stage of a job: what it is, how it ran, and how many attempts it took."""

@@ -29,13 +29,15 @@ from jobstream.v1 import event_pb2 as jobstream_dot_v1_dot_event__pb2
 from jobstream.v1 import job_pb2 as jobstream_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobstream/v1/job_service.proto\x12\x0cjobstream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobstream/v1/event.proto\x1a\x16jobstream/v1/job.proto\"\x9d\x01\n\x10SubmitJobRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_ref\x18\x03 \x01(\tH\x00\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.jobstream.v1.GenerationParams\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x07\n\x05input\"v\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\x12\n\nevents_url\x18\x03 \x01(\t\x12\x14\n\x0cstream_token\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Z\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\x12\x12\n\nevents_url\x18\x02 \x01(\t\x12\x14\n\x0cstream_token\x18\x03 \x01(\t\"a\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.jobstream.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"9\n\x10WatchJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobEvent\"=\n\x13\x43reateUploadRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf0\x01\n\x14\x43reateUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x11\n\tinput_ref\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\rupload_fields\x18\x04 \x03(\x0b\x32\x34.jobstream.v1.CreateUploadResponse.UploadFieldsEntry\x1a\x33\n\x11UploadFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xfc\x04\n\nJobService\x12\x61\n\tSubmitJob\x12\x1e.jobstream.v1.SubmitJobRequest\x1a\x1f.jobstream.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12^\n\x06GetJob\x12\x1b.jobstream.v1.GetJobRequest\x1a\x1c.jobstream.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12[\n\x08ListJobs\x12\x1d.jobstream.v1.ListJobsRequest\x1a\x1e.jobstream.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12q\n\tCancelJob\x12\x1e.jobstream.v1.CancelJobRequest\x1a\x1f.jobstream.v1.CancelJobResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/jobs/{job_id}:cancel:\x01*\x12l\n\x08WatchJob\x12\x1d.jobstream.v1.WatchJobRequest\x1a\x1e.jobstream.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}:watch0\x01\x12m\n\x0c\x43reateUpload\x12!.jobstream.v1.CreateUploadRequest\x1a\".jobstream.v1.CreateUploadResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/uploads:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobstream/v1/job_service.proto\x12\x0cjobstream.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18jobstream/v1/event.proto\x1a\x16jobstream/v1/job.proto\"\x8e\x02\n\x10SubmitJobRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_ref\x18\x03 \x01(\tH\x00\x12.\n\x06params\x18\x04 \x01(\x0b\x32\x1e.jobstream.v1.GenerationParams\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.jobstream.v1.SubmitJobRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05input\"v\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\x12\x12\n\nevents_url\x18\x03 \x01(\t\x12\x14\n\x0cstream_token\x18\x04 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Z\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\x12\x12\n\nevents_url\x18\x02 \x01(\t\x12\x14\n\x0cstream_token\x18\x03 \x01(\t\"a\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x06status\x18\x03 \x01(\x0e\x32\x17.jobstream.v1.JobStatus\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.jobstream.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.jobstream.v1.Job\"0\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"9\n\x10WatchJobResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.jobstream.v1.JobEvent\"=\n\x13\x43reateUploadRequest\x12&\n\x03ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf0\x01\n\x14\x43reateUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x11\n\tinput_ref\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\rupload_fields\x18\x04 \x03(\x0b\x32\x34.jobstream.v1.CreateUploadResponse.UploadFieldsEntry\x1a\x33\n\x11UploadFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xfc\x04\n\nJobService\x12\x61\n\tSubmitJob\x12\x1e.jobstream.v1.SubmitJobRequest\x1a\x1f.jobstream.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12^\n\x06GetJob\x12\x1b.jobstream.v1.GetJobRequest\x1a\x1c.jobstream.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12[\n\x08ListJobs\x12\x1d.jobstream.v1.ListJobsRequest\x1a\x1e.jobstream.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12q\n\tCancelJob\x12\x1e.jobstream.v1.CancelJobRequest\x1a\x1f.jobstream.v1.CancelJobResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/jobs/{job_id}:cancel:\x01*\x12l\n\x08WatchJob\x12\x1d.jobstream.v1.WatchJobRequest\x1a\x1e.jobstream.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}:watch0\x01\x12m\n\x0c\x43reateUpload\x12!.jobstream.v1.CreateUploadRequest\x1a\".jobstream.v1.CreateUploadResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/uploads:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobstream.v1.job_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._loaded_options = None
   _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._serialized_options = b'8\001'
   _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._loaded_options = None
@@ -51,31 +53,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['CreateUpload']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['CreateUpload']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/uploads:\001*'
   _globals['_SUBMITJOBREQUEST']._serialized_start=194
-  _globals['_SUBMITJOBREQUEST']._serialized_end=351
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=353
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=471
-  _globals['_GETJOBREQUEST']._serialized_start=473
-  _globals['_GETJOBREQUEST']._serialized_end=504
-  _globals['_GETJOBRESPONSE']._serialized_start=506
-  _globals['_GETJOBRESPONSE']._serialized_end=596
-  _globals['_LISTJOBSREQUEST']._serialized_start=598
-  _globals['_LISTJOBSREQUEST']._serialized_end=695
-  _globals['_LISTJOBSRESPONSE']._serialized_start=697
-  _globals['_LISTJOBSRESPONSE']._serialized_end=773
-  _globals['_CANCELJOBREQUEST']._serialized_start=775
-  _globals['_CANCELJOBREQUEST']._serialized_end=825
-  _globals['_CANCELJOBRESPONSE']._serialized_start=827
-  _globals['_CANCELJOBRESPONSE']._serialized_end=878
-  _globals['_WATCHJOBREQUEST']._serialized_start=880
-  _globals['_WATCHJOBREQUEST']._serialized_end=928
-  _globals['_WATCHJOBRESPONSE']._serialized_start=930
-  _globals['_WATCHJOBRESPONSE']._serialized_end=987
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=989
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=1050
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1053
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1293
-  _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._serialized_start=1242
-  _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._serialized_end=1293
-  _globals['_JOBSERVICE']._serialized_start=1296
-  _globals['_JOBSERVICE']._serialized_end=1932
+  _globals['_SUBMITJOBREQUEST']._serialized_end=464
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_start=408
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_end=455
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=466
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=584
+  _globals['_GETJOBREQUEST']._serialized_start=586
+  _globals['_GETJOBREQUEST']._serialized_end=617
+  _globals['_GETJOBRESPONSE']._serialized_start=619
+  _globals['_GETJOBRESPONSE']._serialized_end=709
+  _globals['_LISTJOBSREQUEST']._serialized_start=711
+  _globals['_LISTJOBSREQUEST']._serialized_end=808
+  _globals['_LISTJOBSRESPONSE']._serialized_start=810
+  _globals['_LISTJOBSRESPONSE']._serialized_end=886
+  _globals['_CANCELJOBREQUEST']._serialized_start=888
+  _globals['_CANCELJOBREQUEST']._serialized_end=938
+  _globals['_CANCELJOBRESPONSE']._serialized_start=940
+  _globals['_CANCELJOBRESPONSE']._serialized_end=991
+  _globals['_WATCHJOBREQUEST']._serialized_start=993
+  _globals['_WATCHJOBREQUEST']._serialized_end=1041
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1043
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1100
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=1102
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1163
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1166
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1406
+  _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._serialized_start=1355
+  _globals['_CREATEUPLOADRESPONSE_UPLOADFIELDSENTRY']._serialized_end=1406
+  _globals['_JOBSERVICE']._serialized_start=1409
+  _globals['_JOBSERVICE']._serialized_end=2045
 # @@protoc_insertion_point(module_scope)

@@ -16,12 +16,20 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
     """Request for JobService.SubmitJob."""
-    __slots__ = ("pipeline", "prompt", "input_ref", "params", "idempotency_key")
+    __slots__ = ("pipeline", "prompt", "input_ref", "params", "idempotency_key", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     INPUT_REF_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     pipeline: str
     """Name of the pipeline to run: lowercase letters, digits, `_` and `-`, at most 63 characters.
     Empty means `generate`. An unknown pipeline fails with INVALID_ARGUMENT.
@@ -43,7 +51,11 @@ class SubmitJobRequest(_message.Message):
     the original job; the same key with a different request fails with ALREADY_EXISTS.
     Empty means no idempotency.
     """
-    def __init__(self, pipeline: _Optional[str] = ..., prompt: _Optional[str] = ..., input_ref: _Optional[str] = ..., params: _Optional[_Union[_job_pb2.GenerationParams, _Mapping[str, _Any]]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    metadata: _containers.ScalarMap[str, str]
+    """Optional labels kept with the job and returned with it: at most 16 pairs, keys 1 to 64
+    characters, values at most 512 (OpenAI's `metadata`).
+    """
+    def __init__(self, pipeline: _Optional[str] = ..., prompt: _Optional[str] = ..., input_ref: _Optional[str] = ..., params: _Optional[_Union[_job_pb2.GenerationParams, _Mapping[str, _Any]]] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     """Response for JobService.SubmitJob."""

@@ -84,6 +84,10 @@ async def start_job(
             ]
         ),
         memo=JobMemo(
-            pipeline=valid.pipeline, status=Status.QUEUED, stage_count=len(stages), fingerprint=job.fingerprint
+            pipeline=valid.pipeline,
+            status=Status.QUEUED,
+            stage_count=len(stages),
+            fingerprint=job.fingerprint,
+            **({"metadata": valid.metadata} if valid.metadata else {}),
         ).changes(),
     )

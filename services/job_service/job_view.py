@@ -90,6 +90,7 @@ async def job_view(execution: WorkflowExecution) -> Job:
         stages=[_stage_proto(record) for record in memo.stages],
         usage=usage_proto(memo.usage()),
         finish_reason=memo.finish_reason(),
+        metadata=memo.metadata,
     )
     if status == Status.FAILED:
         code, message = memo.error_or_default(execution.status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobstream import untrusted_text
 from jobstream.pipelines import Pipelines
@@ -21,6 +21,9 @@ DEFAULT_PIPELINE = "generate"
 MAX_PAGE_SIZE = 100
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 64
+MAX_METADATA = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ValidSubmit:
     input_ref: str | None
     params: ValidParams
     idempotency_key: str
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def check_job_id(job_id: str) -> str:
@@ -85,7 +89,19 @@ def check_submit(request: SubmitJobRequest, pipelines: Pipelines, settings: Sett
     key = request.idempotency_key
     if key and not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidField("idempotency_key", "must be 1 to 128 printable ASCII characters without spaces")
-    return ValidSubmit(pipeline, prompt, input_ref, params, key)
+    return ValidSubmit(pipeline, prompt, input_ref, params, key, check_metadata(dict(request.metadata)))
+
+
+def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """At most MAX_METADATA pairs; keys 1 to 64 characters, values at most 512."""
+    if len(metadata) > MAX_METADATA:
+        raise InvalidField("metadata", f"at most {MAX_METADATA} pairs")
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+            raise InvalidField(
+                "metadata", f"keys must be 1 to {MAX_METADATA_KEY} characters, values at most {MAX_METADATA_VALUE}"
+            )
+    return metadata
 
 
 def check_pipeline(pipeline: str, pipelines: Pipelines, settings: Settings) -> str:

@@ -114,7 +114,7 @@ async def create(request: Request) -> Response:
         template = surface.pipelines.chat_template(surface.pipelines.model_stages(pipeline)[0])
         key = request.headers.get("idempotency-key", "").strip(" \t")
         budget = body.max_completion_tokens or body.max_tokens
-        submit = submit_request(pipeline, body.messages, template, body, budget, key)
+        submit = submit_request(pipeline, body.messages, template, body, budget, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
     reply = await surface.submit(caller, submit)

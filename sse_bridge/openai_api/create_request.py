@@ -48,6 +48,7 @@ class Sampling(_Strict):
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     store: bool | None = None
     user: str | None = None  # an end-user id for abuse tracking: accepted, not kept
+    metadata: Annotated[dict[str, str], Field(max_length=16)] | None = None  # kept with the job (checked there too)
 
     def params(self, max_tokens: int | None) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -128,6 +129,7 @@ def submit_request(
     sampling: Sampling,
     max_tokens: int | None,
     idempotency_key: str,
+    metadata: dict[str, str] | None = None,
 ) -> SubmitJobRequest:
     if sampling.store is False:
         raise BadParam("store", "Every response is stored here (it is a durable job): omit 'store' or send true.")
@@ -136,4 +138,5 @@ def submit_request(
         prompt=prompt_of(messages, template),
         params=sampling.params(max_tokens),
         idempotency_key=idempotency_key,
+        metadata=metadata or {},
     )

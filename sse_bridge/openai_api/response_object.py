@@ -40,6 +40,7 @@ def response(
     output: list[dict[str, Any]],
     used: Usage | None = None,
     error: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": response_id,
@@ -49,7 +50,7 @@ def response(
         "error": error,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": None,
-        "metadata": {},
+        "metadata": metadata or {},
         "model": model,
         "output": output,
         "parallel_tool_calls": False,

@@ -29,11 +29,14 @@ Event = dict[str, Any]
 
 
 class ResponseStory:
-    def __init__(self, job_id: str, model: str) -> None:
+    """One job's story as a response's: `created_at` and `metadata` are the job's own (they never change)."""
+
+    def __init__(self, job_id: str, model: str, created_at: int, metadata: dict[str, str]) -> None:
         self.response_id = ids.response_id(job_id)
         self.item_id = ids.message_id(job_id)
         self.model = model
-        self.created_at = 0
+        self.created_at = created_at
+        self.metadata = metadata
         self.text: list[str] = []
         self.ended = False
 
@@ -41,7 +44,6 @@ class ResponseStory:
         """The Responses events that `event` of the job's story stands for (none for a stage event)."""
         match event.type:
             case EventType.JOB_STARTED:
-                self.created_at = event.time.seconds
                 return self._opening()
             case EventType.TOKEN:
                 return [self._delta(event.token.index, event.token.text)]
@@ -55,8 +57,14 @@ class ResponseStory:
                 return [self._end("response.incomplete", "cancelled", event.job_cancelled.usage)]
         return []
 
+    def queued(self) -> Event:
+        """The response as created in the background, before its job has started."""
+        return self._response("queued", [])
+
     def _response(self, status: str, output: list[Event], used: Usage | None = None, **extra: Any) -> Event:
-        return response(self.response_id, self.created_at, self.model, status, output, used, **extra)
+        return response(
+            self.response_id, self.created_at, self.model, status, output, used, metadata=self.metadata, **extra
+        )
 
     def _opening(self) -> list[Event]:
         queued, running = self._response("queued", []), self._response("in_progress", [])

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -33,8 +32,12 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024
 CANCEL_WAIT_S = 30.0
 
 
-async def story_frames(surface: Surface, job_id: str, caller: Caller, model: str, after: int) -> AsyncGenerator[bytes]:
-    story = ResponseStory(job_id, model)
+def story_of(job: Job) -> ResponseStory:
+    return ResponseStory(job.job_id, job.pipeline, job.create_time.seconds, dict(job.metadata))
+
+
+async def story_frames(surface: Surface, job: Job, caller: Caller, after: int) -> AsyncGenerator[bytes]:
+    job_id, story = job.job_id, story_of(job)
     async for event in surface.story(job_id, caller.tenant):
         frames = [typed_frame(e) for e in story.events(event) if e["sequence_number"] > after]
         if story.ended:
@@ -43,9 +46,9 @@ async def story_frames(surface: Surface, job_id: str, caller: Caller, model: str
             yield b"".join(frames)
 
 
-async def final_response(surface: Surface, job_id: str, caller: Caller, model: str) -> dict[str, Any]:
+async def final_response(surface: Surface, job: Job, caller: Caller) -> dict[str, Any]:
     """The response once its job has ended, as the story's last event carries it."""
-    story, last = ResponseStory(job_id, model), None
+    job_id, story, last = job.job_id, story_of(job), None
     async for event in surface.story(job_id, caller.tenant):
         for translated in story.events(event):
             last = translated
@@ -73,10 +76,10 @@ async def response_of(surface: Surface, caller: Caller, job: Job) -> dict[str, A
         status = status_of_end(job.finish_reason)
         item_status = "completed" if status == "completed" else "incomplete"
         item = message(ids.message_id(job.job_id), await result_text(job), item_status)
-        return response(rid, created, job.pipeline, status, [item], job.usage)
+        return response(rid, created, job.pipeline, status, [item], job.usage, metadata=dict(job.metadata))
     if job.status in TERMINAL:
-        return await final_response(surface, job.job_id, caller, job.pipeline)
-    return response(rid, created, job.pipeline, STATUS[job.status], [])
+        return await final_response(surface, job, caller)
+    return response(rid, created, job.pipeline, STATUS[job.status], [], metadata=dict(job.metadata))
 
 
 def surface_of(request: Request) -> Surface:
@@ -96,17 +99,20 @@ async def create(request: Request) -> Response:
         pipeline = pipeline_of(body.model, surface.pipelines, surface.served())
         template = surface.pipelines.chat_template(surface.pipelines.model_stages(pipeline)[0])
         key = request.headers.get("idempotency-key", "").strip(" \t")
-        submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key)
+        submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
     reply = await surface.submit(caller, submit)
     if isinstance(reply, Response):
         return reply
+    job = await surface.job(caller, reply.job_id)  # its creation time and metadata, as every answer gives them
+    if isinstance(job, Response):
+        return job
     if body.stream:
-        return surface.stream(caller, reply.job_id, story_frames(surface, reply.job_id, caller, pipeline, -1))
+        return surface.stream(caller, job.job_id, story_frames(surface, job, caller, -1))
     if body.background:
-        return JSONResponse(response(ids.response_id(reply.job_id), int(time.time()), pipeline, "queued", []))
-    return JSONResponse(await final_response(surface, reply.job_id, caller, pipeline))
+        return JSONResponse(story_of(job).queued())
+    return JSONResponse(await final_response(surface, job, caller))
 
 
 async def owned_job(request: Request) -> tuple[Surface, Caller, Job] | Response:
@@ -136,7 +142,7 @@ async def retrieve(request: Request) -> Response:
         after = int(after_text)
     except ValueError:
         return invalid("starting_after must be an integer sequence number.", "starting_after")
-    return surface.stream(caller, job.job_id, story_frames(surface, job.job_id, caller, job.pipeline, after))
+    return surface.stream(caller, job.job_id, story_frames(surface, job, caller, after))
 
 
 async def cancel(request: Request) -> Response:

@@ -45,6 +45,7 @@ PARAMS = {
     "params.top_p": "top_p",
     "params.seed": "seed",
     "params.stop": "stop",
+    "metadata": "metadata",
 }
 
 

@@ -67,8 +67,10 @@ async def test_a_broken_stream_resumes_with_the_sdks_helper(stack: Settings, api
 
 async def test_a_background_response_is_retrieved_until_it_completes(stack: Settings, api_key: str) -> None:
     async with openai_client(stack, api_key, strict=True) as client:
-        created = await client.responses.create(model="generate", input=PROMPT, background=True)
-        assert created.status == "queued"
+        created = await client.responses.create(
+            model="generate", input=PROMPT, background=True, metadata={"order": "42"}
+        )
+        assert (created.status, created.metadata) == ("queued", {"order": "42"})
         assert created.id.startswith("resp_")
         for _ in range(300):
             polled = await client.responses.retrieve(created.id)
@@ -76,6 +78,7 @@ async def test_a_background_response_is_retrieved_until_it_completes(stack: Sett
                 break
             await asyncio.sleep(0.1)
         assert polled.status in ("completed", "incomplete")
+        assert (polled.created_at, polled.metadata) == (created.created_at, {"order": "42"})
         assert polled.output_text
         assert polled.usage is not None
         assert polled.usage.total_tokens == polled.usage.input_tokens + polled.usage.output_tokens

@@ -19,6 +19,7 @@ from sse_bridge.openai_api.response_story import FIRST_DELTA, ResponseStory
 JOB = "job_" + "a" * 26
 TOKENS = ["It", " is", " a", " truth"]
 USED = Usage(prompt_tokens=3, output_tokens=len(TOKENS))
+CREATED = 1_800_000_000
 
 
 def started() -> JobEvent:
@@ -37,7 +38,7 @@ def completed(finish_reason: str = "stop") -> JobEvent:
 
 
 def translate(story: list[JobEvent]) -> list[dict[str, Any]]:
-    response_story = ResponseStory(JOB, "generate")
+    response_story = ResponseStory(JOB, "generate", CREATED, {"order": "42"})
     return [out for event in story for out in response_story.events(event)]
 
 
@@ -69,6 +70,8 @@ def test_a_completed_story_is_the_documented_sequence_numbered_without_gaps() ->
     ]
     final = Response.model_validate(events[-1]["response"])  # the SDK's model, required fields and all
     assert (final.status, final.output_text) == ("completed", "".join(TOKENS))
+    assert (final.created_at, final.metadata) == (CREATED, {"order": "42"})  # the job's own, in every event
+    assert all(e["response"]["metadata"] == {"order": "42"} for e in events if "response" in e)
     assert final.usage is not None
     assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.total_tokens) == (3, 4, 7)
 
@@ -121,4 +124,4 @@ def test_a_story_that_does_not_complete_still_ends_with_an_event_the_sdk_knows(
 
 
 def test_stage_events_say_nothing_to_this_surface() -> None:
-    assert ResponseStory(JOB, "generate").events(JobEvent(job_id=JOB, type="stage.started")) == []
+    assert ResponseStory(JOB, "generate", CREATED, {}).events(JobEvent(job_id=JOB, type="stage.started")) == []

@@ -238,3 +238,16 @@ def test_a_prompt_longer_than_a_model_of_its_pipeline_takes_is_refused_naming_th
     assert status_of(caught.value) == INVALID
     assert caught.value.field == "prompt"
     assert f"the model keywords (pipeline generate-keywords) takes at most {limit}" in str(caught.value)
+
+
+def test_metadata_is_kept_within_its_bounds(pipelines: Pipelines, settings: Settings) -> None:
+    request = SubmitJobRequest(prompt="Hello", metadata={"order": "42"})
+    assert check_submit(request, pipelines, settings).metadata == {"order": "42"}
+    for bad in [
+        {f"k{i}": "v" for i in range(17)},
+        {"": "v"},
+        {"k" * 65: "v"},
+        {"k": "v" * 513},
+    ]:
+        error = refused(SubmitJobRequest(prompt="Hello", metadata=bad), pipelines, settings)
+        assert (status_of(error), error.field) == (INVALID, "metadata"), bad

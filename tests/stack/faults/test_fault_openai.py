@@ -1,17 +1,27 @@
-"""Fault: the GPU worker SIGKILLed in the middle of a response that the official openai SDK streams. The stage
+"""Faults under the official openai SDK. The GPU worker SIGKILLed in the middle of a response it streams: the stage
 resumes on the restarted worker from the delivered prefix, and the SDK's concatenated deltas are the response's
 text, with no sequence number twice; the stream, resumed by the SDK's helper across the break, ends with its
-terminal event."""
+terminal event. And the bridge SIGKILLed: a response that ended replays identically afterwards, read back from the
+events topic (not a process's memory), which keeps a job's events at least as long as Temporal keeps the job
+(OpenAI's own resume lasts about 5 minutes)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from devstack.reliability import Record
+from jobstream.connections import kafka_options
 from jobstream.settings import Settings
-from tests.stack.openai_client import PROMPT, Seen, openai_client
+from jobstream.temporal_client import connect
+from tests.stack.openai_client import PROMPT, Seen, openai_client, read_all
 from tests.stack.stack_processes import kill_process, wait_restarted
 
+KAFKA_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 STRIKE_AT = 20  # sequence number: well into the deltas of a drill-slow response (50 ms each)
 
 
@@ -46,3 +56,38 @@ async def test_a_gpu_worker_killed_mid_response_leaves_the_text_whole(
         assert final.status == "incomplete"  # cut at its 120 tokens, as asked
         assert "".join(seen.deltas) == final.output_text
         assert len(seen.deltas) == 120
+
+
+async def topic_retention(settings: Settings) -> timedelta:
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.events_topic)])
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for entry in described.resources[0][4]}
+    return timedelta(milliseconds=int(entries.get("retention.ms") or KAFKA_DEFAULT_RETENTION_MS))
+
+
+async def test_an_ended_response_replays_identically_after_the_bridge_restarts(
+    stack: Settings, api_key: str, reliability: Record
+) -> None:
+    reliability.fault = "14. SSE bridge SIGKILLed, then an ended response resumed through the official openai SDK"
+    reliability.inputs += 1
+    async with openai_client(stack, api_key) as client:
+        stream = await client.responses.create(model="generate", input=PROMPT, stream=True, max_output_tokens=16)
+        first = await read_all(stream)
+        await wait_restarted(stack, "sse-bridge", kill_process(stack, "sse-bridge"))
+        async with client.responses.stream(response_id=first.response_id) as replayed:
+            again = await read_all(replayed, Seen())
+        reliability.jobs += 1
+        reliability.events += len(again.numbers)
+        reliability.lost += len(set(first.numbers) - set(again.numbers))
+        reliability.duplicated += len(again.numbers) - len(set(again.numbers))
+        assert (again.types, again.numbers, again.deltas) == (first.types, first.numbers, first.deltas)
+    temporal = await connect(stack)
+    namespace = await temporal.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=temporal.namespace)
+    )
+    kept_by_temporal = namespace.config.workflow_execution_retention_ttl.ToTimedelta()
+    assert await topic_retention(stack) >= kept_by_temporal >= timedelta(hours=24)
