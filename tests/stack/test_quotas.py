@@ -123,8 +123,13 @@ async def test_an_input_longer_than_its_model_takes_is_refused_naming_the_model(
         await stub.CancelJob(api.CancelJobRequest(job_id=accepted.job_id), metadata=auth(key))
 
 
-def _keywords(**input: str) -> api.SubmitJobRequest:
-    return api.SubmitJobRequest(pipeline="generate-keywords", params=GenerationParams(max_tokens=4), **input)
+def _keywords(prompt: str = "", input_ref: str = "") -> api.SubmitJobRequest:
+    request = api.SubmitJobRequest(pipeline="generate-keywords", params=GenerationParams(max_tokens=4))
+    if prompt:
+        request.prompt = prompt
+    if input_ref:
+        request.input_ref = input_ref
+    return request
 
 
 async def test_a_tenants_running_jobs_hold_a_bounded_number_of_input_bytes(stub: Stub, stack: Settings) -> None:
