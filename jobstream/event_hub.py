@@ -125,7 +125,7 @@ class EventHub:
         for subscriber in subscribers:
             subscriber.put(delivery)
 
-    async def watch(self, job_id: str, after: str = "", owner: str = "") -> AsyncIterator[JobEvent]:
+    async def watch(self, job_id: str, after: str = "", owner: str = "") -> AsyncGenerator[JobEvent, None]:
         # aclosing: a watcher that stops early leaves the job's subscribers (and hands back a replay consumer)
         # at once, not when the generator is collected.
         async with contextlib.aclosing(self.watch_batches(job_id, after, owner)) as batches:

@@ -53,13 +53,26 @@ def endpoints_of(settings: Settings, tenant: str) -> dict[str, Endpoint]:
     return {eid: e for eid, e in read_endpoints(settings).endpoints.items() if e.tenant == tenant}
 
 
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _forbidden(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not ip.is_global or ip.is_multicast
+    """Not a public address, or an IPv6 one that carries an IPv4 address (mapped, 6to4, Teredo, NAT64) which is
+    not public: those reach the IPv4 network behind a translator."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if not ip.is_global or ip.is_multicast:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        embedded += [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in NAT64 if ip in net]
+        return any(v4 is not None and (not v4.is_global or v4.is_multicast) for v4 in embedded)
+    return False
 
 
 def check_url(url: str, allow_private: bool) -> None:
     """UnsafeUrl unless `url` may be delivered to (see the module's docstring)."""
+    if any(ord(c) < 0x21 or c == "\x7f" for c in url):  # urlsplit drops a tab that the HTTP client would not
+        raise UnsafeUrl("a URL must not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeUrl(f"{url[:200]!r} is not an http(s) URL")

@@ -25,8 +25,11 @@ from services.job_service import errors
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-# Temporal answers these while it restarts or is overloaded: the caller should retry, as with our own outage.
-_TEMPORAL_TRANSIENT = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+# Temporal answers these while it restarts or is overloaded (RESOURCE_EXHAUSTED: its rate limits): the caller
+# should retry, as with our own outage.
+_TEMPORAL_TRANSIENT = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
 
 
 _STATUS_OF_REFUSAL: dict[type[errors.Refused], grpc.StatusCode] = {

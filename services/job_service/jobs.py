@@ -92,7 +92,12 @@ class Jobs:
         if not verdict_recorded(description.status, JobMemo.parse(await description.memo())):
             if reason:
                 await self.tell_cancel_reason(handle, reason)
-            await handle.cancel()
+            try:
+                await handle.cancel()
+            except RPCError as exc:
+                # It ended between the check and the cancel: there is nothing left to cancel.
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
         return job
 
     async def tell_cancel_reason(self, handle: WorkflowHandle[Any, Any], reason: str) -> None:

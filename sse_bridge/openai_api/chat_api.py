@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -16,7 +17,7 @@ from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import JobStatus, Usage
 from sse_bridge.openai_api import ids
 from sse_bridge.openai_api.create_request import BadParam, ChatRequest, pipeline_of, submit_request
-from sse_bridge.openai_api.errors import invalid, not_found, openai_error, refused_param
+from sse_bridge.openai_api.errors import invalid, no_retry, not_found, openai_error, refused_param
 from sse_bridge.openai_api.framing import DONE, data_frame
 from sse_bridge.openai_api.responses_api import result_text, surface_of
 from sse_bridge.openai_api.surface import Caller, Surface
@@ -92,13 +93,14 @@ class ChunkStory:
 
 async def chunk_frames(surface: Surface, job_id: str, caller: Caller, model: str, usage: bool) -> AsyncGenerator[bytes]:
     story = ChunkStory(job_id, model, usage)
-    async for event in surface.story(job_id, caller.tenant):
-        payloads = story.payloads(event)
-        if event.type in TERMINAL_TYPES:
-            await surface.closed(job_id)
-        if payloads:
-            ok = event.type == EventType.JOB_COMPLETED
-            yield b"".join(data_frame(p) for p in payloads) + (DONE if ok else b"")
+    async with contextlib.aclosing(surface.story(job_id, caller.tenant)) as events:
+        async for event in events:
+            payloads = story.payloads(event)
+            if event.type in TERMINAL_TYPES:
+                await surface.closed(job_id)
+            if payloads:
+                ok = event.type == EventType.JOB_COMPLETED
+                yield b"".join(data_frame(p) for p in payloads) + (DONE if ok else b"")
 
 
 async def create(request: Request) -> Response:
@@ -117,19 +119,27 @@ async def create(request: Request) -> Response:
         submit = submit_request(pipeline, body.messages, template, body, budget, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
+    ticket = surface.admit(caller) if body.stream else None
+    if isinstance(ticket, Response):
+        return ticket
     reply = await surface.submit(caller, submit)
     if isinstance(reply, Response):
+        if ticket is not None:
+            ticket.release()
         return reply
-    if body.stream:
+    if ticket is not None:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        return surface.stream(caller, reply.job_id, chunk_frames(surface, reply.job_id, caller, pipeline, usage))
+        return surface.stream(ticket, chunk_frames(surface, reply.job_id, caller, pipeline, usage))
     story, last = ChunkStory(reply.job_id, pipeline, False), JobEvent()
-    async for event in surface.story(reply.job_id, caller.tenant):
-        story.payloads(event)
-        last = event
+    async with contextlib.aclosing(surface.story(reply.job_id, caller.tenant)) as events:
+        async for event in events:
+            story.payloads(event)
+            last = event
     await surface.closed(reply.job_id)
     if last.type != EventType.JOB_COMPLETED:
-        return openai_error(502, "The model did not complete this request.", kind="server_error", code=last.type)
+        # The job ran and failed (or was cancelled): the SDKs' retry would submit another, so not retried.
+        failed = openai_error(502, "The model did not complete this request.", kind="server_error", code=last.type)
+        return no_retry(failed)
     done = last.job_completed
     return JSONResponse(
         completion(reply.job_id, story.created, pipeline, "".join(story.text), done.finish_reason, done.usage)

@@ -12,6 +12,7 @@ from jobstream.v1.job_pb2 import GenerationParams
 from jobstream.v1.job_service_pb2 import SubmitJobRequest
 
 Role = Literal["system", "developer", "user", "assistant"]
+MAX_TOKENS = 2**31 - 1  # what the job's request can carry; the JobService says the real limit, naming the field
 NOT_IMPLEMENTED = ("tools", "tool_choice", "reasoning", "previous_response_id", "conversation", "prompt", "include")
 
 
@@ -29,6 +30,9 @@ class _Strict(BaseModel):
 class TextPart(_Strict):
     type: Literal["input_text", "output_text", "text"]
     text: str
+    # A previous response's output passed back as input carries these; they do not reach the prompt.
+    annotations: list[object] | None = None
+    logprobs: list[object] | None = None
 
 
 class Message(_Strict):
@@ -36,6 +40,8 @@ class Message(_Strict):
     content: str | list[TextPart]
     type: Literal["message"] = "message"
     name: str | None = None  # chat messages may name their author; it does not reach the prompt
+    id: str | None = None  # as a previous response's output item has them
+    status: str | None = None
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
@@ -63,7 +69,7 @@ class ResponseRequest(Sampling):
     instructions: str | None = None
     background: bool = False
     stream: bool = False
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
 
     def messages(self) -> list[Message]:
         given = [Message(role="user", content=self.input)] if isinstance(self.input, str) else list(self.input)
@@ -79,8 +85,8 @@ class ChatRequest(Sampling):
     messages: Annotated[list[Message], Field(min_length=1)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
     n: Literal[1] = 1
 
 

@@ -56,5 +56,14 @@ def from_rpc(exc: grpc.aio.AioRpcError, fields: dict[str, str] | None = None) ->
     message = exc.details() or code.name
     match = FIELD.match(message)
     param = (fields or {}).get(match.group(1), match.group(1)) if match else None
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and match:  # an input over its size: retrying cannot help
+        status, kind = 400, "invalid_request_error"
     error_code = "idempotency_key_reused" if code == grpc.StatusCode.ALREADY_EXISTS else code.name.lower()
     return openai_error(status, message, kind=kind, param=param, code=error_code)
+
+
+def no_retry(response: JSONResponse) -> JSONResponse:
+    """An error answered after the job was created: the SDKs' automatic retry (they send no idempotency key of
+    their own) would create another, so they are told not to (`x-should-retry`, which both honour)."""
+    response.headers["x-should-retry"] = "false"
+    return response

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.routing import Route
 from jobstream.v1.job_pb2 import Job, JobStatus
 from sse_bridge.openai_api import ids
 from sse_bridge.openai_api.create_request import BadParam, ResponseRequest, pipeline_of, submit_request
-from sse_bridge.openai_api.errors import invalid, not_found, refused_param
+from sse_bridge.openai_api.errors import invalid, no_retry, not_found, refused_param
 from sse_bridge.openai_api.framing import typed_frame
 from sse_bridge.openai_api.response_object import message, response, status_of_end
 from sse_bridge.openai_api.response_story import ResponseStory
@@ -38,20 +39,22 @@ def story_of(job: Job) -> ResponseStory:
 
 async def story_frames(surface: Surface, job: Job, caller: Caller, after: int) -> AsyncGenerator[bytes]:
     job_id, story = job.job_id, story_of(job)
-    async for event in surface.story(job_id, caller.tenant):
-        frames = [typed_frame(e) for e in story.events(event) if e["sequence_number"] > after]
-        if story.ended:
-            await surface.closed(job_id)
-        if frames:
-            yield b"".join(frames)
+    async with contextlib.aclosing(surface.story(job_id, caller.tenant)) as events:
+        async for event in events:
+            frames = [typed_frame(e) for e in story.events(event) if e["sequence_number"] > after]
+            if story.ended:
+                await surface.closed(job_id)
+            if frames:
+                yield b"".join(frames)
 
 
 async def final_response(surface: Surface, job: Job, caller: Caller) -> dict[str, Any]:
     """The response once its job has ended, as the story's last event carries it."""
     job_id, story, last = job.job_id, story_of(job), None
-    async for event in surface.story(job_id, caller.tenant):
-        for translated in story.events(event):
-            last = translated
+    async with contextlib.aclosing(surface.story(job_id, caller.tenant)) as events:
+        async for event in events:
+            for translated in story.events(event):
+                last = translated
     assert last is not None, "a story ends with its terminal event"
     await surface.closed(job_id)
     return dict(last["response"])
@@ -62,7 +65,7 @@ async def result_text(job: Job) -> str:
         async with httpx.AsyncClient(timeout=30.0) as client:
             fetched = await client.get(job.result_url)
             fetched.raise_for_status()
-            return fetched.content[:MAX_RESULT_BYTES].decode("utf-8")
+            return fetched.content[:MAX_RESULT_BYTES].decode("utf-8", errors="replace")
     return job.result_text
 
 
@@ -102,16 +105,20 @@ async def create(request: Request) -> Response:
         submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
+    ticket = surface.admit(caller) if body.stream else None
+    if isinstance(ticket, Response):
+        return ticket
     reply = await surface.submit(caller, submit)
-    if isinstance(reply, Response):
-        return reply
-    job = await surface.job(caller, reply.job_id)  # its creation time and metadata, as every answer gives them
+    job = await surface.job(caller, reply.job_id) if not isinstance(reply, Response) else reply
     if isinstance(job, Response):
-        return job
-    if body.stream:
-        return surface.stream(caller, job.job_id, story_frames(surface, job, caller, -1))
-    if body.background:
-        return JSONResponse(story_of(job).queued())
+        if ticket is not None:
+            ticket.release()
+        return job if isinstance(reply, Response) else no_retry(job)
+    if ticket is not None:
+        return surface.stream(ticket, story_frames(surface, job, caller, -1))
+    if body.background:  # (an idempotent retry may find its job long started, or ended)
+        queued = job.status == JobStatus.JOB_STATUS_QUEUED
+        return JSONResponse(story_of(job).queued() if queued else await response_of(surface, caller, job))
     return JSONResponse(await final_response(surface, job, caller))
 
 
@@ -142,7 +149,10 @@ async def retrieve(request: Request) -> Response:
         after = int(after_text)
     except ValueError:
         return invalid("starting_after must be an integer sequence number.", "starting_after")
-    return surface.stream(caller, job.job_id, story_frames(surface, job, caller, after))
+    ticket = surface.admit(caller)
+    if isinstance(ticket, Response):
+        return ticket
+    return surface.stream(ticket, story_frames(surface, job, caller, after))
 
 
 async def cancel(request: Request) -> Response:
@@ -156,15 +166,19 @@ async def cancel(request: Request) -> Response:
         cancelled = await surface.cancel(caller, job.job_id)
         if isinstance(cancelled, Response):
             return cancelled
-        async with asyncio.timeout(CANCEL_WAIT_S):
-            async for _ in surface.story(job.job_id, caller.tenant):
-                pass
-        await surface.closed(job.job_id)
+        with contextlib.suppress(TimeoutError):  # not ended yet: answered with how it stands
+            async with (
+                asyncio.timeout(CANCEL_WAIT_S),
+                contextlib.aclosing(surface.story(job.job_id, caller.tenant)) as events,
+            ):
+                async for _ in events:
+                    pass
+            await surface.closed(job.job_id)
         ended = await surface.job(caller, job.job_id)
         if isinstance(ended, Response):
             return ended
         job = ended
-    if job.status != JobStatus.JOB_STATUS_CANCELLED:
+    if job.status not in (JobStatus.JOB_STATUS_CANCELLED, JobStatus.JOB_STATUS_RUNNING):
         ended_as = "completed" if job.status == JobStatus.JOB_STATUS_SUCCEEDED else STATUS.get(job.status, "ended")
         return invalid(f"Cannot cancel a response that has already ended ({ended_as}).")
     return JSONResponse(await response_of(surface, caller, job))

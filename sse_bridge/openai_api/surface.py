@@ -4,9 +4,11 @@ story from its first event (the fan-out's replay joined to its live tail)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+import uuid
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHistoryEventFilterType
+from temporalio.service import RPCError
 
 from jobstream.auth import Caller as AuthCaller
 from jobstream.auth import bearer_key, caller_of
@@ -27,7 +30,7 @@ from jobstream.stream_tokens import StreamGrant
 from jobstream.v1 import job_service_pb2 as api
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import Job
-from sse_bridge.admission import Admission, Refusal
+from sse_bridge.admission import Admission, Refusal, Ticket
 from sse_bridge.http_api import CALL_TIMEOUT_S, BadBody, HttpApi, check_shape
 from sse_bridge.openai_api.create_request import BadParam, Body, parsed
 from sse_bridge.openai_api.errors import from_rpc, invalid, openai_error, refused_param
@@ -96,7 +99,7 @@ class Surface:
             check_shape(data)
         except BadBody as exc:
             return invalid(str(exc))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return invalid("The body is not valid JSON.")
         if not isinstance(data, dict):
             return invalid("The body must be a JSON object.")
@@ -136,22 +139,29 @@ class Surface:
             return from_rpc(exc)
         return reply.job
 
-    def stream(self, caller: Caller, job_id: str, frames: AsyncGenerator[bytes]) -> Response:
-        """`frames` as a stream admitted under the tenant's stream limits, as every stream of the bridge is (the
-        caller's key and the job stand for the stream token); ended when the key is revoked."""
-        grant = StreamGrant(job_id, caller.tenant, caller.key.key_id)
+    def admit(self, caller: Caller) -> Ticket | JSONResponse:
+        """A place for one more stream under the tenant's stream limits, as every stream of the bridge takes one;
+        asked before the job is submitted, so that a refusal (which the SDKs retry) leaves no job behind."""
+        grant = StreamGrant("", caller.tenant, caller.key.key_id)
         try:
-            ticket = self.admission.admit(grant, f"{caller.authorization}\0{job_id}", caller.key.keys_file)
+            return self.admission.admit(grant, f"{caller.authorization}\0{uuid.uuid4()}", caller.key.keys_file)
         except Refusal as refused:
             return openai_error(refused.status, refused.message, kind="rate_limit_error", code=refused.code)
+        except KeysFileError:
+            return openai_error(503, "The tenants' limits cannot be read; retry shortly.", kind="server_error")
+
+    def stream(self, ticket: Ticket, frames: AsyncGenerator[bytes]) -> Response:
+        """`frames` as the admitted stream; it ends when the caller's key is revoked."""
         return EventSourceResponse(frames, self.streams, on_close=ticket.release, until=ticket.revoked)
 
-    async def story(self, job_id: str, tenant: str) -> AsyncIterator[JobEvent]:
-        """The job's events from its first, live until its terminal one (the caller checked the job is theirs)."""
-        async for event in self.hub.watch(job_id, "", owner=tenant):
-            yield event
-            if event.type in TERMINAL_TYPES:
-                return
+    async def story(self, job_id: str, tenant: str) -> AsyncGenerator[JobEvent]:
+        """The job's events from its first, live until its terminal one (the caller checked the job is theirs).
+        Callers close it (contextlib.aclosing), which leaves the hub's watchers at once."""
+        async with contextlib.aclosing(self.hub.watch(job_id, "", owner=tenant)) as events:
+            async for event in events:
+                yield event
+                if event.type in TERMINAL_TYPES:
+                    return
 
     async def forget(self, job_id: str) -> None:
         """Deletes an ended job's workflow and its history. Temporal deletes in the background (about 20 s on the
@@ -175,3 +185,5 @@ class Surface:
                     return
         except TimeoutError:
             log.warning("job %s: its terminal event is out, its workflow still open after %s s", job_id, CLOSE_WAIT_S)
+        except RPCError as exc:  # best effort: Temporal away, or the job deleted meanwhile
+            log.warning("job %s: could not wait for its workflow to close: %s", job_id, exc)

@@ -41,8 +41,9 @@ def completed(finish_reason: str = "stop") -> JobEvent:
 def test_loopback_private_link_local_and_plain_http_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeUrl):
         check_url(url, allow_private=False)
-    if url.startswith("http"):
-        check_url(url, allow_private=True)  # the local stack's setting takes them
+    check_url(url, allow_private=True)  # the local stack's setting takes them
+    with pytest.raises(UnsafeUrl):
+        check_url("https://93.184.216.34/\thook", allow_private=True)
 
 
 def test_a_public_https_address_is_taken() -> None:

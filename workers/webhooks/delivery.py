@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -14,14 +17,17 @@ from jobstream.webhook_endpoints import UnsafeUrl, check_url, read_endpoints
 from jobstream.webhook_events import DeliveryAttempt, WebhookDeliveryInput
 
 TIMEOUT_S = 15.0
+MAX_RETRY_AFTER_S = 24 * 3600.0
 GONE = 410
 
 
 def retry_after(value: str | None) -> float:
+    """The endpoint's Retry-After in seconds, at most a day (an HTTP date, or nonsense: the schedule decides)."""
     try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:  # an HTTP date: the schedule decides instead
+        seconds = float(value) if value else 0.0
+    except ValueError:
         return 0.0
+    return min(seconds, MAX_RETRY_AFTER_S) if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def signed_headers(delivery: WebhookDeliveryInput, secret: str, now: datetime) -> dict[str, str]:
@@ -46,15 +52,16 @@ class Deliveries:
         if endpoint is None:
             return DeliveryAttempt(status=0, stop="the endpoint was removed")
         try:
-            check_url(endpoint.url, self.settings.webhooks_allow_private)
+            await asyncio.to_thread(check_url, endpoint.url, self.settings.webhooks_allow_private)
         except UnsafeUrl as exc:
             return DeliveryAttempt(status=0, stop=str(exc))
         headers = signed_headers(delivery, endpoint.secret, datetime.now(UTC))
+        host = urlsplit(endpoint.url).hostname  # never the whole URL in a log: it may carry a token
         try:
-            async with httpx.AsyncClient(follow_redirects=False, timeout=TIMEOUT_S) as http:
+            async with asyncio.timeout(TIMEOUT_S), httpx.AsyncClient(follow_redirects=False) as http:
                 reply = await http.post(endpoint.url, content=delivery.body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
-            activity.logger.info("webhook %s: %s unreachable: %r", delivery.message_id, endpoint.url, exc)
+        except Exception as exc:  # any failure to get an answer is an attempt without one, retried on schedule
+            activity.logger.info("webhook %s: no answer from %s: %s", delivery.message_id, host, type(exc).__name__)
             return DeliveryAttempt(status=0)
         stop = "the endpoint answered 410 Gone" if reply.status_code == GONE else ""
         return DeliveryAttempt(

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jobstream.webhook_events import DELIVERY_WORKFLOW, DeliveryAttempt, WebhookDeliveryInput
@@ -51,18 +52,21 @@ class WebhookDeliveryWorkflow:
     async def run(self, delivery: WebhookDeliveryInput) -> str:
         number = 1
         while True:
-            attempt: DeliveryAttempt = await workflow.execute_activity(
-                "deliver_webhook",
-                delivery,
-                result_type=DeliveryAttempt,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=ATTEMPT_RETRY,
-            )
+            try:
+                attempt: DeliveryAttempt = await workflow.execute_activity(
+                    "deliver_webhook",
+                    delivery,
+                    result_type=DeliveryAttempt,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=ATTEMPT_RETRY,
+                )
+            except ActivityError:  # the attempt itself failed (a worker lost, a bug): one more on the schedule
+                attempt = DeliveryAttempt(status=0)
             outcome = outcome_of(attempt)
             workflow.upsert_memo({"attempts": number, "last_status": attempt.status, "outcome": outcome})
-            wait = wait_after(number, attempt)
             if outcome != "retrying":
                 return outcome
+            wait = wait_after(number, attempt)
             if wait is None:
                 return "failed: no 2xx in about three days"
             await workflow.sleep(wait)
