@@ -69,23 +69,35 @@ def _forbidden(address: str) -> bool:
     return False
 
 
-def check_url(url: str, allow_private: bool) -> None:
-    """UnsafeUrl unless `url` may be delivered to (see the module's docstring)."""
+def check_url(url: str, allow_private: bool) -> str | None:
+    """UnsafeUrl unless `url` may be delivered to (see the module's docstring). Returns the checked address to
+    connect to, so that a second lookup cannot answer another one (DNS rebinding); None where private addresses
+    are allowed (connect by name)."""
     if any(ord(c) < 0x21 or c == "\x7f" for c in url):  # urlsplit drops a tab that the HTTP client would not
         raise UnsafeUrl("a URL must not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeUrl(f"{url[:200]!r} is not an http(s) URL")
     if allow_private:
-        return
+        return None
     if parts.scheme != "https":
         raise UnsafeUrl("webhook URLs must be https")
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise UnsafeUrl(f"{parts.hostname} does not resolve: {exc}") from exc
-    if bad := sorted({str(info[4][0]) for info in infos if _forbidden(str(info[4][0]))}):
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if bad := [address for address in addresses if _forbidden(address)]:
         raise UnsafeUrl(f"{parts.hostname} resolves to {', '.join(bad)}: not a public address")
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> tuple[str, str]:
+    """(the URL with its host replaced by `address`, the Host header the original names)."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{literal}{port}").geturl(), f"{parts.hostname}{port}"
 
 
 def add_endpoint(settings: Settings, tenant: str, url: str) -> tuple[str, str]:

@@ -119,30 +119,37 @@ async def create(request: Request) -> Response:
         submit = submit_request(pipeline, body.messages, template, body, budget, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
-    ticket = surface.admit(caller) if body.stream else None
+    ticket = surface.admit(caller)  # before the job exists: a refusal the SDKs retry leaves none behind
     if isinstance(ticket, Response):
         return ticket
     reply = await surface.submit(caller, submit)
     if isinstance(reply, Response):
-        if ticket is not None:
-            ticket.release()
+        ticket.release()
         return reply
-    if ticket is not None:
+    if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
         return surface.stream(ticket, chunk_frames(surface, reply.job_id, caller, pipeline, usage))
-    story, last = ChunkStory(reply.job_id, pipeline, False), JobEvent()
-    async with contextlib.aclosing(surface.story(reply.job_id, caller.tenant)) as events:
+    try:
+        return await whole(surface, caller, reply.job_id, pipeline)
+    finally:
+        ticket.release()
+
+
+async def whole(surface: Surface, caller: Caller, job_id: str, pipeline: str) -> Response:
+    """The completion once its job has ended."""
+    story, last = ChunkStory(job_id, pipeline, False), JobEvent()
+    async with contextlib.aclosing(surface.story(job_id, caller.tenant)) as events:
         async for event in events:
             story.payloads(event)
             last = event
-    await surface.closed(reply.job_id)
+    await surface.closed(job_id)
     if last.type != EventType.JOB_COMPLETED:
         # The job ran and failed (or was cancelled): the SDKs' retry would submit another, so not retried.
         failed = openai_error(502, "The model did not complete this request.", kind="server_error", code=last.type)
         return no_retry(failed)
     done = last.job_completed
     return JSONResponse(
-        completion(reply.job_id, story.created, pipeline, "".join(story.text), done.finish_reason, done.usage)
+        completion(job_id, story.created, pipeline, "".join(story.text), done.finish_reason, done.usage)
     )
 
 

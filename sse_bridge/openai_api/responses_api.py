@@ -105,7 +105,9 @@ async def create(request: Request) -> Response:
         submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key, body.metadata)
     except BadParam as exc:
         return refused_param(exc.param, str(exc), exc.code)
-    ticket = surface.admit(caller) if body.stream else None
+    # Admitted before the job exists (a refusal the SDKs retry must leave none behind): a stream, or a request
+    # that waits for its job's end, watches the story as a stream does.
+    ticket = surface.admit(caller) if body.stream or not body.background else None
     if isinstance(ticket, Response):
         return ticket
     reply = await surface.submit(caller, submit)
@@ -114,12 +116,15 @@ async def create(request: Request) -> Response:
         if ticket is not None:
             ticket.release()
         return job if isinstance(reply, Response) else no_retry(job)
-    if ticket is not None:
-        return surface.stream(ticket, story_frames(surface, job, caller, -1))
-    if body.background:  # (an idempotent retry may find its job long started, or ended)
+    if ticket is None:  # background (an idempotent retry may find its job long started, or ended)
         queued = job.status == JobStatus.JOB_STATUS_QUEUED
         return JSONResponse(story_of(job).queued() if queued else await response_of(surface, caller, job))
-    return JSONResponse(await final_response(surface, job, caller))
+    if body.stream:  # in the background or not
+        return surface.stream(ticket, story_frames(surface, job, caller, -1))
+    try:
+        return JSONResponse(await final_response(surface, job, caller))
+    finally:
+        ticket.release()
 
 
 async def owned_job(request: Request) -> tuple[Surface, Caller, Job] | Response:
@@ -143,7 +148,7 @@ async def retrieve(request: Request) -> Response:
         return found
     surface, caller, job = found
     if request.query_params.get("stream", "").lower() != "true":
-        return JSONResponse(await response_of(surface, caller, job))
+        return await surface.holding(caller, lambda: respond(surface, caller, job))
     after_text = request.query_params.get("starting_after", "-1")
     try:
         after = int(after_text)
@@ -166,14 +171,9 @@ async def cancel(request: Request) -> Response:
         cancelled = await surface.cancel(caller, job.job_id)
         if isinstance(cancelled, Response):
             return cancelled
-        with contextlib.suppress(TimeoutError):  # not ended yet: answered with how it stands
-            async with (
-                asyncio.timeout(CANCEL_WAIT_S),
-                contextlib.aclosing(surface.story(job.job_id, caller.tenant)) as events,
-            ):
-                async for _ in events:
-                    pass
-            await surface.closed(job.job_id)
+        waited = await surface.holding(caller, lambda: wait_for_end(surface, caller, job.job_id))
+        if waited.status_code != 204:
+            return waited
         ended = await surface.job(caller, job.job_id)
         if isinstance(ended, Response):
             return ended
@@ -181,7 +181,24 @@ async def cancel(request: Request) -> Response:
     if job.status not in (JobStatus.JOB_STATUS_CANCELLED, JobStatus.JOB_STATUS_RUNNING):
         ended_as = "completed" if job.status == JobStatus.JOB_STATUS_SUCCEEDED else STATUS.get(job.status, "ended")
         return invalid(f"Cannot cancel a response that has already ended ({ended_as}).")
+    return await surface.holding(caller, lambda: respond(surface, caller, job))
+
+
+async def respond(surface: Surface, caller: Caller, job: Job) -> Response:
     return JSONResponse(await response_of(surface, caller, job))
+
+
+async def wait_for_end(surface: Surface, caller: Caller, job_id: str) -> Response:
+    """204 once the job has ended, or after CANCEL_WAIT_S (then it is answered with how it stands)."""
+    with contextlib.suppress(TimeoutError):
+        async with (
+            asyncio.timeout(CANCEL_WAIT_S),
+            contextlib.aclosing(surface.story(job_id, caller.tenant)) as events,
+        ):
+            async for _ in events:
+                pass
+        await surface.closed(job_id)
+    return Response(status_code=204)
 
 
 async def delete(request: Request) -> Response:

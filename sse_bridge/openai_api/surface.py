@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -149,6 +149,16 @@ class Surface:
             return openai_error(refused.status, refused.message, kind="rate_limit_error", code=refused.code)
         except KeysFileError:
             return openai_error(503, "The tenants' limits cannot be read; retry shortly.", kind="server_error")
+
+    async def holding(self, caller: Caller, run: Callable[[], Awaitable[Response]]) -> Response:
+        """`run()` holding a place under the tenant's stream limits: it watches a job's story as a stream does."""
+        ticket = self.admit(caller)
+        if isinstance(ticket, Response):
+            return ticket
+        try:
+            return await run()
+        finally:
+            ticket.release()
 
     def stream(self, ticket: Ticket, frames: AsyncGenerator[bytes]) -> Response:
         """`frames` as the admitted stream; it ends when the caller's key is revoked."""

@@ -15,7 +15,7 @@ from openai.types.webhooks import ResponseCompletedWebhookEvent
 
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobCompleted, JobEvent
-from jobstream.webhook_endpoints import UnsafeUrl, add_endpoint, check_url, endpoints_of, remove_endpoint
+from jobstream.webhook_endpoints import UnsafeUrl, add_endpoint, check_url, endpoints_of, pinned, remove_endpoint
 from jobstream.webhook_events import DeliveryAttempt, delivery_of, delivery_workflow_id
 from workers.webhooks.delivery import signed_headers
 from workers.webhooks.delivery_workflow import SCHEDULE, outcome_of, wait_after
@@ -35,6 +35,9 @@ def completed(finish_reason: str = "stop") -> JobEvent:
         "https://10.1.2.3/",
         "https://169.254.169.254/latest",
         "https://[::1]/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://[64:ff9b::7f00:1]/",
+        "https://[2002:7f00:1::]/",
         "http://93.184.216.34/",
     ],
 )
@@ -46,8 +49,14 @@ def test_loopback_private_link_local_and_plain_http_urls_are_refused(url: str) -
         check_url("https://93.184.216.34/\thook", allow_private=True)
 
 
-def test_a_public_https_address_is_taken() -> None:
-    check_url("https://93.184.216.34/hook", allow_private=False)
+def test_a_public_https_address_is_taken_and_pinned() -> None:
+    address = check_url("https://93.184.216.34:8443/hook?x=1", allow_private=False)
+    assert address == "93.184.216.34"
+    assert pinned("https://hooks.example.com:8443/hook?x=1", address) == (
+        "https://93.184.216.34:8443/hook?x=1",
+        "hooks.example.com:8443",
+    )
+    assert pinned("https://hooks.example.com/h", "2606:2800::1") == ("https://[2606:2800::1]/h", "hooks.example.com")
     with pytest.raises(UnsafeUrl):
         check_url("ftp://93.184.216.34/", allow_private=True)
 

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from temporalio import activity
 
 from jobstream.settings import Settings
-from jobstream.webhook_endpoints import UnsafeUrl, check_url, read_endpoints
+from jobstream.webhook_endpoints import UnsafeUrl, check_url, pinned, read_endpoints
 from jobstream.webhook_events import DeliveryAttempt, WebhookDeliveryInput
 
 TIMEOUT_S = 15.0
@@ -52,14 +52,19 @@ class Deliveries:
         if endpoint is None:
             return DeliveryAttempt(status=0, stop="the endpoint was removed")
         try:
-            await asyncio.to_thread(check_url, endpoint.url, self.settings.webhooks_allow_private)
+            address = await asyncio.to_thread(check_url, endpoint.url, self.settings.webhooks_allow_private)
         except UnsafeUrl as exc:
             return DeliveryAttempt(status=0, stop=str(exc))
         headers = signed_headers(delivery, endpoint.secret, datetime.now(UTC))
         host = urlsplit(endpoint.url).hostname  # never the whole URL in a log: it may carry a token
+        url, extensions = endpoint.url, {}
+        if address is not None:  # connect to the address that was checked, TLS still verifying the name
+            url, headers["host"] = pinned(endpoint.url, address)
+            extensions = {"sni_hostname": host or ""}
         try:
             async with asyncio.timeout(TIMEOUT_S), httpx.AsyncClient(follow_redirects=False) as http:
-                reply = await http.post(endpoint.url, content=delivery.body.encode(), headers=headers)
+                body = delivery.body.encode()
+                reply = await http.post(url, content=body, headers=headers, extensions=extensions)
         except Exception as exc:  # any failure to get an answer is an attempt without one, retried on schedule
             activity.logger.info("webhook %s: no answer from %s: %s", delivery.message_id, host, type(exc).__name__)
             return DeliveryAttempt(status=0)
