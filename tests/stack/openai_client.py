@@ -49,8 +49,14 @@ async def read_all(events: AsyncIterator[Any], seen: Seen | None = None, stop_af
     """Reads a stream to its end, or until the event numbered `stop_after` (then leaves it, as a client that
     lost its connection)."""
     seen = seen or Seen()
-    async for event in events:
-        seen.add(event)
-        if stop_after is not None and event.sequence_number >= stop_after:
-            break
+    iterator = aiter(events)
+    try:
+        async for event in iterator:
+            seen.add(event)
+            if stop_after is not None and event.sequence_number >= stop_after:
+                break
+    finally:
+        # Closed here, not by the garbage collector at some later moment (which can find it still running).
+        if (close := getattr(iterator, "aclose", None)) is not None:
+            await close()
     return seen
