@@ -129,3 +129,8 @@ class LimitSettings(BaseModel):
     api_keys_file: Path | None = Field(
         None, description='JSON {"keys": {API key: tenant}}; default STATE_DIR/api-keys.json.'
     )
+
+    @property
+    def served_models(self) -> set[str]:
+        """`models` as a set (empty: every model the pipelines name)."""
+        return {model.strip() for model in self.models.split(",") if model.strip()}

@@ -110,7 +110,7 @@ def check_pipeline(pipeline: str, pipelines: Pipelines, settings: Settings) -> s
         raise InvalidField("pipeline", f"unknown pipeline {pipeline[:64]!r}; known: {', '.join(pipelines.names())}")
     if pipelines.is_drill(pipeline) and not settings.drills:
         raise InvalidField("pipeline", f"{pipeline} is a fault drill, which this deployment does not offer")
-    served = {model.strip() for model in settings.models.split(",") if model.strip()}
+    served = settings.served_models
     missing = sorted(pipelines.models(pipeline) - served) if served else []
     if missing:
         raise InvalidField(

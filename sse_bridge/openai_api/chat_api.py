@@ -16,8 +16,8 @@ from jobstream.event_types import TERMINAL_TYPES, EventType
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import JobStatus, Usage
 from sse_bridge.openai_api import ids
-from sse_bridge.openai_api.create_request import BadParam, ChatRequest, pipeline_of, submit_request
-from sse_bridge.openai_api.errors import invalid, no_retry, not_found, openai_error, refused_param
+from sse_bridge.openai_api.create_request import ChatRequest
+from sse_bridge.openai_api.errors import invalid, no_retry, openai_error
 from sse_bridge.openai_api.framing import DONE, data_frame
 from sse_bridge.openai_api.responses_api import result_text, surface_of
 from sse_bridge.openai_api.surface import Caller, Surface
@@ -111,14 +111,12 @@ async def create(request: Request) -> Response:
     body = await surface.body(request, ChatRequest)
     if isinstance(body, Response):
         return body
-    try:
-        pipeline = pipeline_of(body.model, surface.pipelines, surface.served())
-        template = surface.pipelines.chat_template(surface.pipelines.model_stages(pipeline)[0])
-        key = request.headers.get("idempotency-key", "").strip(" \t")
-        budget = body.max_completion_tokens or body.max_tokens
-        submit = submit_request(pipeline, body.messages, template, body, budget, key, body.metadata)
-    except BadParam as exc:
-        return refused_param(exc.param, str(exc), exc.code)
+    submit = surface.job_request(
+        request, body.model, body.messages, body, body.max_completion_tokens or body.max_tokens
+    )
+    if isinstance(submit, Response):
+        return submit
+    pipeline = submit.pipeline
     ticket = surface.admit(caller)  # before the job exists: a refusal the SDKs retry leaves none behind
     if isinstance(ticket, Response):
         return ticket
@@ -154,15 +152,10 @@ async def whole(surface: Surface, caller: Caller, job_id: str, pipeline: str) ->
 
 
 async def retrieve(request: Request) -> Response:
-    surface = surface_of(request)
-    caller = surface.caller(request)
-    if isinstance(caller, Response):
-        return caller
-    cid = request.path_params["completion_id"]
-    job_id = ids.job_of(cid, ids.CHAT_PREFIX)
-    job = await surface.job(caller, job_id) if job_id else None
-    if job is None or isinstance(job, Response):
-        return job if isinstance(job, Response) and job.status_code != 404 else not_found("chat completion", cid[:64])
+    found = await surface_of(request).owned(request, "completion_id", ids.CHAT_PREFIX, "chat completion")
+    if isinstance(found, Response):
+        return found
+    _, job = found
     if job.status != JobStatus.JOB_STATUS_SUCCEEDED:
         return invalid(f"The chat completion has not finished successfully (it is {JobStatus.Name(job.status)}).")
     text = await result_text(job)

@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from jobstream.v1.job_pb2 import Job, JobStatus
 from sse_bridge.openai_api import ids
-from sse_bridge.openai_api.create_request import BadParam, ResponseRequest, pipeline_of, submit_request
-from sse_bridge.openai_api.errors import invalid, no_retry, not_found, refused_param
+from sse_bridge.openai_api.create_request import ResponseRequest
+from sse_bridge.openai_api.errors import invalid, no_retry
 from sse_bridge.openai_api.framing import typed_frame
 from sse_bridge.openai_api.response_object import message, response, status_of_end
 from sse_bridge.openai_api.response_story import ResponseStory
@@ -98,13 +98,9 @@ async def create(request: Request) -> Response:
     body = await surface.body(request, ResponseRequest)
     if isinstance(body, Response):
         return body
-    try:
-        pipeline = pipeline_of(body.model, surface.pipelines, surface.served())
-        template = surface.pipelines.chat_template(surface.pipelines.model_stages(pipeline)[0])
-        key = request.headers.get("idempotency-key", "").strip(" \t")
-        submit = submit_request(pipeline, body.messages(), template, body, body.max_output_tokens, key, body.metadata)
-    except BadParam as exc:
-        return refused_param(exc.param, str(exc), exc.code)
+    submit = surface.job_request(request, body.model, body.messages(), body, body.max_output_tokens)
+    if isinstance(submit, Response):
+        return submit
     # Admitted before the job exists (a refusal the SDKs retry must leave none behind): a stream, or a request
     # that waits for its job's end, watches the story as a stream does.
     ticket = surface.admit(caller) if body.stream or not body.background else None
@@ -129,17 +125,8 @@ async def create(request: Request) -> Response:
 
 async def owned_job(request: Request) -> tuple[Surface, Caller, Job] | Response:
     surface = surface_of(request)
-    caller = surface.caller(request)
-    if isinstance(caller, Response):
-        return caller
-    rid = request.path_params["response_id"]
-    job_id = ids.job_of(rid, ids.RESPONSE_PREFIX)
-    if job_id is None:
-        return not_found("response", rid[:64])
-    job = await surface.job(caller, job_id)
-    if isinstance(job, Response):
-        return not_found("response", rid) if job.status_code == 404 else job
-    return surface, caller, job
+    found = await surface.owned(request, "response_id", ids.RESPONSE_PREFIX, "response")
+    return found if isinstance(found, Response) else (surface, *found)
 
 
 async def retrieve(request: Request) -> Response:

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from starlette.requests import Request
@@ -32,11 +33,13 @@ from jobstream.v1.event_pb2 import JobEvent
 from jobstream.v1.job_pb2 import Job
 from sse_bridge.admission import Admission, Refusal, Ticket
 from sse_bridge.http_api import CALL_TIMEOUT_S, BadBody, HttpApi, check_shape
-from sse_bridge.openai_api.create_request import BadParam, Body, parsed
-from sse_bridge.openai_api.errors import from_rpc, invalid, openai_error, refused_param
+from sse_bridge.openai_api import ids
+from sse_bridge.openai_api.create_request import BadParam, Body, Message, Sampling, parsed, pipeline_of, submit_request
+from sse_bridge.openai_api.errors import from_rpc, invalid, not_found, openai_error, refused_param
 from sse_bridge.streams import EventSourceResponse, Streams
 
 log = logging.getLogger(__name__)
+Reply = TypeVar("Reply")
 # How long a terminal event waits for its job's workflow to close (it closes a workflow task after publishing it).
 CLOSE_WAIT_S = 10.0
 # The JobService's field names, as the OpenAI request calls them.
@@ -80,7 +83,7 @@ class Surface:
         self.pipelines = pipelines or load_pipelines()
 
     def served(self) -> set[str]:
-        return {model.strip() for model in get_settings().models.split(",") if model.strip()}
+        return get_settings().served_models
 
     def caller(self, request: Request) -> Caller | JSONResponse:
         authorization = request.headers.get("authorization", "").strip(" \t")
@@ -108,36 +111,58 @@ class Surface:
         except BadParam as exc:
             return refused_param(exc.param, str(exc), exc.code)
 
-    async def submit(self, caller: Caller, request: api.SubmitJobRequest) -> api.SubmitJobResponse | JSONResponse:
+    async def _call(
+        self,
+        caller: Caller,
+        rpc: Callable[..., Awaitable[Reply]],
+        request: object,
+        fields: dict[str, str] | None = None,
+    ) -> Reply | JSONResponse:
+        """A JobService RPC with the caller's key; a refusal in OpenAI's shape (`fields`: its names for ours)."""
         try:
-            reply: api.SubmitJobResponse = await self.api.stub.SubmitJob(
-                request, metadata=[("authorization", caller.authorization)], timeout=CALL_TIMEOUT_S
-            )
+            return await rpc(request, metadata=[("authorization", caller.authorization)], timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            return from_rpc(exc, PARAMS)
-        return reply
+            return from_rpc(exc, fields)
+
+    async def submit(self, caller: Caller, request: api.SubmitJobRequest) -> api.SubmitJobResponse | JSONResponse:
+        return await self._call(caller, self.api.stub.SubmitJob, request, PARAMS)
 
     async def job(self, caller: Caller, job_id: str) -> Job | JSONResponse:
-        try:
-            reply: api.GetJobResponse = await self.api.stub.GetJob(
-                api.GetJobRequest(job_id=job_id),
-                metadata=[("authorization", caller.authorization)],
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            return from_rpc(exc)
-        return reply.job
+        reply = await self._call(caller, self.api.stub.GetJob, api.GetJobRequest(job_id=job_id))
+        return reply if isinstance(reply, JSONResponse) else reply.job
 
     async def cancel(self, caller: Caller, job_id: str) -> Job | JSONResponse:
+        request = api.CancelJobRequest(job_id=job_id, reason="cancelled through the OpenAI-compatible API")
+        reply = await self._call(caller, self.api.stub.CancelJob, request)
+        return reply if isinstance(reply, JSONResponse) else reply.job
+
+    def job_request(
+        self, request: Request, model: str, messages: list[Message], sampling: Sampling, max_tokens: int | None
+    ) -> api.SubmitJobRequest | JSONResponse:
+        """The job a create request asks for: its model's pipeline, the messages through the model's chat template,
+        the sampling, the budget and the request's Idempotency-Key; or the parameter refused."""
         try:
-            reply: api.CancelJobResponse = await self.api.stub.CancelJob(
-                api.CancelJobRequest(job_id=job_id, reason="cancelled through the OpenAI-compatible API"),
-                metadata=[("authorization", caller.authorization)],
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            return from_rpc(exc)
-        return reply.job
+            pipeline = pipeline_of(model, self.pipelines, self.served())
+            template = self.pipelines.chat_template(self.pipelines.model_stages(pipeline)[0])
+            key = request.headers.get("idempotency-key", "").strip(" \t")
+            return submit_request(pipeline, messages, template, sampling, max_tokens, key, sampling.metadata)
+        except BadParam as exc:
+            return refused_param(exc.param, str(exc), exc.code)
+
+    async def owned(self, request: Request, path_param: str, prefix: str, what: str) -> tuple[Caller, Job] | Response:
+        """The caller and the job behind the id in the path (`resp_...`, `chatcmpl-...`); 404 when it is not
+        theirs or not one of ours."""
+        caller = self.caller(request)
+        if isinstance(caller, Response):
+            return caller
+        ident = request.path_params[path_param]
+        job_id = ids.job_of(ident, prefix)
+        if job_id is None:
+            return not_found(what, ident[:64])
+        job = await self.job(caller, job_id)
+        if isinstance(job, Response):
+            return not_found(what, ident[:64]) if job.status_code == 404 else job
+        return caller, job
 
     def admit(self, caller: Caller) -> Ticket | JSONResponse:
         """A place for one more stream under the tenant's stream limits, as every stream of the bridge takes one;

@@ -21,7 +21,13 @@ from jobstream.search_attributes import JOB_TENANT
 from jobstream.settings import Settings
 from jobstream.v1.event_pb2 import JobEvent
 from jobstream.webhook_endpoints import endpoints_of
-from jobstream.webhook_events import DELIVERY_QUEUE, DELIVERY_WORKFLOW, delivery_of, delivery_workflow_id
+from jobstream.webhook_events import (
+    DELIVERY_QUEUE,
+    DELIVERY_WORKFLOW,
+    delivery_of,
+    delivery_workflow_id,
+    event_type_of,
+)
 
 GROUP = "jobstream-webhooks"
 RESTART_S = 2.0
@@ -41,7 +47,7 @@ async def tenant_of(client: Client, job_id: str) -> str | None:
 async def dispatch(client: Client, settings: Settings, event: JobEvent) -> int:
     """Starts the deliveries of `event` (none unless it ends a job); how many were new."""
     started = 0
-    tenant = await tenant_of(client, event.job_id) if delivery_of(event, "") else None
+    tenant = await tenant_of(client, event.job_id) if event_type_of(event) else None
     for endpoint_id in endpoints_of(settings, tenant) if tenant else {}:
         delivery = delivery_of(event, endpoint_id)
         assert delivery is not None
